@@ -1,0 +1,164 @@
+//! The running process: opens the store, loads the master key, binds the public and admin
+//! listeners and runs them until shutdown. [`Server::start`] is what `polypay serve` and
+//! the end-to-end tests both call, so the tests exercise the real wiring.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::merchant::{MasterKey, Merchants};
+use crate::store::Store;
+
+/// What every request handler and worker shares.
+#[derive(Clone)]
+pub struct AppContext {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub merchants: Merchants,
+}
+
+/// Opens the configured database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    Store::open(&url, config.database.max_connections).await.with_context(|| format!("opening database {}", redact_url(&url)))
+}
+
+/// The master key from `secrets.master_key`, `secrets.master_key_file`, or — neither set —
+/// `<data_dir>/master.key`, generated on first start with a warning.
+pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(hex) = &config.secrets.master_key {
+        return MasterKey::from_hex(hex).map_err(|e| anyhow::anyhow!("secrets.master_key: {e}"));
+    }
+    if let Some(path) = &config.secrets.master_key_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("secrets.master_key_file: reading {}", path.display()))?;
+        return MasterKey::from_hex(&text).map_err(|e| anyhow::anyhow!("secrets.master_key_file {}: {e}", path.display()));
+    }
+    let path = config.data_dir.join("master.key");
+    let (key, created) = MasterKey::load_or_generate(&path)?;
+    if created {
+        tracing::warn!(
+            path = %path.display(),
+            "generated a new master key for merchant secrets; this is meant for development: \
+             set secrets.master_key (or POLYPAY_SECRETS__MASTER_KEY) in production and keep a backup, \
+             secrets cannot be decrypted without it"
+        );
+    }
+    Ok(key)
+}
+
+/// Builds the shared context: store (migrated) and merchants with the master key.
+pub async fn context(config: Config) -> anyhow::Result<AppContext> {
+    let store = open_store(&config).await?;
+    let key = load_master_key(&config)?;
+    Ok(AppContext { config: Arc::new(config), merchants: Merchants::new(store.clone(), key), store })
+}
+
+/// Hides the password of a database URL for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A running polypay server.
+pub struct Server {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub context: AppContext,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Opens everything and starts serving. Addresses with port 0 get a free port; the
+    /// bound addresses are in `public_addr` and `admin_addr`.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        // Install the metrics recorder before anything records.
+        crate::telemetry::metrics_handle();
+        let context = context(config).await?;
+        let public = TcpListener::bind(context.config.listen.public)
+            .await
+            .with_context(|| format!("binding the public listener (listen.public = {})", context.config.listen.public))?;
+        let admin = TcpListener::bind(context.config.listen.admin)
+            .await
+            .with_context(|| format!("binding the admin listener (listen.admin = {})", context.config.listen.admin))?;
+        let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for (listener, router) in
+            [(public, crate::http::public_router(context.clone())), (admin, crate::http::admin::router(context.clone()))]
+        {
+            let mut stop = shutdown.subscribe();
+            tasks.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    })
+                    .await
+                    .context("serving HTTP")
+            });
+        }
+        tracing::info!(%public_addr, %admin_addr, database = %redact_url(&context.config.database_url()), "polypay started");
+        Ok(Server { public_addr, admin_addr, context, shutdown, tasks })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for every task.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        while let Some(result) = self.tasks.join_next().await {
+            result.context("server task panicked")??;
+        }
+        self.context.store.close().await;
+        Ok(())
+    }
+
+    /// Runs until SIGINT/SIGTERM or until a task fails, then shuts down.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        let failed = tokio::select! {
+            _ = shutdown_signal() => None,
+            Some(result) = self.tasks.join_next() => Some(result),
+        };
+        if let Some(result) = failed {
+            let _ = self.shutdown.send(true);
+            result.context("server task panicked")??;
+            anyhow::bail!("a server task stopped unexpectedly");
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn database_url_password_is_redacted() {
+        assert_eq!(redact_url("postgres://user:pw@host/db"), "postgres://user:***@host/db");
+        assert_eq!(redact_url("sqlite://./data/polypay.db"), "sqlite://./data/polypay.db");
+    }
+}

@@ -1,0 +1,297 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `POLYPAY_*`
+//! environment variables, each layer overriding the one before (figment).
+//!
+//! Environment variables name nested keys with a double underscore:
+//! `POLYPAY_DATABASE__URL=postgres://…` sets `[database] url`, `POLYPAY_LOG__FORMAT=json`
+//! sets `[log] format`. Only variables whose first segment is a known section are read,
+//! so an unrelated `POLYPAY_SOMETHING` in the environment never breaks start-up.
+//!
+//! Unknown keys in the file are errors: a misspelt setting that silently falls back to its
+//! default is worse than a refusal to start. Every error names the key and where the
+//! value came from (the file path or the environment variable).
+//!
+//! `config/polypay.toml` documents every setting; `config/dev.toml` is what the README's
+//! run command uses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Top-level sections; environment variables outside these are ignored.
+const SECTIONS: &[&str] = &["listen", "database", "data_dir", "secrets", "log", "http", "public_base_url"];
+
+/// The whole configuration of one polypay process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for embedded data: the SQLite database and a generated dev master key.
+    pub data_dir: PathBuf,
+    /// Base URL under which payers reach the public listener (used in checkout links).
+    pub public_base_url: String,
+    pub listen: ListenConfig,
+    pub database: DatabaseConfig,
+    pub secrets: SecretsConfig,
+    pub log: LogConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// Public listener: plugin routes and the checkout page.
+    pub public: SocketAddr,
+    /// Admin listener: health, readiness, metrics, operator API. Keep it on loopback.
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://…`. Empty: embedded SQLite at `<data_dir>/polypay.db`.
+    pub url: Option<String>,
+    /// Upper bound of pooled connections (PostgreSQL; SQLite uses a small fixed pool).
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// 32-byte master key as 64 hex characters. Encrypts merchant secrets at rest.
+    pub master_key: Option<String>,
+    /// File holding the hex master key. Used when `master_key` is unset. When neither is
+    /// set, `<data_dir>/master.key` is used and generated on first start (dev only: a
+    /// warning says so).
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `polypay_host=debug,info`. `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted on any listener, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            listen: ListenConfig::default(),
+            database: DatabaseConfig::default(),
+            secrets: SecretsConfig::default(),
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            public: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, max_connections: 16 }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig { master_key: None, master_key_file: None }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, filter: "info".into() }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    FileMissing(PathBuf),
+    #[error("{0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("invalid value for key `{key}` ({origin}): {message}")]
+    Value { key: &'static str, origin: String, message: String },
+}
+
+impl Config {
+    /// Loads defaults < `file` (if given; it must exist) < `POLYPAY_*` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::figment(file)?.extract::<Config>().map_err(|e| ConfigError::Invalid(Box::new(e)))?.validated(file)
+    }
+
+    /// The figment behind [`Config::load`], for callers that extract extra sections.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::FileMissing(path.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        Ok(figment.merge(
+            Env::prefixed("POLYPAY_")
+                .split("__")
+                .filter(|key| {
+                    // The filter sees the key as `split` left it, not yet lower-cased.
+                    let section = key.as_str().split('.').next().unwrap_or_default();
+                    SECTIONS.iter().any(|known| section.eq_ignore_ascii_case(known))
+                }),
+        ))
+    }
+
+    fn validated(self, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let origin = || match file {
+            Some(path) => format!("{} or POLYPAY_* environment", path.display()),
+            None => "POLYPAY_* environment".to_string(),
+        };
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Value {
+                    key: "database.url",
+                    origin: origin(),
+                    message: format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
+                });
+            }
+        }
+        if let Some(key) = &self.secrets.master_key {
+            if let Err(message) = crate::merchant::MasterKey::from_hex(key) {
+                return Err(ConfigError::Value { key: "secrets.master_key", origin: origin(), message });
+            }
+        }
+        if self.http.max_body_bytes == 0 {
+            return Err(ConfigError::Value {
+                key: "http.max_body_bytes",
+                origin: origin(),
+                message: "must be greater than zero".into(),
+            });
+        }
+        if !(self.public_base_url.starts_with("http://") || self.public_base_url.starts_with("https://")) {
+            return Err(ConfigError::Value {
+                key: "public_base_url",
+                origin: origin(),
+                message: format!("`{}` is not an http(s) URL", self.public_base_url),
+            });
+        }
+        Ok(self)
+    }
+
+    /// The database URL in force: the configured one, or embedded SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("polypay.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_use_embedded_sqlite_in_data_dir() {
+        Jail::expect_with(|_| {
+            let config = Config::load(None).unwrap();
+            assert_eq!(config.database_url(), "sqlite://./data/polypay.db");
+            assert_eq!(config.listen.admin.port(), 9090);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file("p.toml", "[listen]\npublic = \"127.0.0.1:1000\"\nadmin = \"127.0.0.1:1001\"\n")?;
+            jail.set_env("POLYPAY_LISTEN__ADMIN", "127.0.0.1:2001");
+            let config = Config::load(Some(Path::new("p.toml"))).unwrap();
+            assert_eq!(config.listen.public.port(), 1000);
+            assert_eq!(config.listen.admin.port(), 2001);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_error_names_key_and_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[listen]\nadmin = 12\n")?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
+            assert!(err.contains("listen.admin"), "{err}");
+            assert!(err.contains("bad.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("typo.toml", "[databse]\nurl = \"sqlite://x.db\"\n")?;
+            let err = Config::load(Some(Path::new("typo.toml"))).unwrap_err().to_string();
+            assert!(err.contains("databse"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unrelated_polypay_environment_variables_are_ignored() {
+        Jail::expect_with(|jail| {
+            jail.set_env("POLYPAY_TEST_DATABASE_URL", "postgres://elsewhere");
+            assert!(Config::load(None).is_ok());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let err = Config::load(Some(Path::new("/nonexistent/polypay.toml"))).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/polypay.toml"), "{err}");
+    }
+
+    #[test]
+    fn bad_database_url_and_master_key_name_their_keys() {
+        Jail::expect_with(|jail| {
+            jail.set_env("POLYPAY_DATABASE__URL", "mysql://x");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("database.url"), "{err}");
+            jail.set_env("POLYPAY_DATABASE__URL", "sqlite://x.db");
+            jail.set_env("POLYPAY_SECRETS__MASTER_KEY", "abcd");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("secrets.master_key"), "{err}");
+            Ok(())
+        });
+    }
+}

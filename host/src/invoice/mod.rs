@@ -1,0 +1,157 @@
+//! Invoices: the host's payment domain, independent of any API dialect,
+//! chain listener or storage.
+//!
+//! This module owns
+//!
+//! - **money** ([`money`]): [`Amount`], an exact non-negative integer of an
+//!   asset's base units (`U256`), and the one parser/formatter between human
+//!   amounts such as `"99.99"` and base units. No floats anywhere.
+//! - **the lifecycle state machine** ([`lifecycle`]): [`InvoiceStatus`],
+//!   [`check_transition`] (the single place that decides which status changes
+//!   are legal), [`evaluate`]/[`next_status`] (which status the payment facts
+//!   call for, with the [`Outcome`] flags `underpaid`, `overpaid`,
+//!   `paid_late`), and the outbox [`EventKind`] a transition emits.
+//! - **domain names** shared with plugins, the database and the API:
+//!   [`MatchStrategy`] and the stable string names of every enum here.
+//!
+//! Dialect plugins map these canonical statuses to their own vocabulary; that
+//! mapping lives in each plugin, never here (see `ARCHITECTURE.md`,
+//! "Canonical invoice lifecycle").
+//!
+//! ```
+//! use polypay_host::invoice::{Amount, InvoiceStatus, check_transition};
+//!
+//! let due = Amount::parse_decimal("99.99", 6).unwrap();
+//! assert_eq!(due.to_string(), "99990000");
+//! assert_eq!(due.format_decimal(6), "99.99");
+//! assert!(check_transition(InvoiceStatus::Pending, InvoiceStatus::Confirming).is_ok());
+//! assert!(check_transition(InvoiceStatus::Cancelled, InvoiceStatus::Paid).is_err());
+//! ```
+
+/// Gives a fieldless enum its stable string names, written once: `as_str`,
+/// `ALL`, `Display`, `FromStr` (error [`UnknownName`]) and serde as that
+/// string. The `match` in `as_str` makes a variant without a name a compile
+/// error, so the names cannot drift from the enum.
+macro_rules! stable_names {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The stable name used in the API, the database and plugins.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::invoice::UnknownName;
+
+            fn from_str(s: &str) -> Result<$ty, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err($crate::invoice::UnknownName { what: $what, name: s.to_owned() }),
+                }
+            }
+        }
+
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
+                let name = <String as ::serde::Deserialize>::deserialize(deserializer)?;
+                name.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+pub mod lifecycle;
+pub mod money;
+
+pub use lifecycle::*;
+pub use money::{Amount, MAX_DECIMALS, MoneyError};
+
+/// A string that is not the name of any variant of one of this module's enums.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`")]
+pub struct UnknownName {
+    /// What was being named, e.g. "invoice status".
+    pub what: &'static str,
+    /// The rejected name.
+    pub name: String,
+}
+
+/// How incoming transfers are attributed to an invoice. Host-owned; each
+/// invoice's strategy is chosen by the plugin that created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatchStrategy {
+    /// A payment contract emits an event naming the invoice id; matched on
+    /// id, recipient and amount.
+    ContractReference,
+    /// One shared receiving address; the host makes each open invoice's
+    /// amount unique for (chain, asset, address), and the amount identifies
+    /// the invoice.
+    UniqueAmount,
+    /// A fresh address per invoice, derived from the merchant's extended
+    /// public key (no private key on the server).
+    DerivedAddress,
+    /// An address supplied by the merchant; matched by address and asset
+    /// (and amount).
+    FixedAddress,
+}
+
+stable_names!(MatchStrategy, "match strategy", {
+    ContractReference => "contract-reference",
+    UniqueAmount => "unique-amount",
+    DerivedAddress => "derived-address",
+    FixedAddress => "fixed-address",
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_strategy_names_are_kebab_case_and_round_trip() {
+        let names: Vec<_> = MatchStrategy::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "contract-reference",
+                "unique-amount",
+                "derived-address",
+                "fixed-address"
+            ]
+        );
+        for &strategy in MatchStrategy::ALL {
+            assert_eq!(strategy.as_str().parse::<MatchStrategy>(), Ok(strategy));
+            assert_eq!(strategy.to_string(), strategy.as_str());
+            let json = serde_json::to_string(&strategy).unwrap();
+            assert_eq!(json, format!("\"{}\"", strategy.as_str()));
+            assert_eq!(
+                serde_json::from_str::<MatchStrategy>(&json).unwrap(),
+                strategy
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_match_strategy_is_a_precise_error() {
+        let err = "UniqueAmount".parse::<MatchStrategy>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown match strategy `UniqueAmount`");
+        assert!(serde_json::from_str::<MatchStrategy>("\"unique_amount\"").is_err());
+    }
+}

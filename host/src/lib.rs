@@ -1,0 +1,26 @@
+//! # polypay host
+//!
+//! The server process of polypay, a self-hosted crypto payment server. The host owns
+//! everything that must be right exactly once — storage, the invoice lifecycle, money,
+//! merchant secrets, chain listeners, webhook delivery — while each merchant-facing API
+//! dialect runs as a sandboxed WebAssembly plugin (see `ARCHITECTURE.md` at the
+//! repository root).
+//!
+//! Rooms, one module each:
+//! - [`config`]: settings from defaults, a TOML file and `POLYPAY_*` environment variables.
+//! - [`store`]: sqlx storage over SQLite (embedded default) or PostgreSQL.
+//! - [`invoice`]: invoice domain types, the lifecycle state machine, exact money.
+//! - [`merchant`]: merchants, credentials, and encryption of merchant secrets at rest.
+//! - [`http`]: the public and admin listeners (axum).
+//! - [`telemetry`]: logs, metrics, request ids.
+//! - [`app`]: wires the rooms into a running server.
+//! - [`cli`]: the `polypay` command line.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod invoice;
+pub mod merchant;
+pub mod store;
+pub mod telemetry;

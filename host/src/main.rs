@@ -1,0 +1,16 @@
+//! The `polypay` binary: parses the command line and runs it. See the library docs of
+//! `polypay_host` for the architecture.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = polypay_host::cli::Cli::parse();
+    match cli.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Storage: one [`Store`] over sqlx's `Any` driver, backed by SQLite (embedded default,
+//! WAL) or PostgreSQL (selected by a `postgres://` URL).
+//!
+//! Both backends run the same SQL text. That works because the schema keeps to portable
+//! types (see `migrations/*/0001_initial.sql`): ids and money are TEXT (money as base-unit
+//! decimal strings, compared and summed in Rust with exact integers), timestamps are 64-bit
+//! unix milliseconds, JSON is TEXT, and flags are integers 0/1 read and written through
+//! [`flag`] and [`read_flag`] (the Any driver maps no boolean type on SQLite; binding a Rust
+//! `bool` would work on one backend only). Placeholders are `$1, $2, …` written
+//! in ascending order, which SQLite binds positionally too. The few statements that differ
+//! (row locking on PostgreSQL) branch on [`Backend`].
+//!
+//! Transactions on SQLite begin with `BEGIN IMMEDIATE`: a deferred transaction that reads
+//! and then writes can fail with "database is locked" when another connection wrote in
+//! between, whereas an immediate one waits for the write lock (busy timeout) up front.
+//!
+//! Queries live beside the domain they serve: [`merchants`] (merchants and credentials),
+//! [`invoices`] (invoices, payment targets and their outbox events), [`kv`] (the
+//! plugin-scoped key-value store).
+
+pub mod invoices;
+pub mod kv;
+pub mod merchants;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, Executor};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A transaction on the store.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// The storage of one polypay deployment. Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Storage failures. A caller-caused conflict has its own variant; the rest are
+/// infrastructure errors that become logged 500s.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("unique constraint violated: {0}")]
+    Conflict(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(db) if db.is_unique_violation() => StoreError::Conflict(db.message().to_string()),
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// Current time as unix milliseconds, the unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Connects to `url`. For SQLite the file (and its directory) is created when missing
+    /// and switched to WAL.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = sqlite_url_creating_dir(url)?;
+                options
+                    .max_connections(max_connections.clamp(1, 8))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => options.max_connections(max_connections.max(1)).connect(url).await?,
+        };
+        Ok(Store { pool, backend })
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn open(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let store = Store::connect(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies every migration not yet applied.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Versions of embedded migrations that the database has not applied successfully.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(versions) => versions,
+            // No migrations table yet: nothing applied.
+            Err(sqlx::Error::Database(_)) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(self.migrator().iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
+    }
+
+    /// A trivial round trip to the database.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite, see the module docs).
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so SQLite creates the file, and creates its directory.
+fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::UnsupportedUrl(url.to_string()));
+    }
+    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// Reads a column that holds a base-unit amount.
+pub(crate) fn amount_column(text: &str) -> Result<crate::invoice::Amount, StoreError> {
+    crate::invoice::Amount::from_base_units(text).map_err(|e| StoreError::Corrupt(format!("amount `{text}`: {e}")))
+}
+
+/// A flag as stored: 0 or 1.
+pub fn flag(value: bool) -> i64 {
+    i64::from(value)
+}
+
+/// Reads a 0/1 flag column.
+pub fn read_flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool, StoreError> {
+    use sqlx::Row;
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}

@@ -1,0 +1,6 @@
+//! Shared support for the host's integration tests: fresh databases on both backends,
+//! test configs, and small builders. Each test file includes this module with `mod common;`.
+#![allow(dead_code)]
+
+pub mod anvil;
+pub mod db;

@@ -1,0 +1,1 @@
+//! The polypay plugin SDK (being written).

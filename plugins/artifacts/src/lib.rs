@@ -1,0 +1,1 @@
+//! Paths of the compiled plugin components (being written).

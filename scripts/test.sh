@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, store (SQLite and PostgreSQL), plugin, chain (anvil)
+# and end-to-end tests. Installs what the tests need first. PostgreSQL must be reachable
+# at $POLYPAY_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+"$root/scripts/install-build-tools.sh"
+"$root/scripts/install-test-tools.sh"
+export PATH="$root/node_modules/.bin:$PATH"
+cargo test --locked "$@"
