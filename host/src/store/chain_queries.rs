@@ -1,0 +1,566 @@
+//! Queries of the chain listeners and the matcher: listener cursors, the hashes of
+//! processed blocks, observed transfers, the watched addresses, and payment-target
+//! reservations (unique amounts, derivation indexes).
+//!
+//! The writes a listener makes for one block range take the caller's transaction ([`Tx`])
+//! so that transfers, block hashes, the cursor and the invoices they settle commit
+//! together. Addresses are compared as the exact text the listener stores (EIP-55 for
+//! EVM chains); amounts are base-unit decimal TEXT.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::invoices::{INVOICE_COLUMNS, Invoice, invoice_from_row};
+use super::{Store, StoreError, Tx, amount_column, read_flag};
+use crate::chain::ObservedTransfer;
+use crate::invoice::{Amount, InvoiceStatus, MatchStrategy};
+
+/// A listener's stored position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainCursor {
+    /// The highest block fully processed; `start - 1` before the first block.
+    pub processed_block: Option<i64>,
+    /// The node's head when last seen.
+    pub head_block: Option<i64>,
+    pub updated_at: i64,
+}
+
+/// A row of `observed_transfers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTransfer {
+    pub id: i64,
+    pub chain: String,
+    pub tx_hash: String,
+    pub log_index: i64,
+    pub block_number: i64,
+    pub block_hash: String,
+    pub from_address: String,
+    pub to_address: String,
+    pub asset: String,
+    pub amount: Amount,
+    pub reference: Option<String>,
+    pub invoice_id: Option<String>,
+    pub removed: bool,
+    pub observed_at: i64,
+}
+
+/// An active payment target with the invoice it belongs to, as the matcher weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTarget {
+    pub invoice_id: String,
+    pub strategy: MatchStrategy,
+    /// The reserved amount (unique-amount targets).
+    pub amount: Option<Amount>,
+    pub status: InvoiceStatus,
+    pub amount_due: Amount,
+    pub amount_paid: Amount,
+}
+
+const TRANSFER_COLUMNS: &str = "id, chain, tx_hash, log_index, block_number, block_hash, from_address, to_address, \
+     asset, amount, reference, invoice_id, removed, observed_at";
+
+fn transfer_from_row(row: &AnyRow) -> Result<StoredTransfer, StoreError> {
+    Ok(StoredTransfer {
+        id: row.try_get("id")?,
+        chain: row.try_get("chain")?,
+        tx_hash: row.try_get("tx_hash")?,
+        log_index: row.try_get("log_index")?,
+        block_number: row.try_get("block_number")?,
+        block_hash: row.try_get("block_hash")?,
+        from_address: row.try_get("from_address")?,
+        to_address: row.try_get("to_address")?,
+        asset: row.try_get("asset")?,
+        amount: amount_column(&row.try_get::<String, _>("amount")?)?,
+        reference: row.try_get("reference")?,
+        invoice_id: row.try_get("invoice_id")?,
+        removed: read_flag(row, "removed")?,
+        observed_at: row.try_get("observed_at")?,
+    })
+}
+
+fn parse_column<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{what} `{text}`: {e}")))
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// The listener cursor of `chain`, if the listener ever started.
+    pub async fn chain_cursor(&self, chain: &str) -> Result<Option<ChainCursor>, StoreError> {
+        let row = sqlx::query(
+            "SELECT processed_block, head_block, updated_at FROM chain_cursors WHERE chain = $1",
+        )
+        .bind(chain)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ChainCursor {
+                processed_block: row.try_get("processed_block")?,
+                head_block: row.try_get("head_block")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates the cursor of `chain` at `processed_block` unless it exists; returns the
+    /// cursor as stored (an existing one wins).
+    pub async fn init_chain_cursor(
+        &self,
+        chain: &str,
+        processed_block: i64,
+        head_block: i64,
+    ) -> Result<ChainCursor, StoreError> {
+        sqlx::query(
+            "INSERT INTO chain_cursors (chain, processed_block, head_block, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (chain) DO NOTHING",
+        )
+        .bind(chain)
+        .bind(processed_block)
+        .bind(head_block)
+        .bind(super::now_ms())
+        .execute(&self.pool)
+        .await?;
+        self.chain_cursor(chain)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("cursor of {chain} vanished")))
+    }
+
+    /// Records the node's head for `chain` (status only; the processed block is untouched).
+    pub async fn set_chain_head(&self, chain: &str, head_block: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE chain_cursors SET head_block = $1, updated_at = $2 WHERE chain = $3")
+            .bind(to_i64(head_block))
+            .bind(super::now_ms())
+            .bind(chain)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves the cursor of `chain` back to `processed_block` (an operator replaying blocks;
+    /// replayed transfers are not counted twice).
+    pub async fn rewind_chain_cursor(
+        &self,
+        chain: &str,
+        processed_block: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE chain_cursors SET processed_block = $1, updated_at = $2 WHERE chain = $3 AND processed_block > $1")
+            .bind(processed_block)
+            .bind(super::now_ms())
+            .bind(chain)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The stored hashes of `chain`'s blocks in `low..=high`, highest first.
+    pub async fn chain_block_hashes(
+        &self,
+        chain: &str,
+        low: i64,
+        high: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let rows = sqlx::query("SELECT number, hash FROM chain_blocks WHERE chain = $1 AND number >= $2 AND number <= $3 ORDER BY number DESC")
+            .bind(chain)
+            .bind(low)
+            .bind(high)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("number")?, r.try_get("hash")?)))
+            .collect()
+    }
+
+    /// The stored hash of `chain`'s block `number`.
+    pub async fn chain_block_hash(
+        &self,
+        chain: &str,
+        number: i64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT hash FROM chain_blocks WHERE chain = $1 AND number = $2")
+                .bind(chain)
+                .bind(number)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Every observed transfer of `chain`, removed ones included, in chain order.
+    pub async fn observed_transfers(&self, chain: &str) -> Result<Vec<StoredTransfer>, StoreError> {
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM observed_transfers WHERE chain = $1 ORDER BY block_number, log_index, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(chain)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// The observed transfers matched to an invoice, removed ones included, in chain order.
+    pub async fn transfers_of_invoice(
+        &self,
+        invoice_id: &str,
+    ) -> Result<Vec<StoredTransfer>, StoreError> {
+        let sql = format!(
+            "SELECT {TRANSFER_COLUMNS} FROM observed_transfers WHERE invoice_id = $1 ORDER BY block_number, log_index, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(invoice_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// (address, asset) of the active targets on `chain` that a listener watches by
+    /// address (every strategy but `contract-reference`, whose payments are events),
+    /// created at or after `since` when given.
+    pub async fn watched_targets(
+        &self,
+        chain: &str,
+        since: Option<i64>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        // Two statements so each has its index: all active targets (the partial address
+        // index), or the recent ones, active or not (the creation-time index).
+        let all = "SELECT DISTINCT address, asset FROM payment_targets \
+                   WHERE chain = $1 AND active = 1 AND strategy <> $2";
+        let recent = "SELECT DISTINCT address, asset FROM payment_targets \
+                      WHERE chain = $1 AND active = 1 AND strategy <> $2 AND created_at >= $3";
+        let query = sqlx::query(if since.is_some() { recent } else { all })
+            .bind(chain)
+            .bind(MatchStrategy::ContractReference.as_str());
+        let query = match since {
+            Some(since) => query.bind(since),
+            None => query,
+        };
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("address")?, r.try_get("asset")?)))
+            .collect()
+    }
+
+    /// The amounts in `low..=high` reserved by active targets at (chain, asset, address).
+    ///
+    /// Amounts are decimal TEXT without leading zeros, so within one digit count text
+    /// order is numeric order: the range is split by digit count and each part is an
+    /// index range scan of the unique-reservation index.
+    pub async fn reserved_amounts(
+        &self,
+        chain: &str,
+        asset: &str,
+        address: &str,
+        low: Amount,
+        high: Amount,
+    ) -> Result<Vec<Amount>, StoreError> {
+        let (low, high) = (low.to_string(), high.to_string());
+        let mut reserved = Vec::new();
+        for digits in low.len()..=high.len() {
+            let part_low = if digits == low.len() {
+                low.clone()
+            } else {
+                format!("1{}", "0".repeat(digits - 1))
+            };
+            let part_high = if digits == high.len() {
+                high.clone()
+            } else {
+                "9".repeat(digits)
+            };
+            let rows: Vec<String> = sqlx::query_scalar(
+                "SELECT amount FROM payment_targets WHERE chain = $1 AND asset = $2 AND address = $3 \
+                 AND active = 1 AND amount IS NOT NULL AND amount >= $4 AND amount <= $5 AND length(amount) = $6",
+            )
+            .bind(chain)
+            .bind(asset)
+            .bind(address)
+            .bind(&part_low)
+            .bind(&part_high)
+            .bind(digits as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            for text in rows {
+                reserved.push(amount_column(&text)?);
+            }
+        }
+        Ok(reserved)
+    }
+
+    /// Hands out the next BIP32 child index of an extended public key (by its id), once:
+    /// concurrent callers get different indexes.
+    pub async fn next_derivation_index(&self, xpub_id: &str) -> Result<u32, StoreError> {
+        let index: i64 = sqlx::query_scalar(
+            "INSERT INTO derivation_counters (xpub_id, next_index) VALUES ($1, 1) \
+             ON CONFLICT (xpub_id) DO UPDATE SET next_index = derivation_counters.next_index + 1 \
+             RETURNING next_index - 1",
+        )
+        .bind(xpub_id)
+        .fetch_one(&self.pool)
+        .await?;
+        u32::try_from(index)
+            .map_err(|_| StoreError::Corrupt(format!("derivation index {index} out of range")))
+    }
+
+    /// Releases the targets of invoices whose payments can no longer count: expired ones
+    /// whose post-expiry monitoring window has closed at `now`. Returns how many.
+    pub async fn release_ended_targets(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE payment_targets SET active = 0, released_at = $1 WHERE active = 1 AND invoice_id IN \
+             (SELECT id FROM invoices WHERE status = $2 AND monitor_until <= $1)",
+        )
+        .bind(now)
+        .bind(InvoiceStatus::Expired.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// Stores a transfer once. A new row, or a row a reorg had removed that is now back on
+/// the canonical chain (in whatever block), is written and the invoice it counts for is
+/// returned as `Some(invoice_id)`; a transfer already stored and live returns `None`. A
+/// revived row keeps the invoice it was matched to before, and its first `observed_at`.
+pub async fn record_transfer(
+    tx: &mut Tx,
+    transfer: &ObservedTransfer,
+    invoice_id: Option<&str>,
+    now: i64,
+) -> Result<Option<Option<String>>, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, \
+         to_address, asset, amount, reference, invoice_id, observed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET removed = 0, \
+         block_number = excluded.block_number, block_hash = excluded.block_hash, \
+         invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
+         WHERE observed_transfers.removed = 1 \
+         RETURNING invoice_id",
+    )
+    .bind(&transfer.chain)
+    .bind(&transfer.tx_hash)
+    .bind(transfer.log_index)
+    .bind(to_i64(transfer.block_number))
+    .bind(&transfer.block_hash)
+    .bind(&transfer.from)
+    .bind(&transfer.to)
+    .bind(&transfer.asset)
+    .bind(transfer.amount.to_string())
+    .bind(&transfer.reference)
+    .bind(invoice_id)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| r.try_get::<Option<String>, _>("invoice_id"))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// Marks every live transfer of `chain` above block `ancestor` removed and forgets those
+/// blocks' hashes; returns the invoices the removed transfers had counted for.
+pub async fn roll_back_above(
+    tx: &mut Tx,
+    chain: &str,
+    ancestor: i64,
+) -> Result<Vec<String>, StoreError> {
+    let invoices: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT invoice_id FROM observed_transfers \
+         WHERE chain = $1 AND block_number > $2 AND removed = 0 AND invoice_id IS NOT NULL",
+    )
+    .bind(chain)
+    .bind(ancestor)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE observed_transfers SET removed = 1 WHERE chain = $1 AND block_number > $2 AND removed = 0")
+        .bind(chain)
+        .bind(ancestor)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM chain_blocks WHERE chain = $1 AND number > $2")
+        .bind(chain)
+        .bind(ancestor)
+        .execute(&mut **tx)
+        .await?;
+    Ok(invoices)
+}
+
+/// Keeps the hashes of processed blocks (replacing any stored for the same numbers) and
+/// forgets those below `keep_from`.
+pub async fn save_block_hashes(
+    tx: &mut Tx,
+    chain: &str,
+    blocks: &[(u64, String, String)],
+    keep_from: i64,
+) -> Result<(), StoreError> {
+    for (number, hash, parent_hash) in blocks {
+        sqlx::query(
+            "INSERT INTO chain_blocks (chain, number, hash, parent_hash) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (chain, number) DO UPDATE SET hash = excluded.hash, parent_hash = excluded.parent_hash",
+        )
+        .bind(chain)
+        .bind(to_i64(*number))
+        .bind(hash)
+        .bind(parent_hash)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query("DELETE FROM chain_blocks WHERE chain = $1 AND number < $2")
+        .bind(chain)
+        .bind(keep_from)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Sets `chain`'s processed block and head.
+pub async fn set_processed(
+    tx: &mut Tx,
+    chain: &str,
+    processed_block: i64,
+    head_block: u64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE chain_cursors SET processed_block = $1, head_block = $2, updated_at = $3 WHERE chain = $4")
+        .bind(processed_block)
+        .bind(to_i64(head_block))
+        .bind(now)
+        .bind(chain)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The invoice whose active target reserves exactly `amount` at (chain, address, asset)
+/// (the unique-amount strategy); one lookup in the unique-reservation index.
+pub async fn reserving_invoice(
+    tx: &mut Tx,
+    chain: &str,
+    address: &str,
+    asset: &str,
+    amount: Amount,
+) -> Result<Option<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT invoice_id FROM payment_targets \
+         WHERE chain = $1 AND asset = $2 AND address = $3 AND amount = $4 AND active = 1 AND amount IS NOT NULL",
+    )
+    .bind(chain)
+    .bind(asset)
+    .bind(address)
+    .bind(amount.to_string())
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// The active targets at (chain, address, asset) that reserve no amount (derived- and
+/// fixed-address), oldest first, with their invoices.
+pub async fn open_targets_at(
+    tx: &mut Tx,
+    chain: &str,
+    address: &str,
+    asset: &str,
+) -> Result<Vec<OpenTarget>, StoreError> {
+    // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to the
+    // (chain, created_at) index, a scan of the whole chain, instead of the address index.
+    let mut rows = sqlx::query(
+        "SELECT t.invoice_id, t.strategy, t.amount, t.created_at, t.id, i.status, i.amount_due, i.amount_paid \
+         FROM payment_targets t JOIN invoices i ON i.id = t.invoice_id \
+         WHERE t.chain = $1 AND t.address = $2 AND t.asset = $3 AND t.active = 1 AND t.amount IS NULL",
+    )
+    .bind(chain)
+    .bind(address)
+    .bind(asset)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|row| {
+        let created_at: i64 = row.try_get("created_at")?;
+        let id: String = row.try_get("id")?;
+        Ok(((created_at, id), row))
+    })
+    .collect::<Result<Vec<_>, StoreError>>()?;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.iter()
+        .map(|(_, row)| {
+            let strategy: String = row.try_get("strategy")?;
+            let status: String = row.try_get("status")?;
+            let amount: Option<String> = row.try_get("amount")?;
+            Ok(OpenTarget {
+                invoice_id: row.try_get("invoice_id")?,
+                strategy: parse_column("strategy", &strategy)?,
+                amount: amount.as_deref().map(amount_column).transpose()?,
+                status: parse_column("status", &status)?,
+                amount_due: amount_column(&row.try_get::<String, _>("amount_due")?)?,
+                amount_paid: amount_column(&row.try_get::<String, _>("amount_paid")?)?,
+            })
+        })
+        .collect()
+}
+
+/// The invoice on `chain` whose payment reference is `reference`.
+pub async fn invoice_by_reference(
+    tx: &mut Tx,
+    chain: &str,
+    reference: &str,
+) -> Result<Option<Invoice>, StoreError> {
+    let sql =
+        format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE chain = $1 AND pay_reference = $2");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(chain)
+        .bind(reference)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(invoice_from_row)
+        .transpose()
+}
+
+/// Invoices with a live matched transfer of `chain` in blocks `low..=high`.
+pub async fn invoices_paid_in_blocks(
+    tx: &mut Tx,
+    chain: &str,
+    low: i64,
+    high: i64,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT DISTINCT invoice_id FROM observed_transfers \
+         WHERE chain = $1 AND block_number >= $2 AND block_number <= $3 AND removed = 0 AND invoice_id IS NOT NULL",
+    )
+    .bind(chain)
+    .bind(low)
+    .bind(high)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// Ids of `chain`'s invoices in `status`.
+pub async fn invoice_ids_in_status(
+    tx: &mut Tx,
+    chain: &str,
+    status: InvoiceStatus,
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM invoices WHERE status = $1 AND chain = $2 ORDER BY id")
+            .bind(status.as_str())
+            .bind(chain)
+            .fetch_all(&mut **tx)
+            .await?,
+    )
+}
+
+/// Re-activates the released targets of an invoice a reorg moved back, unless another
+/// active target has taken the same reservation meanwhile.
+pub async fn reactivate_targets(tx: &mut Tx, invoice_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE payment_targets SET active = 1, released_at = NULL WHERE invoice_id = $1 AND active = 0 \
+         AND NOT EXISTS (SELECT 1 FROM payment_targets o WHERE o.active = 1 AND o.chain = payment_targets.chain \
+         AND o.asset = payment_targets.asset AND o.address = payment_targets.address AND o.amount = payment_targets.amount)",
+    )
+    .bind(invoice_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

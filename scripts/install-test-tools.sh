@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the tools the test suites run, into the repository (nothing global):
+#   - node_modules/ from package.json + package-lock.json: a local anvil node
+#     (`@foundry-rs/anvil`, whose platform package ships the native binary) and
+#     solc-js (to regenerate contracts/artifacts, see contracts/README.md).
+# Idempotent: does nothing when node_modules already matches package-lock.json.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+# npm records the installed tree in node_modules/.package-lock.json; when it is
+# newer than package-lock.json the install is current.
+stamp="node_modules/.package-lock.json"
+if [[ -f "$stamp" && "$stamp" -nt package-lock.json && -x node_modules/.bin/anvil ]]; then
+    echo "test tools: node_modules is up to date"
+else
+    # `npm install` rather than `npm ci`: it installs the versions pinned in
+    # package-lock.json, and it tolerates a lock file that records only the
+    # platform packages the registry could resolve when it was written
+    # (`npm ci` insists on every optional platform package of anvil).
+    echo "test tools: installing node_modules (npm install)"
+    npm install --no-audit --no-fund
+fi
+
+node_modules/.bin/anvil --version | head -n 1
