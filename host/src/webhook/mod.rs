@@ -1,0 +1,214 @@
+//! Webhook delivery: the durable outbox, its workers, and operator control. polypay is the
+//! party that never loses a callback.
+//!
+//! # The path of one callback
+//!
+//! 1. Every invoice change writes its outbox event in the same transaction
+//!    ([`crate::store::invoices::append_event`]); a plugin's test callback
+//!    ([`queue_test_event`]) is an outbox event too, without an invoice.
+//! 2. A [`Dispatcher`] claims due events ([`crate::store::outbox::claim`]): on PostgreSQL
+//!    with `FOR UPDATE SKIP LOCKED`, so any number of workers and instances share one
+//!    database without sending the same attempt twice; each claim carries a lease
+//!    (`webhooks.lease_ms`) after which a crashed worker's events are retaken and its lost
+//!    attempt is recorded as `abandoned`.
+//! 3. For every attempt the owning plugin renders the callback afresh
+//!    ([`WebhookRenderer`]): URL, headers, body, the acceptance rule and retry advice. A
+//!    signature that includes the time is therefore fresh on every retry.
+//! 4. The [`transport`] sends it (reqwest over rustls; connect and total timeouts; no
+//!    redirects, no proxy; response body read up to `webhooks.max_response_bytes`) to a
+//!    target the [`target`] policy allows (no loopback, private, link-local, metadata, …
+//!    address unless the operator allows it; checked at connection time, so DNS rebinding
+//!    cannot get around it).
+//! 5. The attempt (time, status, latency, truncated response body, error) and the event's
+//!    new state are written in one transaction. An accepted event is `delivered` and is
+//!    never sent again, except by an explicit operator replay.
+//!
+//! # Guarantees and decisions
+//!
+//! - **At least once, and once after acceptance is recorded.** A worker that dies after the
+//!   receiver accepted but before recording it loses its lease; the event is sent again.
+//!   Receivers see the stable event id (the plugin puts it in the callback) to deduplicate.
+//! - **Per-invoice order.** Only the oldest open event of an invoice is due: a later event
+//!   waits until the earlier one is delivered, skipped or dead. A dead-lettered event does
+//!   not block later ones (they carry the newer state, which the merchant needs most).
+//! - **Retries.** See [`RetryAdvice`]: the plugin may give up (dead-letter now), name its
+//!   own delay (a dialect's documented timing wins), or leave it to the host's schedule
+//!   for that plugin ([`RetrySchedule`]: exponential backoff with added jitter; the default
+//!   spans about 3.1 days over 23 attempts). The schedule's `max_attempts` bounds every
+//!   plugin. A plugin that fails to render counts as a failed attempt on the host's
+//!   schedule. A refused target is dead-lettered at once (waiting does not change policy).
+//! - **Plugins that are not mounted.** Their events stay pending and are looked at again
+//!   every `webhooks.unmounted_plugin_retry_ms`, with a warning; nothing is dropped and no
+//!   attempt is counted.
+//! - **No callback URL.** An invoice without a notify URL has nothing to deliver: its
+//!   events are `skipped` without asking the plugin. A plugin that renders `None` skips
+//!   the event too.
+//! - **Replay** (operator): a delivered or dead event becomes pending again, due now, in a
+//!   new round (the plugin sees attempt 1 and the schedule starts over); history is kept.
+//!
+//! # Operator control and observability
+//!
+//! The admin listener serves [`admin::routes`] (list, show with attempts, replay, stats);
+//! the CLI has `polypay webhook list|show|replay` ([`cli`]). Plugins get per-merchant
+//! statistics ([`merchant_stats`]) and test callbacks ([`queue_test_event`]).
+//! Metrics: `polypay_webhook_attempts_total{outcome}`,
+//! `polypay_webhook_deliveries_total{outcome=delivered|dead|skipped}`,
+//! `polypay_webhook_attempt_duration_seconds`, `polypay_webhook_queue_depth` and
+//! `polypay_webhook_oldest_pending_age_seconds`.
+//!
+//! # Wiring
+//!
+//! ```no_run
+//! # async fn demo(store: polypay_host::store::Store) -> Result<(), String> {
+//! use std::sync::Arc;
+//! use polypay_host::webhook::{Dispatcher, NoPlugins, WebhookConfig};
+//!
+//! let (stop, stopped) = tokio::sync::watch::channel(false);
+//! // The server passes the plugin runtime as the renderer.
+//! let dispatcher = Arc::new(Dispatcher::new(store, WebhookConfig::default(), Arc::new(NoPlugins))?);
+//! let workers = tokio::spawn(dispatcher.run(stopped));
+//! // … later:
+//! stop.send(true).ok();
+//! workers.await.ok();
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod cli;
+mod config;
+mod dispatcher;
+pub mod render;
+pub mod target;
+pub mod transport;
+
+pub use config::{RetrySchedule, WebhookConfig};
+pub use dispatcher::{Dispatcher, Pass, next_after_failure};
+pub use render::{
+    Acceptance, NoPlugins, RenderError, RenderedWebhook, RetryAdvice, TEST_EVENT_KIND,
+    WebhookEvent, WebhookEventKind, WebhookRenderer,
+};
+
+use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, Outcome};
+use crate::store::invoices::Invoice;
+use crate::store::outbox::{self, Claim, DeliveryStats};
+use crate::store::{Store, StoreError, now_ms};
+
+/// The event a claim is about, as a renderer sees it. Fails when the stored payload is
+/// not what the outbox writes.
+pub(crate) fn event_from_claim(claim: &Claim) -> Result<WebhookEvent, String> {
+    let delivery = &claim.delivery;
+    let payload: serde_json::Value = serde_json::from_str(&claim.payload)
+        .map_err(|e| format!("event payload is not JSON: {e}"))?;
+    let invoice = payload
+        .get("invoice")
+        .cloned()
+        .filter(|i| i.is_object())
+        .ok_or("event payload has no invoice")?;
+    let previous_status = match payload.get("previous_status") {
+        Some(serde_json::Value::String(s)) => {
+            Some(s.parse::<InvoiceStatus>().map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    let kind = if delivery.kind == TEST_EVENT_KIND {
+        WebhookEventKind::Test
+    } else {
+        WebhookEventKind::StatusChanged
+    };
+    let url = match kind {
+        WebhookEventKind::Test => payload.get("url"),
+        WebhookEventKind::StatusChanged => invoice.get("notify_url"),
+    };
+    let url = url.and_then(|u| u.as_str()).unwrap_or_default().to_string();
+    Ok(WebhookEvent {
+        id: delivery.id,
+        kind,
+        name: delivery.kind.clone(),
+        plugin: delivery.plugin.clone(),
+        merchant_id: delivery.merchant_id.clone(),
+        invoice_id: delivery.invoice_id.clone(),
+        invoice,
+        previous_status,
+        occurred_at: delivery.created_at,
+        url,
+    })
+}
+
+/// Why a test callback could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum TestEventError {
+    #[error("invalid callback URL `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Queues a test callback of `plugin` for `merchant_id` to `url` (WIT `webhooks.send-test`)
+/// and returns its event id. The plugin renders it like any event, with kind
+/// [`WebhookEventKind::Test`] and a sample paid invoice (1 USDT on `ethereum`) whose
+/// `notify_url` is `url`. The URL's target is checked at delivery, like every callback.
+pub async fn queue_test_event(
+    store: &Store,
+    plugin: &str,
+    merchant_id: &str,
+    url: &str,
+) -> Result<i64, TestEventError> {
+    let invalid = |reason: String| TestEventError::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("an http(s) URL with a host is required".into()));
+    }
+    let now = now_ms();
+    let amount = Amount::from(1_000_000u64);
+    let sample = Invoice {
+        id: format!("test-{}", uuid::Uuid::new_v4()),
+        merchant_id: merchant_id.to_string(),
+        plugin: plugin.to_string(),
+        merchant_order_id: Some("test".into()),
+        status: InvoiceStatus::Paid,
+        outcome: Outcome::default(),
+        chain: "ethereum".into(),
+        asset: "USDT".into(),
+        decimals: 6,
+        amount_due: amount,
+        amount_paid: amount,
+        amount_confirmed: amount,
+        confirmations_required: 1,
+        strategy: MatchStrategy::FixedAddress,
+        pay_address: format!("0x{}", "0".repeat(40)),
+        pay_reference: None,
+        txn_hash: Some(format!("0x{}", "0".repeat(64))),
+        notify_url: Some(url.to_string()),
+        return_url: None,
+        plugin_data: serde_json::json!({}),
+        expires_at: now + 3_600_000,
+        monitor_until: now + 3_600_000,
+        first_paid_at: Some(now),
+        paid_at: Some(now),
+        submitted_at: None,
+        cancelled_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    let payload = serde_json::json!({ "kind": TEST_EVENT_KIND, "previous_status": null, "invoice": sample, "url": url });
+    Ok(
+        outbox::insert_test_event(store, plugin, merchant_id, TEST_EVENT_KIND, &payload, now)
+            .await?,
+    )
+}
+
+/// Delivery statistics of `merchant_id` over the last `days` days (WIT `webhooks.stats`);
+/// with `plugin`, only that plugin's events.
+pub async fn merchant_stats(
+    store: &Store,
+    merchant_id: &str,
+    plugin: Option<&str>,
+    days: u32,
+) -> Result<DeliveryStats, StoreError> {
+    let mut conn = store.pool().acquire().await?;
+    outbox::stats(&mut conn, merchant_id, plugin, days, now_ms()).await
+}

@@ -1,0 +1,179 @@
+//! A webhook worker process killed with SIGKILL in the middle of deliveries: after a
+//! restart every event is delivered, and none whose acceptance was recorded is sent again.
+//!
+//! The worker process is this test binary itself, re-run on the ignored test
+//! `webhook_worker_child_process`, which runs the library's dispatcher with the test
+//! renderer against the database named in its environment. (The real `polypay` binary
+//! renders through the plugin runtime; this test needs no plugin.)
+
+mod common;
+mod webhook_support;
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::db::TestDb;
+use polypay_host::store::Store;
+use polypay_host::store::outbox::{AttemptOutcome, DeliveryState};
+use webhook_support::*;
+
+const CHILD_DATABASE: &str = "POLYPAY_WEBHOOK_CHILD_DATABASE";
+
+on_both_backends!(
+    host_killed_mid_delivery_delivers_everything_after_restart_and_nothing_accepted_twice
+);
+
+/// The worker process of the crash test; does nothing unless started by it.
+#[test]
+#[ignore = "the worker process of the crash test, started by it"]
+fn webhook_worker_child_process() {
+    let Ok(url) = std::env::var(CHILD_DATABASE) else {
+        return;
+    };
+    // Never outlive a parent that failed to kill us.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(120));
+        std::process::exit(3);
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store = Store::open(&url, 8)
+            .await
+            .expect("child opens the database");
+        let mut config = fast_config();
+        config.workers = 2;
+        config.batch_size = 4;
+        config.request_timeout_ms = 3_000;
+        config.lease_ms = 6_100;
+        let _running = Running::start(&store, config, Arc::new(TestRenderer::default()));
+        std::future::pending::<()>().await;
+    });
+}
+
+/// A worker process, SIGKILLed when dropped.
+struct WorkerProcess(Child);
+
+impl WorkerProcess {
+    fn start(database_url: &str) -> WorkerProcess {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "webhook_worker_child_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DATABASE, database_url)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the worker process");
+        WorkerProcess(child)
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn host_killed_mid_delivery_delivers_everything_after_restart_and_nothing_accepted_twice(
+    db: TestDb,
+) {
+    const EVENTS: usize = 12;
+    const ACCEPTED_BEFORE_KILL: usize = 5;
+    let store = db.store().await;
+    // The first five requests are accepted; later ones are held open until released, so
+    // the process dies with deliveries in flight.
+    let receiver = Receiver::start(|_, n| {
+        if n < ACCEPTED_BEFORE_KILL {
+            Reply::Status(200)
+        } else {
+            Reply::Hang
+        }
+    })
+    .await;
+    let merchant = merchant(&store).await;
+    let mut events = Vec::new();
+    for _ in 0..EVENTS {
+        let invoice = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
+        events.push(events_of(&store, &invoice.id).await.remove(0).id);
+    }
+
+    let worker = WorkerProcess::start(&db.url);
+    let delivered_before: HashSet<i64> = eventually(
+        "five acceptances recorded and more requests in flight",
+        Duration::from_secs(30),
+        || async {
+            let mut delivered = HashSet::new();
+            for id in &events {
+                if delivery(&store, *id).await.state == DeliveryState::Delivered {
+                    delivered.insert(*id);
+                }
+            }
+            (delivered.len() == ACCEPTED_BEFORE_KILL && receiver.count() > ACCEPTED_BEFORE_KILL)
+                .then_some(delivered)
+        },
+    )
+    .await;
+    worker.kill();
+    let in_flight: HashSet<i64> = receiver
+        .received()
+        .iter()
+        .skip(ACCEPTED_BEFORE_KILL)
+        .map(Received::event_id)
+        .collect();
+    let received_before_restart = receiver.count();
+    receiver.release();
+
+    let worker = WorkerProcess::start(&db.url);
+    for id in &events {
+        wait_for_state(&store, *id, DeliveryState::Delivered).await;
+    }
+    worker.kill();
+
+    let after_restart: Vec<Received> = receiver
+        .received()
+        .into_iter()
+        .skip(received_before_restart)
+        .collect();
+    let resent_accepted: Vec<i64> = after_restart
+        .iter()
+        .map(Received::event_id)
+        .filter(|id| delivered_before.contains(id))
+        .collect();
+    assert!(
+        resent_accepted.is_empty(),
+        "recorded acceptances sent again: {resent_accepted:?}"
+    );
+    let counts = per_event(&after_restart);
+    for id in events.iter().filter(|id| !delivered_before.contains(id)) {
+        assert_eq!(counts.get(id), Some(&1), "event {id} after the restart");
+    }
+    assert!(!in_flight.is_empty());
+    for id in &in_flight {
+        assert_eq!(
+            outcomes(&store, *id).await,
+            [
+                (1, AttemptOutcome::Abandoned),
+                (2, AttemptOutcome::Accepted)
+            ],
+            "event {id} was in flight at the kill"
+        );
+    }
+}
