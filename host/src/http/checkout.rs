@@ -1,0 +1,419 @@
+//! The hosted checkout page and its read-only feed, on the public listener.
+//!
+//! - `GET /pay/{invoice_id}`: the page (a Vue 3 single-page app from `host/checkout/`,
+//!   built by `host/build.rs` and embedded in the binary): the same `index.html` for every
+//!   invoice id, answered with 404 when the id is unknown so the status is honest while
+//!   the page itself explains.
+//! - `GET /pay/assets/{*path}`: the page's scripts and styles. Their names carry a content
+//!   hash, so they are cached as immutable.
+//! - `GET /api/checkout/{invoice_id}`: [`CheckoutView`], what a payer may see of an invoice
+//!   (JSON; 404 `{"error": "not found"}` for an unknown id).
+//! - `GET /api/checkout/{invoice_id}/events`: server-sent events, event name `invoice`,
+//!   data the same JSON: once at connect, then whenever the status, the outcome, the
+//!   amount paid or the transaction change. The stream ends after a final status
+//!   (`paid`, `expired`, `cancelled`) is sent, and after [`STREAM_LIFETIME`] in any case
+//!   (the browser's `EventSource` reconnects by itself and gets the current state first),
+//!   so that no connection holds up a graceful shutdown for long.
+//!
+//! Anyone holding the link sees the view, so it carries nothing a payer should not see:
+//! no merchant id, no plugin name, no notify URL, no plugin data beyond the title.
+//!
+//! Conventions the page relies on:
+//! - the title is the invoice's `plugin_data.title` when that is a string (a plugin that
+//!   wants a title on the page puts it there);
+//! - `return_url` is only passed on when it is an `http(s)://` URL, so the page never
+//!   navigates to a `javascript:` or other URL a merchant's caller slipped in;
+//! - the live status is polled from the store once a second per open stream, for now; a
+//!   change feed from the store (PostgreSQL `LISTEN/NOTIFY`) can replace the poll without
+//!   changing the contract.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use super::ApiError;
+use crate::app::AppContext;
+use crate::chain::{ChainConfig, ChainKind};
+use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, Outcome};
+use crate::store::invoices::Invoice;
+
+/// The page's files, built into `OUT_DIR` by `build.rs`: `ASSETS`, a list of
+/// (path relative to the build output, bytes).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/checkout_assets.rs"));
+}
+
+/// How often an open event stream re-reads its invoice.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest life of one event stream; the browser reconnects after it.
+pub const STREAM_LIFETIME: Duration = Duration::from_secs(30);
+/// What the page's `EventSource` waits before reconnecting.
+const RECONNECT_AFTER: Duration = Duration::from_secs(2);
+/// Comment lines keep idle connections open through proxies.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// The page may load only its own files and talk only to its own origin.
+const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The checkout routes, merged into the public router.
+pub fn router() -> Router<AppContext> {
+    Router::new()
+        .route("/pay/{invoice_id}", get(page))
+        .route("/pay/assets/{*path}", get(asset))
+        .route("/api/checkout/{invoice_id}", get(invoice_json))
+        .route("/api/checkout/{invoice_id}/events", get(invoice_events))
+}
+
+/// What a payer sees of an invoice. Amounts are base-unit decimal strings; `*_display`
+/// are the same amounts in the asset's units, exact (`"10.5"`). Times are Unix ms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckoutView {
+    pub invoice_id: String,
+    /// `plugin_data.title` when it is a string.
+    pub title: Option<String>,
+    /// The host lifecycle status: `pending`, `confirming`, `paid`, `expired`, `cancelled`.
+    pub status: InvoiceStatus,
+    /// `underpaid`, `overpaid`, `paid_late`.
+    pub outcome: Outcome,
+    pub amount: Amount,
+    pub amount_display: String,
+    pub amount_paid: Amount,
+    pub amount_paid_display: String,
+    /// What is still due (`amount - amount_paid`, never negative): what the page asks for.
+    pub amount_remaining: Amount,
+    pub amount_remaining_display: String,
+    pub decimals: u8,
+    pub symbol: String,
+    /// The network's config name (`ethereum`, `sepolia`, `bsc`, …).
+    pub network: String,
+    /// `evm` or `tron`; null when the network is no longer configured.
+    pub chain_kind: Option<ChainKind>,
+    /// EIP-155 chain id (EVM networks).
+    pub chain_id: Option<u64>,
+    pub strategy: MatchStrategy,
+    /// Where the money goes: the address to pay, or for `contract-reference` the
+    /// recipient the payment contract call names.
+    pub pay_address: String,
+    /// The token contract; null for the native coin.
+    pub token_address: Option<String>,
+    /// For `contract-reference`: the payment contract to approve and call.
+    pub payment_contract: Option<String>,
+    /// The id the payment contract call must carry (`pay(pay_reference, recipient, amount)`).
+    pub pay_reference: String,
+    /// EIP-681 payment request for the remaining amount, for QR codes; null where a plain
+    /// transfer cannot pay the invoice (`contract-reference`) or the chain has no such URI.
+    pub payment_uri: Option<String>,
+    pub expires_at: i64,
+    /// The server's clock when the view was made, so the page's countdown does not
+    /// depend on the payer's clock.
+    pub server_time: i64,
+    pub confirmations_required: u32,
+    pub txn_hash: Option<String>,
+    /// Where the page sends the payer once paid (`http(s)` only).
+    pub return_url: Option<String>,
+}
+
+impl CheckoutView {
+    /// Builds the view of `invoice` with the network settings in `chains` at time `now`.
+    pub fn of(invoice: &Invoice, chains: &[ChainConfig], now: i64) -> CheckoutView {
+        let chain = chains.iter().find(|c| c.name == invoice.chain);
+        let asset = chain.and_then(|c| c.asset(&invoice.asset));
+        let evm = chain.filter(|c| c.kind == ChainKind::Evm);
+        let address = |text: &str| match evm {
+            Some(_) => evm_address_text(text),
+            None => text.to_string(),
+        };
+        let token_address = asset.and_then(|a| a.contract.as_deref()).map(address);
+        let contract_reference = invoice.strategy == MatchStrategy::ContractReference;
+        let payment_contract = chain
+            .filter(|_| contract_reference)
+            .and_then(|c| {
+                c.payment_contracts
+                    .iter()
+                    .find(|p| p.asset == invoice.asset)
+            })
+            .map(|p| address(&p.address));
+        let remaining = invoice.amount_due.saturating_sub(invoice.amount_paid);
+        let payment_uri = match (evm.and_then(|c| c.chain_id), asset) {
+            (Some(chain_id), Some(asset)) if !contract_reference => Some(eip681_uri(
+                chain_id,
+                token_address.as_deref().filter(|_| !asset.native),
+                &invoice.pay_address,
+                remaining,
+            )),
+            _ => None,
+        };
+        CheckoutView {
+            invoice_id: invoice.id.clone(),
+            title: invoice
+                .plugin_data
+                .get("title")
+                .and_then(|t| t.as_str())
+                .map(str::to_string),
+            status: invoice.status,
+            outcome: invoice.outcome,
+            amount: invoice.amount_due,
+            amount_display: invoice.amount_due.format_decimal(invoice.decimals),
+            amount_paid: invoice.amount_paid,
+            amount_paid_display: invoice.amount_paid.format_decimal(invoice.decimals),
+            amount_remaining: remaining,
+            amount_remaining_display: remaining.format_decimal(invoice.decimals),
+            decimals: invoice.decimals,
+            symbol: invoice.asset.clone(),
+            network: invoice.chain.clone(),
+            chain_kind: chain.map(|c| c.kind),
+            chain_id: evm.and_then(|c| c.chain_id),
+            strategy: invoice.strategy,
+            pay_address: invoice.pay_address.clone(),
+            token_address,
+            payment_contract,
+            pay_reference: invoice
+                .pay_reference
+                .clone()
+                .unwrap_or_else(|| invoice.id.clone()),
+            payment_uri,
+            expires_at: invoice.expires_at,
+            server_time: now,
+            confirmations_required: invoice.confirmations_required,
+            txn_hash: invoice.txn_hash.clone(),
+            return_url: invoice.return_url.clone().filter(|u| is_web_url(u)),
+        }
+    }
+
+    /// Whether nothing the page shows can change any more.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self.status,
+            InvoiceStatus::Paid | InvoiceStatus::Expired | InvoiceStatus::Cancelled
+        )
+    }
+
+    /// The fields whose change is pushed to an open event stream.
+    fn change_key(&self) -> (InvoiceStatus, Outcome, Amount, Option<String>) {
+        (
+            self.status,
+            self.outcome,
+            self.amount_paid,
+            self.txn_hash.clone(),
+        )
+    }
+}
+
+/// The EIP-681 payment request for `amount` base units to `to` on chain `chain_id`: a
+/// native transfer (`ethereum:<to>@<chainId>?value=<wei>`), or with `token` an ERC20
+/// `transfer` (`ethereum:<token>@<chainId>/transfer?address=<to>&uint256=<amount>`).
+/// Amounts are plain base-unit integers (no exponent notation), which every wallet reads.
+pub fn eip681_uri(chain_id: u64, token: Option<&str>, to: &str, amount: Amount) -> String {
+    match token {
+        None => format!("ethereum:{to}@{chain_id}?value={amount}"),
+        Some(token) => {
+            format!("ethereum:{token}@{chain_id}/transfer?address={to}&uint256={amount}")
+        }
+    }
+}
+
+/// An EVM address in its EIP-55 form; text that is not an address is left as it is.
+fn evm_address_text(text: &str) -> String {
+    crate::chain::evm::parse_address(text)
+        .map(crate::chain::evm::address_text)
+        .unwrap_or_else(|_| text.to_string())
+}
+
+/// An absolute `http://` or `https://` URL without whitespace or control characters.
+fn is_web_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    let rest = if lower.starts_with("https://") {
+        &url[8..]
+    } else if lower.starts_with("http://") {
+        &url[7..]
+    } else {
+        return false;
+    };
+    !rest.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+async fn load_view(ctx: &AppContext, id: &str) -> Result<CheckoutView, ApiError> {
+    let invoice = ctx.store.invoice(id).await?.ok_or(ApiError::NotFound)?;
+    Ok(CheckoutView::of(
+        &invoice,
+        &ctx.config.chains,
+        crate::store::now_ms(),
+    ))
+}
+
+async fn invoice_json(
+    State(ctx): State<AppContext>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let view = load_view(&ctx, &id).await?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(view)).into_response())
+}
+
+async fn invoice_events(
+    State(ctx): State<AppContext>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    // An unknown id is a plain 404, not a stream that says nothing.
+    let first = load_view(&ctx, &id).await?;
+    let stream = follow(ctx, id, first);
+    Ok((
+        // Tells nginx-style proxies not to buffer the stream.
+        [("x-accel-buffering", "no")],
+        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")),
+    )
+        .into_response())
+}
+
+/// Where one event stream is.
+struct Following {
+    ctx: AppContext,
+    id: String,
+    /// The next view to send, if any.
+    next: Option<CheckoutView>,
+    last_sent: Option<(InvoiceStatus, Outcome, Amount, Option<String>)>,
+    ends_at: Instant,
+    done: bool,
+}
+
+/// The stream of `invoice` events for one connection, starting with `first`.
+fn follow(
+    ctx: AppContext,
+    id: String,
+    first: CheckoutView,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let state = Following {
+        ctx,
+        id,
+        next: Some(first),
+        last_sent: None,
+        ends_at: Instant::now() + STREAM_LIFETIME,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        loop {
+            if let Some(view) = s.next.take()
+                && s.last_sent.as_ref() != Some(&view.change_key())
+            {
+                let mut event = Event::default().event("invoice");
+                if s.last_sent.is_none() {
+                    event = event.retry(RECONNECT_AFTER);
+                }
+                s.last_sent = Some(view.change_key());
+                s.done = view.is_final();
+                let event = match event.json_data(&view) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::error!(invoice = %s.id, error = %e, "checkout event not serialisable");
+                        return None;
+                    }
+                };
+                return Some((Ok(event), s));
+            }
+            if Instant::now() + POLL_INTERVAL > s.ends_at {
+                return None;
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+            match s.ctx.store.invoice(&s.id).await {
+                Ok(Some(invoice)) => {
+                    s.next = Some(CheckoutView::of(
+                        &invoice,
+                        &s.ctx.config.chains,
+                        crate::store::now_ms(),
+                    ));
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    // The browser reconnects (or falls back to polling); nothing to tell it.
+                    tracing::warn!(invoice = %s.id, error = %e, "checkout stream: reading the invoice failed");
+                    return None;
+                }
+            }
+        }
+    })
+}
+
+/// The page for any invoice id; 404 (same page) when the id is unknown.
+async fn page(State(ctx): State<AppContext>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let status = if ctx.store.invoice(&id).await?.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    let Some(html) = embedded_file("index.html") else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "the checkout page was not embedded at build time"
+        )));
+    };
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Always revalidated: a new release changes which assets it names.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// A built asset (`/pay/assets/…`): content-hashed names, so immutable.
+async fn asset(Path(path): Path<String>) -> Result<Response, ApiError> {
+    let body = embedded_file(&format!("assets/{path}")).ok_or(ApiError::NotFound)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type(&path)),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn embedded_file(path: &str) -> Option<&'static [u8]> {
+    embedded::ASSETS
+        .iter()
+        .find(|(name, _)| *name == path)
+        .map(|(_, bytes)| *bytes)
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("js" | "mjs") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("html") => "text/html; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("ico") => "image/x-icon",
+        Some("woff2") => "font/woff2",
+        Some("json" | "map") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests;
