@@ -25,7 +25,9 @@ pub struct AppContext {
 /// Opens the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
-    Store::open(&url, config.database.max_connections).await.with_context(|| format!("opening database {}", redact_url(&url)))
+    Store::open(&url, config.database.max_connections)
+        .await
+        .with_context(|| format!("opening database {}", redact_url(&url)))
 }
 
 /// The master key from `secrets.master_key`, `secrets.master_key_file`, or — neither set —
@@ -35,8 +37,10 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
         return MasterKey::from_hex(hex).map_err(|e| anyhow::anyhow!("secrets.master_key: {e}"));
     }
     if let Some(path) = &config.secrets.master_key_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("secrets.master_key_file: reading {}", path.display()))?;
-        return MasterKey::from_hex(&text).map_err(|e| anyhow::anyhow!("secrets.master_key_file {}: {e}", path.display()));
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("secrets.master_key_file: reading {}", path.display()))?;
+        return MasterKey::from_hex(&text)
+            .map_err(|e| anyhow::anyhow!("secrets.master_key_file {}: {e}", path.display()));
     }
     let path = config.data_dir.join("master.key");
     let (key, created) = MasterKey::load_or_generate(&path)?;
@@ -55,7 +59,11 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
 pub async fn context(config: Config) -> anyhow::Result<AppContext> {
     let store = open_store(&config).await?;
     let key = load_master_key(&config)?;
-    Ok(AppContext { config: Arc::new(config), merchants: Merchants::new(store.clone(), key), store })
+    Ok(AppContext {
+        config: Arc::new(config),
+        merchants: Merchants::new(store.clone(), key),
+        store,
+    })
 }
 
 /// Hides the password of a database URL for logs and errors.
@@ -88,16 +96,27 @@ impl Server {
         let context = context(config).await?;
         let public = TcpListener::bind(context.config.listen.public)
             .await
-            .with_context(|| format!("binding the public listener (listen.public = {})", context.config.listen.public))?;
+            .with_context(|| {
+                format!(
+                    "binding the public listener (listen.public = {})",
+                    context.config.listen.public
+                )
+            })?;
         let admin = TcpListener::bind(context.config.listen.admin)
             .await
-            .with_context(|| format!("binding the admin listener (listen.admin = {})", context.config.listen.admin))?;
+            .with_context(|| {
+                format!(
+                    "binding the admin listener (listen.admin = {})",
+                    context.config.listen.admin
+                )
+            })?;
         let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        for (listener, router) in
-            [(public, crate::http::public_router(context.clone())), (admin, crate::http::admin::router(context.clone()))]
-        {
+        for (listener, router) in [
+            (public, crate::http::public_router(context.clone())),
+            (admin, crate::http::admin::router(context.clone())),
+        ] {
             let mut stop = shutdown.subscribe();
             tasks.spawn(async move {
                 axum::serve(listener, router)
@@ -108,8 +127,29 @@ impl Server {
                     .context("serving HTTP")
             });
         }
+        // Webhook delivery. Until the plugin runtime is wired in as the renderer, events
+        // wait, pending, for their plugin (see `crate::webhook`).
+        let renderer: Arc<dyn crate::webhook::WebhookRenderer> =
+            Arc::new(crate::webhook::NoPlugins);
+        let webhooks = crate::webhook::Dispatcher::new(
+            context.store.clone(),
+            context.config.webhooks.clone(),
+            renderer,
+        )
+        .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
+        let stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            Arc::new(webhooks).run(stop).await;
+            Ok(())
+        });
         tracing::info!(%public_addr, %admin_addr, database = %redact_url(&context.config.database_url()), "polypay started");
-        Ok(Server { public_addr, admin_addr, context, shutdown, tasks })
+        Ok(Server {
+            public_addr,
+            admin_addr,
+            context,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stops accepting, lets in-flight requests finish, and waits for every task.
@@ -142,7 +182,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -158,7 +199,13 @@ mod tests {
 
     #[test]
     fn database_url_password_is_redacted() {
-        assert_eq!(redact_url("postgres://user:pw@host/db"), "postgres://user:***@host/db");
-        assert_eq!(redact_url("sqlite://./data/polypay.db"), "sqlite://./data/polypay.db");
+        assert_eq!(
+            redact_url("postgres://user:pw@host/db"),
+            "postgres://user:***@host/db"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/polypay.db"),
+            "sqlite://./data/polypay.db"
+        );
     }
 }

@@ -17,7 +17,13 @@ use crate::merchant::CredentialSpec;
 pub struct Cli {
     /// TOML configuration file. Without it: built-in defaults and POLYPAY_* environment
     /// variables (embedded SQLite at ./data/polypay.db).
-    #[arg(long, short, global = true, value_name = "PATH", env = "POLYPAY_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        value_name = "PATH",
+        env = "POLYPAY_CONFIG"
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -34,6 +40,9 @@ pub enum Command {
     /// Manage merchants and their credentials.
     #[command(subcommand)]
     Merchant(MerchantCommand),
+    /// Inspect and replay webhook deliveries.
+    #[command(subcommand)]
+    Webhook(crate::webhook::cli::WebhookCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,14 +75,23 @@ impl Cli {
         let config = Config::load(self.config.as_deref())?;
         crate::telemetry::init_logging(&config.log);
         match self.command {
-            Command::Serve => crate::app::Server::start(config).await?.run_until_signal().await,
+            Command::Serve => {
+                crate::app::Server::start(config)
+                    .await?
+                    .run_until_signal()
+                    .await
+            }
             Command::Migrate => {
                 let store = crate::app::open_store(&config).await?;
-                eprintln!("migrations applied to {}", crate::app::redact_url(&config.database_url()));
+                eprintln!(
+                    "migrations applied to {}",
+                    crate::app::redact_url(&config.database_url())
+                );
                 store.close().await;
                 Ok(())
             }
             Command::Merchant(command) => run_merchant(config, command).await,
+            Command::Webhook(command) => crate::webhook::cli::run(config, command).await,
         }
     }
 }
@@ -84,14 +102,25 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
     match command {
         MerchantCommand::Create(args) => {
             let specs = credential_specs(args.plugin.as_deref());
-            let created = ctx.merchants.create(&args.name, args.plugin.as_deref(), serde_json::json!({}), &specs).await?;
+            let created = ctx
+                .merchants
+                .create(
+                    &args.name,
+                    args.plugin.as_deref(),
+                    serde_json::json!({}),
+                    &specs,
+                )
+                .await?;
             serde_json::to_writer_pretty(&mut out, &created)?;
             writeln!(out)?;
         }
         MerchantCommand::List => {
             let merchants = ctx.merchants.list().await?;
             if merchants.is_empty() {
-                writeln!(out, "no merchants yet; create one with `polypay merchant create --name NAME`")?;
+                writeln!(
+                    out,
+                    "no merchants yet; create one with `polypay merchant create --name NAME`"
+                )?;
             }
             for (merchant, credentials) in merchants {
                 writeln!(
@@ -100,20 +129,40 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
                     merchant.id,
                     merchant.name,
                     merchant.plugin.as_deref().unwrap_or("-"),
-                    if merchant.disabled { "disabled" } else { "active" }
+                    if merchant.disabled {
+                        "disabled"
+                    } else {
+                        "active"
+                    }
                 )?;
                 for credential in credentials {
-                    let public = credential.public_id.map(|p| format!(" public_id={p}")).unwrap_or_default();
-                    writeln!(out, "    credential {} kind={}{}", credential.id, credential.kind, public)?;
+                    let public = credential
+                        .public_id
+                        .map(|p| format!(" public_id={p}"))
+                        .unwrap_or_default();
+                    writeln!(
+                        out,
+                        "    credential {} kind={}{}",
+                        credential.id, credential.kind, public
+                    )?;
                 }
             }
         }
         MerchantCommand::Rotate { id } => {
-            let merchant = ctx.merchants.list().await?.into_iter().find(|(m, _)| m.id == id).map(|(m, _)| m);
+            let merchant = ctx
+                .merchants
+                .list()
+                .await?
+                .into_iter()
+                .find(|(m, _)| m.id == id)
+                .map(|(m, _)| m);
             let merchant = merchant.with_context(|| format!("merchant {id} not found"))?;
             let specs = credential_specs(merchant.plugin.as_deref());
             let issued = ctx.merchants.rotate(&id, &specs).await?;
-            serde_json::to_writer_pretty(&mut out, &serde_json::json!({ "merchant_id": id, "credentials": issued }))?;
+            serde_json::to_writer_pretty(
+                &mut out,
+                &serde_json::json!({ "merchant_id": id, "credentials": issued }),
+            )?;
             writeln!(out)?;
         }
     }

@@ -21,7 +21,17 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Top-level sections; environment variables outside these are ignored.
-const SECTIONS: &[&str] = &["listen", "database", "data_dir", "secrets", "log", "http", "public_base_url"];
+const SECTIONS: &[&str] = &[
+    "listen",
+    "database",
+    "data_dir",
+    "secrets",
+    "log",
+    "http",
+    "public_base_url",
+    "chains",
+    "webhooks",
+];
 
 /// The whole configuration of one polypay process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +46,10 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
+    /// Networks the chain listeners follow (`[[chains]]`, see [`crate::chain`]).
+    pub chains: Vec<crate::chain::ChainConfig>,
+    /// Callback delivery (`[webhooks]`, see [`crate::webhook`]).
+    pub webhooks: crate::webhook::WebhookConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,7 +70,7 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// 32-byte master key as 64 hex characters. Encrypts merchant secrets at rest.
@@ -99,6 +113,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             log: LogConfig::default(),
             http: HttpConfig::default(),
+            chains: Vec::new(),
+            webhooks: crate::webhook::WebhookConfig::default(),
         }
     }
 }
@@ -114,25 +130,27 @@ impl Default for ListenConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: None, max_connections: 16 }
-    }
-}
-
-impl Default for SecretsConfig {
-    fn default() -> Self {
-        SecretsConfig { master_key: None, master_key_file: None }
+        DatabaseConfig {
+            url: None,
+            max_connections: 16,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Human, filter: "info".into() }
+        LogConfig {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
     }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { max_body_bytes: 1024 * 1024 }
+        HttpConfig {
+            max_body_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -144,13 +162,20 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(#[from] Box<figment::Error>),
     #[error("invalid value for key `{key}` ({origin}): {message}")]
-    Value { key: &'static str, origin: String, message: String },
+    Value {
+        key: &'static str,
+        origin: String,
+        message: String,
+    },
 }
 
 impl Config {
     /// Loads defaults < `file` (if given; it must exist) < `POLYPAY_*` environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        Self::figment(file)?.extract::<Config>().map_err(|e| ConfigError::Invalid(Box::new(e)))?.validated(file)
+        Self::figment(file)?
+            .extract::<Config>()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?
+            .validated(file)
     }
 
     /// The figment behind [`Config::load`], for callers that extract extra sections.
@@ -162,15 +187,15 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        Ok(figment.merge(
-            Env::prefixed("POLYPAY_")
-                .split("__")
-                .filter(|key| {
-                    // The filter sees the key as `split` left it, not yet lower-cased.
-                    let section = key.as_str().split('.').next().unwrap_or_default();
-                    SECTIONS.iter().any(|known| section.eq_ignore_ascii_case(known))
-                }),
-        ))
+        Ok(
+            figment.merge(Env::prefixed("POLYPAY_").split("__").filter(|key| {
+                // The filter sees the key as `split` left it, not yet lower-cased.
+                let section = key.as_str().split('.').next().unwrap_or_default();
+                SECTIONS
+                    .iter()
+                    .any(|known| section.eq_ignore_ascii_case(known))
+            })),
+        )
     }
 
     fn validated(self, file: Option<&Path>) -> Result<Config, ConfigError> {
@@ -178,19 +203,25 @@ impl Config {
             Some(path) => format!("{} or POLYPAY_* environment", path.display()),
             None => "POLYPAY_* environment".to_string(),
         };
-        if let Some(url) = &self.database.url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ConfigError::Value {
-                    key: "database.url",
-                    origin: origin(),
-                    message: format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
-                });
-            }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Value {
+                key: "database.url",
+                origin: origin(),
+                message: format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
+            });
         }
-        if let Some(key) = &self.secrets.master_key {
-            if let Err(message) = crate::merchant::MasterKey::from_hex(key) {
-                return Err(ConfigError::Value { key: "secrets.master_key", origin: origin(), message });
-            }
+        if let Some(key) = &self.secrets.master_key
+            && let Err(message) = crate::merchant::MasterKey::from_hex(key)
+        {
+            return Err(ConfigError::Value {
+                key: "secrets.master_key",
+                origin: origin(),
+                message,
+            });
         }
         if self.http.max_body_bytes == 0 {
             return Err(ConfigError::Value {
@@ -199,11 +230,27 @@ impl Config {
                 message: "must be greater than zero".into(),
             });
         }
-        if !(self.public_base_url.starts_with("http://") || self.public_base_url.starts_with("https://")) {
+        if !(self.public_base_url.starts_with("http://")
+            || self.public_base_url.starts_with("https://"))
+        {
             return Err(ConfigError::Value {
                 key: "public_base_url",
                 origin: origin(),
                 message: format!("`{}` is not an http(s) URL", self.public_base_url),
+            });
+        }
+        if let Err(e) = crate::chain::validate_chains(&self.chains) {
+            return Err(ConfigError::Value {
+                key: "chains",
+                origin: origin(),
+                message: e.to_string(),
+            });
+        }
+        if let Err((key, message)) = self.webhooks.validate() {
+            return Err(ConfigError::Value {
+                key,
+                origin: origin(),
+                message,
             });
         }
         Ok(self)
@@ -219,6 +266,7 @@ impl Config {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return its large error type
 mod tests {
     use super::*;
     use figment::Jail;
@@ -236,7 +284,10 @@ mod tests {
     #[test]
     fn environment_overrides_file_which_overrides_defaults() {
         Jail::expect_with(|jail| {
-            jail.create_file("p.toml", "[listen]\npublic = \"127.0.0.1:1000\"\nadmin = \"127.0.0.1:1001\"\n")?;
+            jail.create_file(
+                "p.toml",
+                "[listen]\npublic = \"127.0.0.1:1000\"\nadmin = \"127.0.0.1:1001\"\n",
+            )?;
             jail.set_env("POLYPAY_LISTEN__ADMIN", "127.0.0.1:2001");
             let config = Config::load(Some(Path::new("p.toml"))).unwrap();
             assert_eq!(config.listen.public.port(), 1000);
@@ -249,7 +300,9 @@ mod tests {
     fn wrong_type_error_names_key_and_file() {
         Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[listen]\nadmin = 12\n")?;
-            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
+            let err = Config::load(Some(Path::new("bad.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("listen.admin"), "{err}");
             assert!(err.contains("bad.toml"), "{err}");
             Ok(())
@@ -260,7 +313,9 @@ mod tests {
     fn unknown_key_in_file_is_refused() {
         Jail::expect_with(|jail| {
             jail.create_file("typo.toml", "[databse]\nurl = \"sqlite://x.db\"\n")?;
-            let err = Config::load(Some(Path::new("typo.toml"))).unwrap_err().to_string();
+            let err = Config::load(Some(Path::new("typo.toml")))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("databse"), "{err}");
             Ok(())
         });
@@ -277,7 +332,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error_naming_it() {
-        let err = Config::load(Some(Path::new("/nonexistent/polypay.toml"))).unwrap_err().to_string();
+        let err = Config::load(Some(Path::new("/nonexistent/polypay.toml")))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("/nonexistent/polypay.toml"), "{err}");
     }
 

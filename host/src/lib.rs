@@ -12,15 +12,21 @@
 //! - [`invoice`]: invoice domain types, the lifecycle state machine, exact money.
 //! - [`merchant`]: merchants, credentials, and encryption of merchant secrets at rest.
 //! - [`http`]: the public and admin listeners (axum).
+//! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
+//!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.
 //! - [`app`]: wires the rooms into a running server.
 //! - [`cli`]: the `polypay` command line.
 
 pub mod app;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod invoice;
+pub mod matcher;
 pub mod merchant;
+pub mod plugin;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

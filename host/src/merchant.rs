@@ -46,7 +46,10 @@ impl std::fmt::Debug for MasterKey {
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
     #[error("master key file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("master key file {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -55,13 +58,17 @@ impl MasterKey {
     /// Parses 64 hex characters (surrounding whitespace ignored).
     pub fn from_hex(text: &str) -> Result<MasterKey, String> {
         let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
-        let key: [u8; 32] =
-            bytes.try_into().map_err(|b: Vec<u8>| format!("expected 32 bytes (64 hex characters), got {}", b.len()))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!("expected 32 bytes (64 hex characters), got {}", b.len())
+        })?;
         Ok(MasterKey::from_bytes(&key))
     }
 
     pub fn from_bytes(key: &[u8; 32]) -> MasterKey {
-        MasterKey { seal_key: derive(key, b"polypay/credential-seal/v1"), lookup_key: derive(key, b"polypay/credential-lookup/v1") }
+        MasterKey {
+            seal_key: derive(key, b"polypay/credential-seal/v1"),
+            lookup_key: derive(key, b"polypay/credential-lookup/v1"),
+        }
     }
 
     /// A fresh random key, hex encoded.
@@ -75,10 +82,17 @@ impl MasterKey {
     /// (returns `true` as the second value then, so the caller can warn).
     pub fn load_or_generate(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
         let display = path.display().to_string();
-        let io = |source| MasterKeyError::Io { path: display.clone(), source };
+        let io = |source| MasterKeyError::Io {
+            path: display.clone(),
+            source,
+        };
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let key = MasterKey::from_hex(&text).map_err(|message| MasterKeyError::Invalid { path: display.clone(), message })?;
+                let key =
+                    MasterKey::from_hex(&text).map_err(|message| MasterKeyError::Invalid {
+                        path: display.clone(),
+                        message,
+                    })?;
                 Ok((key, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -87,7 +101,10 @@ impl MasterKey {
                 }
                 let text = MasterKey::generate_hex();
                 write_private(path, &text).map_err(io)?;
-                Ok((MasterKey::from_hex(&text).expect("generated key is valid"), true))
+                Ok((
+                    MasterKey::from_hex(&text).expect("generated key is valid"),
+                    true,
+                ))
             }
             Err(e) => Err(io(e)),
         }
@@ -99,7 +116,13 @@ impl MasterKey {
         let mut nonce = [0u8; 24];
         rand::rng().fill_bytes(&mut nonce);
         let ciphertext = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: secret, aad: credential_id.as_bytes() })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: credential_id.as_bytes(),
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption does not fail for in-memory buffers");
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
@@ -113,13 +136,20 @@ impl MasterKey {
         }
         let (nonce, ciphertext) = sealed.split_at(24);
         XChaCha20Poly1305::new((&self.seal_key).into())
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: credential_id.as_bytes() })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: credential_id.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Corrupt)
     }
 
     /// The keyed lookup hash of a secret of a given kind, hex.
     pub fn lookup_hash(&self, kind: &str, secret: &[u8]) -> String {
-        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.lookup_key).expect("HMAC takes any key length");
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(&self.lookup_key)
+            .expect("HMAC takes any key length");
         mac.update(kind.as_bytes());
         mac.update(&[0]);
         mac.update(secret);
@@ -184,8 +214,11 @@ impl SecretFormat {
             }
             SecretFormat::Alphanumeric { prefix, len } => {
                 use rand::Rng;
-                const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-                let tail: String = (0..*len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+                const ALPHABET: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+                let tail: String = (0..*len)
+                    .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                    .collect();
                 format!("{prefix}{tail}")
             }
         }
@@ -204,7 +237,11 @@ pub struct CredentialSpec {
 
 impl CredentialSpec {
     pub fn default_set() -> Vec<CredentialSpec> {
-        vec![CredentialSpec { kind: "api-key".into(), secret: SecretFormat::Hex { len: 32 }, public_id: None }]
+        vec![CredentialSpec {
+            kind: "api-key".into(),
+            secret: SecretFormat::Hex { len: 32 },
+            public_id: None,
+        }]
     }
 }
 
@@ -302,21 +339,32 @@ impl Merchants {
             crate::store::merchants::insert_credential(&mut tx, &merchant.id, row, now).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(NewMerchant { merchant, credentials: issued.into_iter().map(|(c, _)| c).collect() })
+        Ok(NewMerchant {
+            merchant,
+            credentials: issued.into_iter().map(|(c, _)| c).collect(),
+        })
     }
 
     /// Revokes every live credential of the merchant and issues a fresh set per spec, in one
     /// transaction. Public ids (app ids) are kept: clients configure them once.
-    pub async fn rotate(&self, merchant_id: &str, specs: &[CredentialSpec]) -> Result<Vec<IssuedCredential>, MerchantError> {
+    pub async fn rotate(
+        &self,
+        merchant_id: &str,
+        specs: &[CredentialSpec],
+    ) -> Result<Vec<IssuedCredential>, MerchantError> {
         let mut tx = self.store.begin().await?;
-        let merchant =
-            crate::store::merchants::get_merchant(&mut *tx, merchant_id).await?.ok_or_else(|| MerchantError::NotFound(merchant_id.into()))?;
-        let live = crate::store::merchants::live_credentials(&mut *tx, &merchant.id).await?;
+        let merchant = crate::store::merchants::get_merchant(&mut tx, merchant_id)
+            .await?
+            .ok_or_else(|| MerchantError::NotFound(merchant_id.into()))?;
+        let live = crate::store::merchants::live_credentials(&mut tx, &merchant.id).await?;
         let now = crate::store::now_ms();
         crate::store::merchants::revoke_credentials(&mut tx, &merchant.id, now).await?;
         let mut issued = Vec::new();
         for spec in specs {
-            let keep_public = live.iter().find(|c| c.kind == spec.kind).and_then(|c| c.public_id.clone());
+            let keep_public = live
+                .iter()
+                .find(|c| c.kind == spec.kind)
+                .and_then(|c| c.public_id.clone());
             let (mut credential, mut row) = self.issue(spec);
             if keep_public.is_some() {
                 credential.public_id = keep_public.clone();
@@ -334,9 +382,14 @@ impl Merchants {
     }
 
     /// Finds the live credential of `kind` whose secret is `presented`, and its merchant.
-    pub async fn authenticate(&self, kind: &str, presented: &str) -> Result<Option<(Merchant, Credential)>, MerchantError> {
+    pub async fn authenticate(
+        &self,
+        kind: &str,
+        presented: &str,
+    ) -> Result<Option<(Merchant, Credential)>, MerchantError> {
         let hash = self.key.lookup_hash(kind, presented.as_bytes());
-        let Some((merchant, credential, sealed)) = crate::store::merchants::find_by_lookup_hash(self.store.pool(), kind, &hash).await?
+        let Some((merchant, credential, sealed)) =
+            crate::store::merchants::find_by_lookup_hash(self.store.pool(), kind, &hash).await?
         else {
             return Ok(None);
         };
@@ -351,14 +404,22 @@ impl Merchants {
 
     /// The plaintext secret of a credential, for host-side signing only. Never hand the
     /// result to a plugin or a client.
-    pub async fn secret_for_signing(&self, credential_id: &str) -> Result<Option<Vec<u8>>, MerchantError> {
-        let Some(sealed) = crate::store::merchants::sealed_secret(self.store.pool(), credential_id).await? else {
+    pub async fn secret_for_signing(
+        &self,
+        credential_id: &str,
+    ) -> Result<Option<Vec<u8>>, MerchantError> {
+        let Some(sealed) =
+            crate::store::merchants::sealed_secret(self.store.pool(), credential_id).await?
+        else {
             return Ok(None);
         };
         Ok(Some(self.key.open(credential_id, &sealed)?))
     }
 
-    fn issue(&self, spec: &CredentialSpec) -> (IssuedCredential, crate::store::merchants::CredentialRow) {
+    fn issue(
+        &self,
+        spec: &CredentialSpec,
+    ) -> (IssuedCredential, crate::store::merchants::CredentialRow) {
         let id = uuid::Uuid::new_v4().to_string();
         let secret = spec.secret.generate();
         let public_id = spec.public_id.as_ref().map(SecretFormat::generate);
@@ -369,7 +430,15 @@ impl Merchants {
             lookup_hash: self.key.lookup_hash(&spec.kind, secret.as_bytes()),
             sealed: self.key.seal(&id, secret.as_bytes()),
         };
-        (IssuedCredential { id, kind: spec.kind.clone(), public_id, secret }, row)
+        (
+            IssuedCredential {
+                id,
+                kind: spec.kind.clone(),
+                public_id,
+                secret,
+            },
+            row,
+        )
     }
 }
 
@@ -383,7 +452,11 @@ mod tests {
         let sealed = key.seal("cred-1", b"s3cret");
         assert_eq!(key.open("cred-1", &sealed).unwrap(), b"s3cret");
         assert!(key.open("cred-2", &sealed).is_err());
-        assert!(MasterKey::from_bytes(&[8; 32]).open("cred-1", &sealed).is_err());
+        assert!(
+            MasterKey::from_bytes(&[8; 32])
+                .open("cred-1", &sealed)
+                .is_err()
+        );
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
         assert!(key.open("cred-1", &tampered).is_err());
@@ -396,7 +469,10 @@ mod tests {
         assert_eq!(h, key.lookup_hash("api-key", b"abc"));
         assert_ne!(h, key.lookup_hash("bearer", b"abc"));
         assert_ne!(h, key.lookup_hash("api-key", b"abd"));
-        assert_ne!(h, MasterKey::from_bytes(&[9; 32]).lookup_hash("api-key", b"abc"));
+        assert_ne!(
+            h,
+            MasterKey::from_bytes(&[9; 32]).lookup_hash("api-key", b"abc")
+        );
     }
 
     #[test]
@@ -411,9 +487,17 @@ mod tests {
         assert_eq!(SecretFormat::Uuid.generate().len(), 36);
         let hex = SecretFormat::Hex { len: 16 }.generate();
         assert!(hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()));
-        let alnum = SecretFormat::Alphanumeric { prefix: "wopay_live_".into(), len: 24 }.generate();
+        let alnum = SecretFormat::Alphanumeric {
+            prefix: "wopay_live_".into(),
+            len: 24,
+        }
+        .generate();
         assert!(alnum.starts_with("wopay_live_") && alnum.len() == 35);
-        assert!(alnum["wopay_live_".len()..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(
+            alnum["wopay_live_".len()..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric())
+        );
     }
 
     #[test]
@@ -428,7 +512,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 }

@@ -23,7 +23,8 @@ use crate::config::{LogConfig, LogFormat};
 /// Installs the global log subscriber. `RUST_LOG` overrides the configured filter.
 /// Calling it twice is harmless (the second call keeps the first subscriber).
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.filter));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -31,7 +32,12 @@ pub fn init_logging(config: &LogConfig) {
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match config.format {
         LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
 }
 
@@ -40,7 +46,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
-            .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
             .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
@@ -60,7 +68,12 @@ fn request_id_from(request: &Request) -> String {
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
@@ -77,7 +90,11 @@ pub async fn observe(listener: &'static str, mut request: Request, next: Next) -
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let route = response.extensions().get::<RouteLabel>().map(|r| r.0.clone()).unwrap_or_else(|| "unmatched".into());
+    let route = response
+        .extensions()
+        .get::<RouteLabel>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(|| "unmatched".into());
     span.in_scope(|| tracing::info!(status, %route, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request finished"));
     metrics::counter!("polypay_http_requests_total", "listener" => listener, "route" => route.clone(), "status" => status.to_string()).increment(1);
     metrics::histogram!("polypay_http_request_duration_seconds", "listener" => listener, "route" => route).record(elapsed.as_secs_f64());
@@ -93,7 +110,10 @@ pub struct RouteLabel(pub String);
 
 /// Route layer: labels the response with the matched route pattern.
 pub async fn label_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
     let mut response = next.run(request).await;
     if let Some(route) = route {
         response.extensions_mut().insert(RouteLabel(route));

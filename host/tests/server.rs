@@ -24,8 +24,17 @@ fn config_in(dir: &Path) -> Config {
 
 /// Runs `polypay ARGS` in `dir` and returns its stdout; fails the test on a non-zero exit.
 fn polypay(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(POLYPAY).args(args).current_dir(dir).env_remove("RUST_LOG").output().unwrap();
-    assert!(output.status.success(), "polypay {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(POLYPAY)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "polypay {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 
@@ -38,17 +47,45 @@ async fn admin_listener_serves_health_readiness_and_request_metrics() {
 
     let health = http.get(format!("{admin}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    assert!(health.headers().contains_key("x-request-id"), "every response names its request id");
-    assert_eq!(http.get(format!("{admin}/readyz")).send().await.unwrap().status(), 200);
-    let missing = http.get(format!("http://{}/no/such/route", server.public_addr)).send().await.unwrap();
+    assert!(
+        health.headers().contains_key("x-request-id"),
+        "every response names its request id"
+    );
+    assert_eq!(
+        http.get(format!("{admin}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let missing = http
+        .get(format!("http://{}/no/such/route", server.public_addr))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 
-    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.contains(r#"polypay_http_requests_total{listener="admin",route="/healthz",status="200"} 1"#),
+        metrics.contains(
+            r#"polypay_http_requests_total{listener="admin",route="/healthz",status="200"} 1"#
+        ),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"polypay_http_requests_total{listener="public",route="unmatched",status="404"}"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"polypay_http_requests_total{listener="public",route="unmatched",status="404"}"#
+        ),
+        "{metrics}"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -56,8 +93,13 @@ async fn admin_listener_serves_health_readiness_and_request_metrics() {
 async fn readiness_fails_while_a_migration_is_not_applied() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config_in(dir.path())).await.unwrap();
-    sqlx::query("DELETE FROM _sqlx_migrations").execute(server.context.store.pool()).await.unwrap();
-    let ready = reqwest::get(format!("http://{}/readyz", server.admin_addr)).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations")
+        .execute(server.context.store.pool())
+        .await
+        .unwrap();
+    let ready = reqwest::get(format!("http://{}/readyz", server.admin_addr))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("polypay migrate"));
     server.shutdown().await.unwrap();
@@ -82,29 +124,57 @@ async fn oversized_request_bodies_are_refused() {
 #[test]
 fn merchant_commands_print_credentials_once_and_store_no_plaintext_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let created: serde_json::Value = serde_json::from_str(&polypay(dir.path(), &["merchant", "create", "--name", "Shop A"])).unwrap();
+    let created: serde_json::Value = serde_json::from_str(&polypay(
+        dir.path(),
+        &["merchant", "create", "--name", "Shop A"],
+    ))
+    .unwrap();
     let merchant_id = created["merchant"]["id"].as_str().unwrap().to_string();
-    let secret = created["credentials"][0]["secret"].as_str().unwrap().to_string();
+    let secret = created["credentials"][0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(secret.len(), 64);
 
     let listed = polypay(dir.path(), &["merchant", "list"]);
-    assert!(listed.contains(&merchant_id) && listed.contains("Shop A"), "{listed}");
+    assert!(
+        listed.contains(&merchant_id) && listed.contains("Shop A"),
+        "{listed}"
+    );
     assert!(!listed.contains(&secret), "list never shows secrets");
 
-    let rotated: serde_json::Value = serde_json::from_str(&polypay(dir.path(), &["merchant", "rotate", &merchant_id])).unwrap();
-    let new_secret = rotated["credentials"][0]["secret"].as_str().unwrap().to_string();
+    let rotated: serde_json::Value =
+        serde_json::from_str(&polypay(dir.path(), &["merchant", "rotate", &merchant_id])).unwrap();
+    let new_secret = rotated["credentials"][0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(new_secret, secret);
 
     // Neither secret appears anywhere in the database files (main file and WAL).
     let data = dir.path().join("data");
     for entry in std::fs::read_dir(&data).unwrap() {
         let path = entry.unwrap().path();
-        if path.file_name().unwrap().to_string_lossy().starts_with("polypay.db") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("polypay.db")
+        {
             let bytes = std::fs::read(&path).unwrap();
             for s in [&secret, &new_secret] {
-                assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "{} contains a plaintext secret", path.display());
+                assert!(
+                    !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                    "{} contains a plaintext secret",
+                    path.display()
+                );
             }
-            assert!(bytes.windows(merchant_id.len()).any(|w| w == merchant_id.as_bytes()) || path.to_string_lossy().ends_with("-shm"));
+            assert!(
+                bytes
+                    .windows(merchant_id.len())
+                    .any(|w| w == merchant_id.as_bytes())
+                    || path.to_string_lossy().ends_with("-shm")
+            );
         }
     }
 }
@@ -112,15 +182,26 @@ fn merchant_commands_print_credentials_once_and_store_no_plaintext_secret() {
 #[test]
 fn unknown_merchant_rotation_and_bad_config_fail_with_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(POLYPAY).args(["merchant", "rotate", "nope"]).current_dir(dir.path()).output().unwrap();
+    let output = Command::new(POLYPAY)
+        .args(["merchant", "rotate", "nope"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("merchant nope not found"));
 
     std::fs::write(dir.path().join("bad.toml"), "[listen]\nadmin = 12\n").unwrap();
-    let output = Command::new(POLYPAY).args(["--config", "bad.toml", "migrate"]).current_dir(dir.path()).output().unwrap();
+    let output = Command::new(POLYPAY)
+        .args(["--config", "bad.toml", "migrate"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("listen.admin") && stderr.contains("bad.toml"), "{stderr}");
+    assert!(
+        stderr.contains("listen.admin") && stderr.contains("bad.toml"),
+        "{stderr}"
+    );
 }
 
 /// Kills the child on drop so a failing test leaves no server behind.
@@ -160,8 +241,11 @@ fn serve_without_config_creates_sqlite_and_logs_json_with_request_ids() {
     let next_json = |what: &str| -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("no log line with {what}"));
-            let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            let line = lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("no log line with {what}"));
+            let json: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
             if line.contains(what) {
                 return json;
             }
@@ -169,7 +253,10 @@ fn serve_without_config_creates_sqlite_and_logs_json_with_request_ids() {
     };
     let started = next_json("polypay started");
     let admin = started["admin_addr"].as_str().unwrap().to_string();
-    assert!(dir.path().join("data/polypay.db").is_file(), "embedded SQLite database created on first start");
+    assert!(
+        dir.path().join("data/polypay.db").is_file(),
+        "embedded SQLite database created on first start"
+    );
 
     let status = {
         use std::io::{Read, Write};

@@ -28,7 +28,12 @@ fn key() -> MasterKey {
 
 async fn merchant(store: &Store) -> String {
     Merchants::new(store.clone(), key())
-        .create("Shop", Some("test"), serde_json::json!({}), &CredentialSpec::default_set())
+        .create(
+            "Shop",
+            Some("test"),
+            serde_json::json!({}),
+            &CredentialSpec::default_set(),
+        )
         .await
         .unwrap()
         .merchant
@@ -47,7 +52,11 @@ fn new_invoice(merchant_id: &str, order_id: Option<&str>, reserved: Option<u64>)
         decimals: 6,
         amount_due: Amount::from(1_000_000u64),
         confirmations_required: 3,
-        strategy: if reserved.is_some() { MatchStrategy::UniqueAmount } else { MatchStrategy::FixedAddress },
+        strategy: if reserved.is_some() {
+            MatchStrategy::UniqueAmount
+        } else {
+            MatchStrategy::FixedAddress
+        },
         target: NewTarget {
             address: "0x00000000000000000000000000000000000000aa".into(),
             reserved_amount: reserved.map(Amount::from),
@@ -64,7 +73,12 @@ fn new_invoice(merchant_id: &str, order_id: Option<&str>, reserved: Option<u64>)
 
 async fn events(store: &Store, invoice_id: &str) -> Vec<String> {
     let mut conn = store.pool().acquire().await.unwrap();
-    invoices::events_of(&mut conn, invoice_id).await.unwrap().into_iter().map(|e| e.kind).collect()
+    invoices::events_of(&mut conn, invoice_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
 }
 
 /// Records a transfer to the invoice as a listener would.
@@ -89,10 +103,20 @@ async fn credit(store: &Store, invoice_id: &str, tx_hash: &str, amount: u64, blo
     .unwrap();
 }
 
-async fn settle(store: &Store, invoice_id: &str, head: i64, now: i64) -> Option<polypay_host::store::invoices::Invoice> {
+async fn settle(
+    store: &Store,
+    invoice_id: &str,
+    head: i64,
+    now: i64,
+) -> Option<polypay_host::store::invoices::Invoice> {
     let mut tx = store.begin().await.unwrap();
-    let invoice = invoices::get_for_update(&mut tx, store.backend(), invoice_id).await.unwrap().unwrap();
-    let changed = invoices::settle(&mut tx, &invoice, Some(ChainView { head_block: head }), now).await.unwrap();
+    let invoice = invoices::get_for_update(&mut tx, store.backend(), invoice_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let changed = invoices::settle(&mut tx, &invoice, Some(ChainView { head_block: head }), now)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     changed
 }
@@ -108,17 +132,55 @@ async fn migrations_apply_once_and_leave_nothing_pending(db: TestDb) {
 async fn merchant_secret_authenticates_and_wrong_secret_does_not(db: TestDb) {
     let store = db.store().await;
     let merchants = Merchants::new(store.clone(), key());
-    let created = merchants.create("Shop A", None, serde_json::json!({}), &CredentialSpec::default_set()).await.unwrap();
+    let created = merchants
+        .create(
+            "Shop A",
+            None,
+            serde_json::json!({}),
+            &CredentialSpec::default_set(),
+        )
+        .await
+        .unwrap();
     let secret = &created.credentials[0].secret;
-    let (found, credential) = merchants.authenticate("api-key", secret).await.unwrap().expect("authenticates");
+    let (found, credential) = merchants
+        .authenticate("api-key", secret)
+        .await
+        .unwrap()
+        .expect("authenticates");
     assert_eq!(found.id, created.merchant.id);
     assert_eq!(credential.kind, "api-key");
-    assert!(merchants.authenticate("api-key", "not-the-secret").await.unwrap().is_none());
-    assert!(merchants.authenticate("bearer", secret).await.unwrap().is_none(), "the kind is part of the lookup");
+    assert!(
+        merchants
+            .authenticate("api-key", "not-the-secret")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        merchants
+            .authenticate("bearer", secret)
+            .await
+            .unwrap()
+            .is_none(),
+        "the kind is part of the lookup"
+    );
     // Another master key cannot find it either.
     let other = Merchants::new(store.clone(), MasterKey::from_bytes(&[1; 32]));
-    assert!(other.authenticate("api-key", secret).await.unwrap().is_none());
-    assert_eq!(merchants.secret_for_signing(&credential.id).await.unwrap().unwrap(), secret.as_bytes());
+    assert!(
+        other
+            .authenticate("api-key", secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        merchants
+            .secret_for_signing(&credential.id)
+            .await
+            .unwrap()
+            .unwrap(),
+        secret.as_bytes()
+    );
 }
 
 async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
@@ -127,45 +189,101 @@ async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
     let specs = vec![CredentialSpec {
         kind: "secure-key".into(),
         secret: SecretFormat::Hex { len: 16 },
-        public_id: Some(SecretFormat::Alphanumeric { prefix: String::new(), len: 16 }),
+        public_id: Some(SecretFormat::Alphanumeric {
+            prefix: String::new(),
+            len: 16,
+        }),
     }];
-    let created = merchants.create("App", None, serde_json::json!({}), &specs).await.unwrap();
+    let created = merchants
+        .create("App", None, serde_json::json!({}), &specs)
+        .await
+        .unwrap();
     let old = created.credentials[0].clone();
-    let rotated = merchants.rotate(&created.merchant.id, &specs).await.unwrap();
+    let rotated = merchants
+        .rotate(&created.merchant.id, &specs)
+        .await
+        .unwrap();
     assert_eq!(rotated.len(), 1);
-    assert_eq!(rotated[0].public_id, old.public_id, "clients keep their app id");
+    assert_eq!(
+        rotated[0].public_id, old.public_id,
+        "clients keep their app id"
+    );
     assert_ne!(rotated[0].secret, old.secret);
-    assert!(merchants.authenticate("secure-key", &old.secret).await.unwrap().is_none());
-    assert!(merchants.authenticate("secure-key", &rotated[0].secret).await.unwrap().is_some());
-    assert!(merchants.secret_for_signing(&old.id).await.unwrap().is_none(), "revoked secrets are not usable");
-    let by_public =
-        polypay_host::store::merchants::find_by_public_id(store.pool(), "secure-key", old.public_id.as_deref().unwrap()).await.unwrap();
+    assert!(
+        merchants
+            .authenticate("secure-key", &old.secret)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        merchants
+            .authenticate("secure-key", &rotated[0].secret)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        merchants
+            .secret_for_signing(&old.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "revoked secrets are not usable"
+    );
+    let by_public = polypay_host::store::merchants::find_by_public_id(
+        store.pool(),
+        "secure-key",
+        old.public_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(by_public.unwrap().1.id, rotated[0].id);
 }
 
 async fn invoice_creation_writes_its_created_event(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let created = store.create_invoice(&new_invoice(&merchant_id, Some("A-1"), None)).await.unwrap();
+    let created = store
+        .create_invoice(&new_invoice(&merchant_id, Some("A-1"), None))
+        .await
+        .unwrap();
     assert_eq!(created.status, InvoiceStatus::Pending);
     let read = store.invoice(&created.id).await.unwrap().unwrap();
     assert_eq!(read, created, "what is read back is what was returned");
     assert_eq!(events(&store, &created.id).await, vec!["invoice.created"]);
     let mut conn = store.pool().acquire().await.unwrap();
-    let found = invoices::find_by_order_id(&mut conn, "test", &merchant_id, "A-1").await.unwrap().unwrap();
+    let found = invoices::find_by_order_id(&mut conn, "test", &merchant_id, "A-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, created.id);
-    assert!(invoices::find_by_order_id(&mut conn, "other-plugin", &merchant_id, "A-1").await.unwrap().is_none());
+    assert!(
+        invoices::find_by_order_id(&mut conn, "other-plugin", &merchant_id, "A-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn duplicate_merchant_order_id_is_refused_without_partial_write(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    store.create_invoice(&new_invoice(&merchant_id, Some("A-1"), None)).await.unwrap();
+    store
+        .create_invoice(&new_invoice(&merchant_id, Some("A-1"), None))
+        .await
+        .unwrap();
     let duplicate = new_invoice(&merchant_id, Some("A-1"), Some(5));
     let err = store.create_invoice(&duplicate).await.unwrap_err();
-    assert!(matches!(err, InvoiceError::DuplicateOrderId(ref id) if id == "A-1"), "{err:?}");
+    assert!(
+        matches!(err, InvoiceError::DuplicateOrderId(ref id) if id == "A-1"),
+        "{err:?}"
+    );
     assert!(store.invoice(&duplicate.id).await.unwrap().is_none());
-    let targets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payment_targets").fetch_one(store.pool()).await.unwrap();
+    let targets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payment_targets")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(targets, 1, "the refused invoice left no reservation");
 }
 
@@ -179,53 +297,97 @@ async fn concurrent_reservations_of_one_amount_admit_exactly_one(db: TestDb) {
     });
     let results = futures::future::join_all(attempts).await;
     let won = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
-    let taken = results.iter().filter(|r| matches!(r, Ok(Err(InvoiceError::TargetTaken)))).count();
+    let taken = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(InvoiceError::TargetTaken))))
+        .count();
     assert_eq!((won, taken), (1, 7), "{results:?}");
 }
 
 async fn released_reservation_can_be_taken_again(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let first = store.create_invoice(&new_invoice(&merchant_id, None, Some(7))).await.unwrap();
-    assert!(matches!(store.create_invoice(&new_invoice(&merchant_id, None, Some(7))).await, Err(InvoiceError::TargetTaken)));
+    let first = store
+        .create_invoice(&new_invoice(&merchant_id, None, Some(7)))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_invoice(&new_invoice(&merchant_id, None, Some(7)))
+            .await,
+        Err(InvoiceError::TargetTaken)
+    ));
     store.cancel_invoice(&first.id).await.unwrap();
-    store.create_invoice(&new_invoice(&merchant_id, None, Some(7))).await.expect("the cancelled invoice released its amount");
+    store
+        .create_invoice(&new_invoice(&merchant_id, None, Some(7)))
+        .await
+        .expect("the cancelled invoice released its amount");
 }
 
 async fn cancel_moves_pending_to_cancelled_once(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let invoice = store.create_invoice(&new_invoice(&merchant_id, None, None)).await.unwrap();
+    let invoice = store
+        .create_invoice(&new_invoice(&merchant_id, None, None))
+        .await
+        .unwrap();
     let cancelled = store.cancel_invoice(&invoice.id).await.unwrap();
     assert_eq!(cancelled.status, InvoiceStatus::Cancelled);
     assert!(cancelled.cancelled_at.is_some());
     let again = store.cancel_invoice(&invoice.id).await.unwrap_err();
     assert!(matches!(again, InvoiceError::Illegal(_)), "{again:?}");
-    assert_eq!(events(&store, &invoice.id).await, vec!["invoice.created", "invoice.cancelled"]);
-    assert!(matches!(store.cancel_invoice("no-such-id").await, Err(InvoiceError::NotFound(_))));
+    assert_eq!(
+        events(&store, &invoice.id).await,
+        vec!["invoice.created", "invoice.cancelled"]
+    );
+    assert!(matches!(
+        store.cancel_invoice("no-such-id").await,
+        Err(InvoiceError::NotFound(_))
+    ));
 }
 
 async fn settle_walks_pending_confirming_paid_and_back_on_reorg(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let invoice = store.create_invoice(&new_invoice(&merchant_id, None, None)).await.unwrap();
+    let invoice = store
+        .create_invoice(&new_invoice(&merchant_id, None, None))
+        .await
+        .unwrap();
     credit(&store, &invoice.id, "0xpay", 1_000_000, 100).await;
     let now = now_ms();
     let confirming = settle(&store, &invoice.id, 100, now).await.unwrap();
     assert_eq!(confirming.status, InvoiceStatus::Confirming);
     assert_eq!(confirming.txn_hash.as_deref(), Some("0xpay"));
-    assert!(settle(&store, &invoice.id, 101, now).await.is_none(), "two confirmations of three change nothing");
+    assert!(
+        settle(&store, &invoice.id, 101, now).await.is_none(),
+        "two confirmations of three change nothing"
+    );
     let paid = settle(&store, &invoice.id, 102, now).await.unwrap();
     assert_eq!(paid.status, InvoiceStatus::Paid);
     assert!(paid.paid_at.is_some());
-    assert!(settle(&store, &invoice.id, 103, now).await.is_none(), "settling again is idempotent");
+    assert!(
+        settle(&store, &invoice.id, 103, now).await.is_none(),
+        "settling again is idempotent"
+    );
     // A reorg removes the paying block.
-    sqlx::query("UPDATE observed_transfers SET removed = 1 WHERE invoice_id = $1").bind(&invoice.id).execute(store.pool()).await.unwrap();
+    sqlx::query("UPDATE observed_transfers SET removed = 1 WHERE invoice_id = $1")
+        .bind(&invoice.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
     let reverted = settle(&store, &invoice.id, 103, now).await.unwrap();
     assert_eq!(reverted.status, InvoiceStatus::Pending);
     assert_eq!(reverted.amount_paid, Amount::ZERO);
     assert_eq!(reverted.paid_at, None);
-    assert_eq!(events(&store, &invoice.id).await, vec!["invoice.created", "invoice.confirming", "invoice.paid", "invoice.reverted"]);
+    assert_eq!(
+        events(&store, &invoice.id).await,
+        vec![
+            "invoice.created",
+            "invoice.confirming",
+            "invoice.paid",
+            "invoice.reverted"
+        ]
+    );
 }
 
 async fn underpayment_is_flagged_and_expiry_applies(db: TestDb) {
@@ -239,27 +401,63 @@ async fn underpayment_is_flagged_and_expiry_applies(db: TestDb) {
     assert_eq!(partial.status, InvoiceStatus::Pending);
     assert!(partial.outcome.underpaid);
     assert_eq!(partial.amount_paid, Amount::from(400_000u64));
-    assert_eq!(events(&store, &invoice.id).await.last().map(String::as_str), Some("invoice.payment_detected"));
+    assert_eq!(
+        events(&store, &invoice.id).await.last().map(String::as_str),
+        Some("invoice.payment_detected")
+    );
     // Nothing is due yet; at the deadline the scheduler expires it.
     assert!(store.expire_due(now_ms(), 100).await.unwrap().is_empty());
     let expired = store.expire_due(new.expires_at + 1, 100).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].status, InvoiceStatus::Expired);
     assert!(expired[0].outcome.underpaid);
-    assert_eq!(events(&store, &invoice.id).await.last().map(String::as_str), Some("invoice.expired"));
+    assert_eq!(
+        events(&store, &invoice.id).await.last().map(String::as_str),
+        Some("invoice.expired")
+    );
 }
 
 async fn plugin_kv_values_expire_and_insert_if_absent_is_exclusive(db: TestDb) {
     let store = db.store().await;
     let now = now_ms();
     store.kv_set("p1", "k", b"v1", None).await.unwrap();
-    store.kv_set("p2", "k", b"other", Some(now + 1000)).await.unwrap();
-    assert_eq!(store.kv_get("p1", "k", now).await.unwrap().as_deref(), Some(&b"v1"[..]));
-    assert_eq!(store.kv_get("p2", "k", now).await.unwrap().as_deref(), Some(&b"other"[..]), "plugins have separate keys");
-    assert_eq!(store.kv_get("p2", "k", now + 1000).await.unwrap(), None, "expired values read as absent");
-    assert!(store.kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), now).await.unwrap());
-    assert!(!store.kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), now).await.unwrap());
-    assert!(store.kv_insert_if_absent("p1", "salt", b"1", Some(now + 5000), now + 1000).await.unwrap(), "an expired key is free again");
+    store
+        .kv_set("p2", "k", b"other", Some(now + 1000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_get("p1", "k", now).await.unwrap().as_deref(),
+        Some(&b"v1"[..])
+    );
+    assert_eq!(
+        store.kv_get("p2", "k", now).await.unwrap().as_deref(),
+        Some(&b"other"[..]),
+        "plugins have separate keys"
+    );
+    assert_eq!(
+        store.kv_get("p2", "k", now + 1000).await.unwrap(),
+        None,
+        "expired values read as absent"
+    );
+    assert!(
+        store
+            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 5000), now + 1000)
+            .await
+            .unwrap(),
+        "an expired key is free again"
+    );
     assert!(store.kv_delete("p1", "k").await.unwrap());
     assert_eq!(store.kv_sweep(now + 10_000).await.unwrap(), 2);
 }

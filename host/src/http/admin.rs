@@ -16,6 +16,7 @@ pub fn router(ctx: AppContext) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::webhook::admin::routes())
         .fallback(|| async { ApiError::NotFound })
         .with_state(ctx.clone());
     with_pipeline(router, "admin", ctx.config.http.max_body_bytes)
@@ -26,14 +27,29 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(ctx): State<AppContext>) -> Result<impl IntoResponse, ApiError> {
-    ctx.store.ping().await.map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
-    let pending = ctx.store.pending_migrations().await.map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
+    ctx.store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
+    let pending = ctx
+        .store
+        .pending_migrations()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database unreachable: {e}")))?;
     if !pending.is_empty() {
-        return Err(ApiError::Unavailable(format!("migrations not applied: {pending:?}; run `polypay migrate`")));
+        return Err(ApiError::Unavailable(format!(
+            "migrations not applied: {pending:?}; run `polypay migrate`"
+        )));
     }
-    Ok((StatusCode::OK, Json(serde_json::json!({ "status": "ready" }))))
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::json!({ "status": "ready" })),
+    ))
 }
 
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::metrics_handle().render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::metrics_handle().render(),
+    )
 }

@@ -7,6 +7,7 @@
 //! anything else is logged with the request id and answered with a generic 500.
 
 pub mod admin;
+pub mod checkout;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -57,14 +58,26 @@ impl From<crate::store::StoreError> for ApiError {
 /// Wraps a router in the shared request pipeline.
 pub fn with_pipeline(router: Router, listener: &'static str, max_body_bytes: usize) -> Router {
     // A route layer on a router without routes is refused by axum (it would do nothing).
-    let router = if router.has_routes() { router.route_layer(axum::middleware::from_fn(crate::telemetry::label_route)) } else { router };
+    let router = if router.has_routes() {
+        router.route_layer(axum::middleware::from_fn(crate::telemetry::label_route))
+    } else {
+        router
+    };
     router
         .layer(RequestBodyLimitLayer::new(max_body_bytes))
-        .layer(axum::middleware::from_fn(move |req, next| crate::telemetry::observe(listener, req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::telemetry::observe(listener, req, next)
+        }))
 }
 
 /// The public listener's router.
 pub fn public_router(ctx: AppContext) -> Router {
-    let router = Router::new().fallback(|| async { ApiError::NotFound });
-    with_pipeline(router.with_state(ctx.clone()), "public", ctx.config.http.max_body_bytes)
+    let router = Router::new()
+        .merge(checkout::router())
+        .fallback(|| async { ApiError::NotFound });
+    with_pipeline(
+        router.with_state(ctx.clone()),
+        "public",
+        ctx.config.http.max_body_bytes,
+    )
 }

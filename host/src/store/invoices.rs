@@ -14,7 +14,9 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, Tx, amount_column, flag, read_flag};
-use crate::invoice::{Amount, EventKind, InvoiceStatus, MatchStrategy, Outcome, PaymentFacts, check_transition};
+use crate::invoice::{
+    Amount, EventKind, InvoiceStatus, MatchStrategy, Outcome, PaymentFacts, check_transition,
+};
 
 /// An invoice as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -151,7 +153,8 @@ pub(crate) fn invoice_from_row(row: &AnyRow) -> Result<Invoice, StoreError> {
         amount_due: amount_column(&row.try_get::<String, _>("amount_due")?)?,
         amount_paid: amount_column(&row.try_get::<String, _>("amount_paid")?)?,
         amount_confirmed: amount_column(&row.try_get::<String, _>("amount_confirmed")?)?,
-        confirmations_required: u32::try_from(confirmations).map_err(|e| corrupt("confirmations", e))?,
+        confirmations_required: u32::try_from(confirmations)
+            .map_err(|e| corrupt("confirmations", e))?,
         strategy: strategy.parse().map_err(|e| corrupt("strategy", e))?,
         pay_address: row.try_get("pay_address")?,
         pay_reference: row.try_get("pay_reference")?,
@@ -189,14 +192,34 @@ fn event_from_row(row: &AnyRow) -> Result<OutboxEvent, StoreError> {
 /// Reads an invoice.
 pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<Invoice>, StoreError> {
     let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?.as_ref().map(invoice_from_row).transpose()
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(invoice_from_row)
+        .transpose()
 }
 
 /// Reads an invoice for update inside a write transaction (row lock on PostgreSQL).
-pub async fn get_for_update(tx: &mut Tx, backend: Backend, id: &str) -> Result<Option<Invoice>, StoreError> {
-    let lock = if backend == Backend::Postgres { " FOR UPDATE" } else { "" };
+pub async fn get_for_update(
+    tx: &mut Tx,
+    backend: Backend,
+    id: &str,
+) -> Result<Option<Invoice>, StoreError> {
+    let lock = if backend == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
     let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1{lock}");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut **tx).await?.as_ref().map(invoice_from_row).transpose()
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(invoice_from_row)
+        .transpose()
 }
 
 /// Finds the invoice a merchant created in a plugin with its own order id.
@@ -206,7 +229,9 @@ pub async fn find_by_order_id(
     merchant_id: &str,
     order_id: &str,
 ) -> Result<Option<Invoice>, StoreError> {
-    let sql = format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE plugin = $1 AND merchant_id = $2 AND merchant_order_id = $3");
+    let sql = format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE plugin = $1 AND merchant_id = $2 AND merchant_order_id = $3"
+    );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(plugin)
         .bind(merchant_id)
@@ -249,7 +274,10 @@ pub async fn append_event(
 }
 
 /// The outbox events of an invoice, oldest first.
-pub async fn events_of(conn: &mut AnyConnection, invoice_id: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+pub async fn events_of(
+    conn: &mut AnyConnection,
+    invoice_id: &str,
+) -> Result<Vec<OutboxEvent>, StoreError> {
     let rows = sqlx::query(
         "SELECT id, invoice_id, merchant_id, plugin, kind, payload, created_at, state, attempts \
          FROM outbox_events WHERE invoice_id = $1 ORDER BY id",
@@ -327,7 +355,9 @@ impl Store {
         .await;
         match inserted.map_err(StoreError::from) {
             Err(StoreError::Conflict(_)) => {
-                return Err(InvoiceError::DuplicateOrderId(invoice.merchant_order_id.clone().unwrap_or_default()));
+                return Err(InvoiceError::DuplicateOrderId(
+                    invoice.merchant_order_id.clone().unwrap_or_default(),
+                ));
             }
             other => {
                 other?;
@@ -369,10 +399,21 @@ impl Store {
     pub async fn cancel_invoice(&self, id: &str) -> Result<Invoice, InvoiceError> {
         let now = super::now_ms();
         let mut tx = self.begin().await?;
-        let invoice = get_for_update(&mut tx, self.backend, id).await?.ok_or_else(|| InvoiceError::NotFound(id.into()))?;
-        let changed =
-            change_status(&mut tx, &invoice, InvoiceStatus::Cancelled, invoice.outcome, StatusFields { cancelled_at: Some(now), ..Default::default() }, now)
-                .await?;
+        let invoice = get_for_update(&mut tx, self.backend, id)
+            .await?
+            .ok_or_else(|| InvoiceError::NotFound(id.into()))?;
+        let changed = change_status(
+            &mut tx,
+            &invoice,
+            InvoiceStatus::Cancelled,
+            invoice.outcome,
+            StatusFields {
+                cancelled_at: Some(now),
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
         release_targets(&mut tx, id, now).await?;
         tx.commit().await?;
         Ok(changed)
@@ -382,7 +423,9 @@ impl Store {
     pub async fn mark_submitted(&self, id: &str) -> Result<Invoice, InvoiceError> {
         let now = super::now_ms();
         let mut tx = self.begin().await?;
-        let mut invoice = get_for_update(&mut tx, self.backend, id).await?.ok_or_else(|| InvoiceError::NotFound(id.into()))?;
+        let mut invoice = get_for_update(&mut tx, self.backend, id)
+            .await?
+            .ok_or_else(|| InvoiceError::NotFound(id.into()))?;
         if invoice.submitted_at.is_none() {
             sqlx::query("UPDATE invoices SET submitted_at = $1, updated_at = $2, version = version + 1 WHERE id = $3")
                 .bind(now)
@@ -393,7 +436,14 @@ impl Store {
             invoice.submitted_at = Some(now);
             invoice.updated_at = now;
             invoice.version += 1;
-            append_event(&mut tx, &invoice, EventKind::Submitted, Some(invoice.status), now).await?;
+            append_event(
+                &mut tx,
+                &invoice,
+                EventKind::Submitted,
+                Some(invoice.status),
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(invoice)
@@ -412,7 +462,9 @@ impl Store {
         for id in ids {
             let mut tx = self.begin().await?;
             // Re-read under the lock: a payment may have landed since the scan.
-            let Some(invoice) = get_for_update(&mut tx, self.backend, &id).await? else { continue };
+            let Some(invoice) = get_for_update(&mut tx, self.backend, &id).await? else {
+                continue;
+            };
             if let Some(changed) = settle(&mut tx, &invoice, None, now).await? {
                 expired.push(changed);
             }
@@ -452,7 +504,14 @@ pub async fn change_status(
         changed.cancelled_at = fields.cancelled_at;
     }
     write_row(tx, invoice.version, &changed).await?;
-    append_event(tx, &changed, EventKind::for_transition(invoice.status, to), Some(invoice.status), now).await?;
+    append_event(
+        tx,
+        &changed,
+        EventKind::for_transition(invoice.status, to),
+        Some(invoice.status),
+        now,
+    )
+    .await?;
     Ok(changed)
 }
 
@@ -517,7 +576,12 @@ struct Credit {
 /// the facts call for. Writes the change and its event (or, when only the amounts changed, a
 /// `payment_detected` event) in the caller's transaction. Returns the invoice if anything
 /// changed.
-pub async fn settle(tx: &mut Tx, invoice: &Invoice, chain: Option<ChainView>, now: i64) -> Result<Option<Invoice>, InvoiceError> {
+pub async fn settle(
+    tx: &mut Tx,
+    invoice: &Invoice,
+    chain: Option<ChainView>,
+    now: i64,
+) -> Result<Option<Invoice>, InvoiceError> {
     let mut changed = invoice.clone();
     if let Some(chain) = chain {
         let rows = sqlx::query(
@@ -569,21 +633,41 @@ pub async fn settle(tx: &mut Tx, invoice: &Invoice, chain: Option<ChainView>, no
     };
     let evaluation = crate::invoice::evaluate(&facts);
     changed.outcome = evaluation.outcome;
-    let amounts_changed = changed.amount_paid != invoice.amount_paid || changed.amount_confirmed != invoice.amount_confirmed;
+    let amounts_changed = changed.amount_paid != invoice.amount_paid
+        || changed.amount_confirmed != invoice.amount_confirmed;
     if evaluation.status != invoice.status {
         let paid_at = (evaluation.status == InvoiceStatus::Paid).then_some(now);
         if evaluation.status != InvoiceStatus::Paid {
             changed.paid_at = None;
         }
-        let result = change_status(tx, &changed_with_version(&changed, invoice), evaluation.status, evaluation.outcome, StatusFields { paid_at, ..Default::default() }, now).await?;
+        let result = change_status(
+            tx,
+            &changed_with_version(&changed, invoice),
+            evaluation.status,
+            evaluation.outcome,
+            StatusFields {
+                paid_at,
+                ..Default::default()
+            },
+            now,
+        )
+        .await?;
         return Ok(Some(result));
     }
-    if amounts_changed || changed.outcome != invoice.outcome || changed.txn_hash != invoice.txn_hash {
+    if amounts_changed || changed.outcome != invoice.outcome || changed.txn_hash != invoice.txn_hash
+    {
         changed.updated_at = now;
         changed.version += 1;
         write_row(tx, invoice.version, &changed).await?;
         if changed.amount_paid != invoice.amount_paid {
-            append_event(tx, &changed, EventKind::PaymentDetected, Some(invoice.status), now).await?;
+            append_event(
+                tx,
+                &changed,
+                EventKind::PaymentDetected,
+                Some(invoice.status),
+                now,
+            )
+            .await?;
         }
         return Ok(Some(changed));
     }

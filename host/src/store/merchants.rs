@@ -26,7 +26,8 @@ fn merchant_from_row(row: &AnyRow) -> Result<Merchant, StoreError> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         plugin: row.try_get("plugin")?,
-        profile: serde_json::from_str(&profile).map_err(|e| StoreError::Corrupt(format!("merchant profile: {e}")))?,
+        profile: serde_json::from_str(&profile)
+            .map_err(|e| StoreError::Corrupt(format!("merchant profile: {e}")))?,
         disabled: super::read_flag(row, "disabled")?,
         created_at: row.try_get("created_at")?,
     })
@@ -59,7 +60,12 @@ pub async fn insert_merchant(tx: &mut Tx, merchant: &Merchant) -> Result<(), Sto
     Ok(())
 }
 
-pub async fn insert_credential(tx: &mut Tx, merchant_id: &str, row: &CredentialRow, now: i64) -> Result<(), StoreError> {
+pub async fn insert_credential(
+    tx: &mut Tx,
+    merchant_id: &str,
+    row: &CredentialRow,
+    now: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO credentials (id, merchant_id, kind, public_id, lookup_hash, sealed, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -76,20 +82,41 @@ pub async fn insert_credential(tx: &mut Tx, merchant_id: &str, row: &CredentialR
     Ok(())
 }
 
-pub async fn get_merchant(conn: &mut AnyConnection, id: &str) -> Result<Option<Merchant>, StoreError> {
+pub async fn get_merchant(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<Merchant>, StoreError> {
     let sql = format!("SELECT {MERCHANT_COLUMNS} FROM merchants m WHERE m.id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(conn).await?.as_ref().map(merchant_from_row).transpose()
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(merchant_from_row)
+        .transpose()
 }
 
-pub async fn live_credentials(conn: &mut AnyConnection, merchant_id: &str) -> Result<Vec<Credential>, StoreError> {
-    let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials c WHERE c.merchant_id = $1 AND c.revoked_at IS NULL ORDER BY c.created_at, c.id");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(merchant_id).fetch_all(conn).await?;
+pub async fn live_credentials(
+    conn: &mut AnyConnection,
+    merchant_id: &str,
+) -> Result<Vec<Credential>, StoreError> {
+    let sql = format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials c WHERE c.merchant_id = $1 AND c.revoked_at IS NULL ORDER BY c.created_at, c.id"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(merchant_id)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(credential_from_row).collect()
 }
 
 /// Revokes every live credential of a merchant. Revoked rows stay for the audit trail but
 /// free their lookup hash and public id for reuse.
-pub async fn revoke_credentials(tx: &mut Tx, merchant_id: &str, now: i64) -> Result<(), StoreError> {
+pub async fn revoke_credentials(
+    tx: &mut Tx,
+    merchant_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
     // The unique indexes cover live and revoked rows alike; moving the revoked row's
     // lookup hash and public id out of the way keeps public ids reusable on rotation.
     sqlx::query(
@@ -104,17 +131,33 @@ pub async fn revoke_credentials(tx: &mut Tx, merchant_id: &str, now: i64) -> Res
     Ok(())
 }
 
-pub async fn list_merchants_with_credentials(pool: &sqlx::AnyPool) -> Result<Vec<(Merchant, Vec<Credential>)>, StoreError> {
+pub async fn list_merchants_with_credentials(
+    pool: &sqlx::AnyPool,
+) -> Result<Vec<(Merchant, Vec<Credential>)>, StoreError> {
     let sql = format!("SELECT {MERCHANT_COLUMNS} FROM merchants m ORDER BY m.created_at, m.id");
-    let merchants: Vec<Merchant> =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?.iter().map(merchant_from_row).collect::<Result<_, _>>()?;
-    let sql = format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials c WHERE c.revoked_at IS NULL ORDER BY c.created_at, c.id");
-    let credentials: Vec<Credential> =
-        sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?.iter().map(credential_from_row).collect::<Result<_, _>>()?;
+    let merchants: Vec<Merchant> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(merchant_from_row)
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM credentials c WHERE c.revoked_at IS NULL ORDER BY c.created_at, c.id"
+    );
+    let credentials: Vec<Credential> = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(credential_from_row)
+        .collect::<Result<_, _>>()?;
     Ok(merchants
         .into_iter()
         .map(|m| {
-            let own = credentials.iter().filter(|c| c.merchant_id == m.id).cloned().collect();
+            let own = credentials
+                .iter()
+                .filter(|c| c.merchant_id == m.id)
+                .cloned()
+                .collect();
             (m, own)
         })
         .collect())
@@ -130,28 +173,51 @@ pub async fn find_by_lookup_hash(
         "SELECT {MERCHANT_COLUMNS}, {CREDENTIAL_COLUMNS}, c.sealed FROM credentials c JOIN merchants m ON m.id = c.merchant_id \
          WHERE c.kind = $1 AND c.lookup_hash = $2 AND c.revoked_at IS NULL"
     );
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind).bind(lookup_hash).fetch_optional(pool).await? else {
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(kind)
+        .bind(lookup_hash)
+        .fetch_optional(pool)
+        .await?
+    else {
         return Ok(None);
     };
-    Ok(Some((merchant_from_row(&row)?, credential_from_row(&row)?, row.try_get("sealed")?)))
+    Ok(Some((
+        merchant_from_row(&row)?,
+        credential_from_row(&row)?,
+        row.try_get("sealed")?,
+    )))
 }
 
 /// The live credential of `kind` with this public id, and its merchant.
-pub async fn find_by_public_id(pool: &sqlx::AnyPool, kind: &str, public_id: &str) -> Result<Option<(Merchant, Credential)>, StoreError> {
+pub async fn find_by_public_id(
+    pool: &sqlx::AnyPool,
+    kind: &str,
+    public_id: &str,
+) -> Result<Option<(Merchant, Credential)>, StoreError> {
     let sql = format!(
         "SELECT {MERCHANT_COLUMNS}, {CREDENTIAL_COLUMNS} FROM credentials c JOIN merchants m ON m.id = c.merchant_id \
          WHERE c.kind = $1 AND c.public_id = $2 AND c.revoked_at IS NULL"
     );
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind).bind(public_id).fetch_optional(pool).await? else {
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(kind)
+        .bind(public_id)
+        .fetch_optional(pool)
+        .await?
+    else {
         return Ok(None);
     };
     Ok(Some((merchant_from_row(&row)?, credential_from_row(&row)?)))
 }
 
 /// The sealed secret of a live credential.
-pub async fn sealed_secret(pool: &sqlx::AnyPool, credential_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(sqlx::query_scalar("SELECT sealed FROM credentials WHERE id = $1 AND revoked_at IS NULL")
-        .bind(credential_id)
-        .fetch_optional(pool)
-        .await?)
+pub async fn sealed_secret(
+    pool: &sqlx::AnyPool,
+    credential_id: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT sealed FROM credentials WHERE id = $1 AND revoked_at IS NULL")
+            .bind(credential_id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }

@@ -18,9 +18,12 @@
 //! [`invoices`] (invoices, payment targets and their outbox events), [`kv`] (the
 //! plugin-scoped key-value store).
 
+pub mod chain_queries;
 pub mod invoices;
 pub mod kv;
 pub mod merchants;
+pub mod outbox;
+pub mod plugin_queries;
 
 use std::path::Path;
 use std::time::Duration;
@@ -56,7 +59,10 @@ pub enum StoreError {
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("unique constraint violated: {0}")]
     Conflict(String),
     #[error("stored data is invalid: {0}")]
@@ -113,7 +119,12 @@ impl Store {
                     .connect(&url)
                     .await?
             }
-            Backend::Postgres => options.max_connections(max_connections.max(1)).connect(url).await?,
+            Backend::Postgres => {
+                options
+                    .max_connections(max_connections.max(1))
+                    .connect(url)
+                    .await?
+            }
         };
         Ok(Store { pool, backend })
     }
@@ -148,16 +159,23 @@ impl Store {
 
     /// Versions of embedded migrations that the database has not applied successfully.
     pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
-        let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.pool)
-            .await
+        let applied: Vec<i64> = match sqlx::query_scalar::<_, i64>(
+            "SELECT version FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_all(&self.pool)
+        .await
         {
             Ok(versions) => versions,
             // No migrations table yet: nothing applied.
             Err(sqlx::Error::Database(_)) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        Ok(self.migrator().iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect())
+        Ok(self
+            .migrator()
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
     }
 
     /// A trivial round trip to the database.
@@ -182,13 +200,21 @@ impl Store {
 
 /// Adds `mode=rwc` so SQLite creates the file, and creates its directory.
 fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Err(StoreError::UnsupportedUrl(url.to_string()));
     }
-    if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     Ok(if url.contains("mode=") {
         url.to_string()
@@ -201,7 +227,8 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
 
 /// Reads a column that holds a base-unit amount.
 pub(crate) fn amount_column(text: &str) -> Result<crate::invoice::Amount, StoreError> {
-    crate::invoice::Amount::from_base_units(text).map_err(|e| StoreError::Corrupt(format!("amount `{text}`: {e}")))
+    crate::invoice::Amount::from_base_units(text)
+        .map_err(|e| StoreError::Corrupt(format!("amount `{text}`: {e}")))
 }
 
 /// A flag as stored: 0 or 1.

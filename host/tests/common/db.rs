@@ -10,7 +10,8 @@ use polypay_host::store::Store;
 use sqlx::Connection;
 
 pub fn postgres_admin_url() -> String {
-    std::env::var("POLYPAY_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("POLYPAY_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A database that exists for the life of one test.
@@ -25,7 +26,12 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("polypay.db").display());
-        TestDb { url, backend: "sqlite", dir, pg_name: None }
+        TestDb {
+            url,
+            backend: "sqlite",
+            dir,
+            pg_name: None,
+        }
     }
 
     pub async fn postgres() -> TestDb {
@@ -33,10 +39,23 @@ impl TestDb {
         let name = format!("polypay_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for the store suite: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
-        let base = admin.rsplit_once('/').map(|(base, _)| base.to_string()).expect("database URL has a path");
-        TestDb { url: format!("{base}/{name}"), backend: "postgres", dir: tempfile::tempdir().expect("temp dir"), pg_name: Some(name) }
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin} is required for the store suite: {e}")
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(base, _)| base.to_string())
+            .expect("database URL has a path");
+        TestDb {
+            url: format!("{base}/{name}"),
+            backend: "postgres",
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg_name: Some(name),
+        }
     }
 
     pub async fn by_name(backend: &str) -> TestDb {
@@ -55,14 +74,23 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         // Drop runs outside any async context guarantee: use a private runtime on a thread.
         let admin = postgres_admin_url();
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })

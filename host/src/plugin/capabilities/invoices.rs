@@ -1,0 +1,515 @@
+//! `invoices`: create, read, list and change invoices, scoped to the plugin
+//! and (when authenticated) to the merchant.
+//!
+//! Scoping rules, all enforced here:
+//! - every read and write is limited to invoices whose `plugin` is this
+//!   plugin; another plugin's invoice is `not-found`;
+//! - authenticated: only the merchant's own invoices (others: `not-found`);
+//! - unauthenticated: `get`, `find-by-order-id` and `mark-submitted` over all
+//!   of the plugin's invoices (payment pages, payer status polling);
+//!   `create` only for the plugin's `default_merchant`; everything else is
+//!   `unauthorized`.
+
+use super::{HostResult, guest, store_error, store_failure};
+use crate::chain::ChainConfig;
+use crate::invoice::{self, Amount};
+use crate::matcher::{AllocationError, TargetSpec, open_invoice};
+use crate::plugin::bindings::HostError;
+use crate::plugin::bindings::polypay::plugin::invoices::{
+    AssetVolume, DeliveryState, Host, Invoice, InvoiceFilter, InvoicePage, InvoiceStats,
+    InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price, WebhookSummary,
+};
+use crate::plugin::state::{CallScope, PluginState};
+use crate::store::invoices::{self as stored, InvoiceError, NewTarget};
+use crate::store::outbox::{self, SummaryState};
+use crate::store::plugin_queries::{InvoiceQuery, PageStart};
+
+/// Longest invoice lifetime a plugin may ask for: 30 days.
+const MAX_EXPIRY_SECS: u32 = 30 * 24 * 3600;
+/// How long after expiry a full payment is still watched for (`paid_late`).
+const MONITOR_AFTER_EXPIRY_MS: i64 = 24 * 3600 * 1000;
+const MAX_PLUGIN_DATA: usize = 64 * 1024;
+
+pub(crate) fn status_to_wit(s: invoice::InvoiceStatus) -> InvoiceStatus {
+    match s {
+        invoice::InvoiceStatus::Pending => InvoiceStatus::Pending,
+        invoice::InvoiceStatus::Confirming => InvoiceStatus::Confirming,
+        invoice::InvoiceStatus::Paid => InvoiceStatus::Paid,
+        invoice::InvoiceStatus::Expired => InvoiceStatus::Expired,
+        invoice::InvoiceStatus::Cancelled => InvoiceStatus::Cancelled,
+    }
+}
+
+fn status_from_wit(s: InvoiceStatus) -> invoice::InvoiceStatus {
+    match s {
+        InvoiceStatus::Pending => invoice::InvoiceStatus::Pending,
+        InvoiceStatus::Confirming => invoice::InvoiceStatus::Confirming,
+        InvoiceStatus::Paid => invoice::InvoiceStatus::Paid,
+        InvoiceStatus::Expired => invoice::InvoiceStatus::Expired,
+        InvoiceStatus::Cancelled => invoice::InvoiceStatus::Cancelled,
+    }
+}
+
+fn kind_to_wit(s: invoice::MatchStrategy) -> MatchKind {
+    match s {
+        invoice::MatchStrategy::ContractReference => MatchKind::ContractReference,
+        invoice::MatchStrategy::UniqueAmount => MatchKind::UniqueAmount,
+        invoice::MatchStrategy::DerivedAddress => MatchKind::DerivedAddress,
+        invoice::MatchStrategy::FixedAddress => MatchKind::FixedAddress,
+    }
+}
+
+fn delivery_state(state: SummaryState) -> DeliveryState {
+    match state {
+        SummaryState::None => DeliveryState::None,
+        SummaryState::Pending => DeliveryState::Pending,
+        SummaryState::Delivered => DeliveryState::Delivered,
+        SummaryState::Failed => DeliveryState::Failed,
+    }
+}
+
+/// The guest's view of a stored invoice (plus its webhook delivery summary).
+pub(crate) async fn invoice_to_wit(
+    scope: &CallScope,
+    i: &stored::Invoice,
+) -> Result<Invoice, HostError> {
+    let storage = scope.storage()?;
+    let mut conn = storage
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| store_failure(scope, &e))?;
+    let summary = outbox::invoice_summary(&mut conn, &i.id)
+        .await
+        .map_err(|e| store_error(scope, e))?;
+    Ok(Invoice {
+        id: i.id.clone(),
+        merchant_id: i.merchant_id.clone(),
+        merchant_order_id: i.merchant_order_id.clone(),
+        status: status_to_wit(i.status),
+        underpaid: i.outcome.underpaid,
+        overpaid: i.outcome.overpaid,
+        paid_late: i.outcome.paid_late,
+        submitted_at: i.submitted_at,
+        chain: i.chain.clone(),
+        asset: i.asset.clone(),
+        decimals: i.decimals,
+        amount_due: i.amount_due.to_string(),
+        amount_paid: i.amount_paid.to_string(),
+        fiat: None,
+        matching: kind_to_wit(i.strategy),
+        pay_to: i.pay_address.clone(),
+        payment_reference: i.pay_reference.clone(),
+        txn_hash: i.txn_hash.clone(),
+        confirmations: confirmations(scope, i),
+        required_confirmations: i.confirmations_required,
+        created_at: i.created_at,
+        expires_at: i.expires_at,
+        paid_at: i.paid_at,
+        updated_at: i.updated_at,
+        notify_url: i.notify_url.clone(),
+        return_url: i.return_url.clone(),
+        payment_page_url: format!("{}/pay/{}", scope.services.inner.public_base_url, i.id),
+        plugin_data: i.plugin_data.to_string(),
+        webhook: WebhookSummary {
+            state: delivery_state(summary.state),
+            attempts: summary.attempts,
+            last_attempt_at: summary.last_attempt_at,
+        },
+    })
+}
+
+/// Confirmations as far as the invoice record tells: all required once paid.
+fn confirmations(_scope: &CallScope, i: &stored::Invoice) -> u32 {
+    if i.status == invoice::InvoiceStatus::Paid {
+        i.confirmations_required
+    } else {
+        0
+    }
+}
+
+fn chain_of<'a>(scope: &'a CallScope, name: &str) -> Result<&'a ChainConfig, HostError> {
+    scope
+        .services
+        .inner
+        .chains
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| HostError::Unsupported(format!("unknown chain `{name}`")))
+}
+
+fn allocation_error(scope: &CallScope, e: AllocationError) -> HostError {
+    match e {
+        AllocationError::UnknownAsset { chain, asset } => {
+            HostError::Unsupported(format!("chain `{chain}` has no asset `{asset}`"))
+        }
+        AllocationError::NoPaymentContract { chain, asset } => HostError::Unsupported(format!(
+            "chain `{chain}` has no payment contract for `{asset}`"
+        )),
+        AllocationError::Unsupported { .. } => HostError::Unsupported(e.to_string()),
+        AllocationError::Address(why) => HostError::Invalid(format!("invalid address: {why}")),
+        AllocationError::Derivation(d) => {
+            HostError::Invalid(format!("invalid extended public key: {d}"))
+        }
+        AllocationError::NoFreeAmount { .. } => {
+            HostError::Unavailable("no unique amount is free; retry later".into())
+        }
+        AllocationError::Invoice(InvoiceError::DuplicateOrderId(id)) => {
+            HostError::Conflict(format!("merchant order id `{id}` already exists"))
+        }
+        other => store_failure(scope, &other),
+    }
+}
+
+fn invoice_error(scope: &CallScope, e: InvoiceError) -> HostError {
+    match e {
+        InvoiceError::NotFound(_) => HostError::NotFound,
+        InvoiceError::Illegal(t) => HostError::Conflict(t.to_string()),
+        InvoiceError::DuplicateOrderId(id) => {
+            HostError::Conflict(format!("merchant order id `{id}` already exists"))
+        }
+        InvoiceError::Concurrent(_) => {
+            HostError::Unavailable("the invoice changed concurrently; retry".into())
+        }
+        other => store_failure(scope, &other),
+    }
+}
+
+fn query(
+    scope: &CallScope,
+    merchant: Option<&str>,
+    f: &InvoiceFilter,
+) -> Result<InvoiceQuery, HostError> {
+    if f.merchant_order_id_prefix
+        .as_ref()
+        .is_some_and(|p| p.len() > 128)
+    {
+        return Err(HostError::Invalid(
+            "order id prefix is at most 128 bytes".into(),
+        ));
+    }
+    Ok(InvoiceQuery {
+        plugin: scope.plugin_name().to_owned(),
+        merchant_id: merchant.map(str::to_owned),
+        statuses: f.statuses.iter().copied().map(status_from_wit).collect(),
+        chain: f.chain.clone(),
+        asset: f.asset.clone(),
+        created_from: f.created_from,
+        created_to: f.created_to,
+        order_id_prefix: f.merchant_order_id_prefix.clone(),
+    })
+}
+
+/// A stored invoice this call may see: the plugin's own, and the
+/// merchant's own when authenticated. Anything else is `not-found`.
+async fn visible_invoice(scope: &CallScope, id: &str) -> Result<stored::Invoice, HostError> {
+    let storage = scope.storage()?;
+    let invoice = storage
+        .store
+        .invoice(id)
+        .await
+        .map_err(|e| store_error(scope, e))?
+        .ok_or(HostError::NotFound)?;
+    let merchant_ok = scope
+        .merchant_id
+        .as_ref()
+        .is_none_or(|m| *m == invoice.merchant_id);
+    if invoice.plugin != scope.plugin_name() || !merchant_ok {
+        return Err(HostError::NotFound);
+    }
+    Ok(invoice)
+}
+
+async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, HostError> {
+    let storage = scope.storage()?;
+    let merchant_id = match (&scope.merchant_id, &scope.plugin.default_merchant) {
+        (Some(m), _) => m.clone(),
+        (None, Some(default)) => default.clone(),
+        (None, None) => return Err(HostError::Unauthorized),
+    };
+    let chain = chain_of(scope, &new.chain)?;
+    let asset = chain.asset(&new.asset).ok_or_else(|| {
+        HostError::Unsupported(format!(
+            "chain `{}` has no asset `{}`",
+            chain.name, new.asset
+        ))
+    })?;
+    let amount_due = match &new.price {
+        Price::BaseUnits(text) => Amount::from_base_units(text)
+            .map_err(|e| HostError::Invalid(format!("amount `{text}`: {e}")))?,
+        Price::Fiat(_) => {
+            return Err(HostError::Unsupported(
+                "fiat pricing is not configured on this server".into(),
+            ));
+        }
+    };
+    if amount_due == Amount::ZERO {
+        return Err(HostError::Invalid(
+            "amount must be greater than zero".into(),
+        ));
+    }
+    if new.expires_in_secs == 0 || new.expires_in_secs > MAX_EXPIRY_SECS {
+        return Err(HostError::Invalid(format!(
+            "expiry must be 1 to {MAX_EXPIRY_SECS} seconds"
+        )));
+    }
+    if new
+        .merchant_order_id
+        .as_ref()
+        .is_some_and(|o| o.is_empty() || o.len() > 128)
+    {
+        return Err(HostError::Invalid(
+            "merchant order id must be 1 to 128 bytes".into(),
+        ));
+    }
+    for url in [&new.notify_url, &new.return_url].into_iter().flatten() {
+        if url.len() > 2048 || !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(HostError::Invalid(format!("`{url}` is not an http(s) URL")));
+        }
+    }
+    let plugin_data = match &new.plugin_data {
+        Some(text) if text.len() > MAX_PLUGIN_DATA => {
+            return Err(HostError::Invalid(format!(
+                "plugin-data is over {MAX_PLUGIN_DATA} bytes"
+            )));
+        }
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| HostError::Invalid(format!("plugin-data is not JSON: {e}")))?,
+        None => serde_json::json!({}),
+    };
+    let spec = match new.matching {
+        MatchStrategy::ContractReference(recipient) => TargetSpec::ContractReference {
+            recipient,
+            reference: None,
+        },
+        MatchStrategy::UniqueAmount(address) => TargetSpec::UniqueAmount { address },
+        MatchStrategy::DerivedAddress(xpub) => TargetSpec::DerivedAddress { xpub },
+        MatchStrategy::FixedAddress(address) => TargetSpec::FixedAddress { address },
+    };
+    let now = crate::store::now_ms();
+    let expires_at = now + i64::from(new.expires_in_secs) * 1000;
+    let record = stored::NewInvoice {
+        id: uuid::Uuid::new_v4().to_string(),
+        merchant_id,
+        plugin: scope.plugin_name().to_owned(),
+        merchant_order_id: new.merchant_order_id,
+        chain: chain.name.clone(),
+        asset: asset.symbol.clone(),
+        decimals: asset.decimals,
+        amount_due,
+        confirmations_required: chain.confirmations,
+        strategy: spec.strategy(),
+        target: NewTarget {
+            address: String::new(),
+            reserved_amount: None,
+            derivation_index: None,
+        },
+        pay_reference: None,
+        notify_url: new.notify_url,
+        return_url: new.return_url,
+        plugin_data,
+        expires_at,
+        monitor_until: expires_at + MONITOR_AFTER_EXPIRY_MS,
+    };
+    let created = open_invoice(&storage.store, chain, record, &spec)
+        .await
+        .map_err(|e| allocation_error(scope, e))?;
+    invoice_to_wit(scope, &created).await
+}
+
+impl Host for PluginState {
+    async fn create(&mut self, invoice: NewInvoice) -> HostResult<Invoice> {
+        guest(create_invoice(&self.scope, invoice).await)
+    }
+
+    async fn get(&mut self, id: String) -> HostResult<Invoice> {
+        guest(match visible_invoice(&self.scope, &id).await {
+            Ok(i) => invoice_to_wit(&self.scope, &i).await,
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn find_by_order_id(&mut self, merchant_order_id: String) -> HostResult<Invoice> {
+        let scope = &self.scope;
+        let storage = match scope.storage() {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        let found = storage
+            .store
+            .plugin_find_by_order_id(
+                scope.plugin_name(),
+                scope.merchant_id.as_deref(),
+                &merchant_order_id,
+            )
+            .await;
+        guest(match found {
+            Ok(Some(i)) => invoice_to_wit(scope, &i).await,
+            Ok(None) => Err(HostError::NotFound),
+            Err(e) => Err(store_error(scope, e)),
+        })
+    }
+
+    async fn list(
+        &mut self,
+        filter: InvoiceFilter,
+        page: PageSelector,
+        limit: u32,
+    ) -> HostResult<InvoicePage> {
+        let scope = &self.scope;
+        let prepared = scope.storage().and_then(|s| {
+            let me = scope.merchant()?;
+            if !(1..=1000).contains(&limit) {
+                return Err(HostError::Invalid("limit must be 1 to 1000".into()));
+            }
+            Ok((s, query(scope, Some(me), &filter)?))
+        });
+        let (storage, q) = match prepared {
+            Ok(p) => p,
+            Err(e) => return guest(Err(e)),
+        };
+        let start = match page {
+            PageSelector::First => PageStart::First,
+            PageSelector::Number(0) => {
+                return guest(Err(HostError::Invalid("page numbers start at 1".into())));
+            }
+            PageSelector::Number(n) => PageStart::Number(n),
+            PageSelector::After(id) => PageStart::After(id),
+            PageSelector::Before(id) => PageStart::Before(id),
+        };
+        let rows = match storage.store.plugin_list_invoices(&q, &start, limit).await {
+            Ok(Some(rows)) => rows,
+            Ok(None) => return guest(Err(HostError::Invalid("unknown page cursor".into()))),
+            Err(e) => return guest(Err(store_error(scope, e))),
+        };
+        let mut items = Vec::with_capacity(rows.items.len());
+        for i in &rows.items {
+            match invoice_to_wit(scope, i).await {
+                Ok(v) => items.push(v),
+                Err(e) => return guest(Err(e)),
+            }
+        }
+        let next_cursor = if rows.more {
+            items.last().map(|i| i.id.clone())
+        } else {
+            None
+        };
+        guest(Ok(InvoicePage {
+            items,
+            total: rows.total,
+            pages: u32::try_from(rows.total.div_ceil(u64::from(limit))).unwrap_or(u32::MAX),
+            next_cursor,
+        }))
+    }
+
+    async fn stats(&mut self, filter: InvoiceFilter) -> HostResult<InvoiceStats> {
+        let scope = &self.scope;
+        let prepared = scope
+            .storage()
+            .and_then(|s| Ok((s, query(scope, Some(scope.merchant()?), &filter)?)));
+        let (storage, q) = match prepared {
+            Ok(p) => p,
+            Err(e) => return guest(Err(e)),
+        };
+        let counts = match storage.store.plugin_invoice_counts(&q).await {
+            Ok(c) => c,
+            Err(e) => return guest(Err(store_error(scope, e))),
+        };
+        let count = |s: invoice::InvoiceStatus| {
+            counts
+                .by_status
+                .iter()
+                .find(|(k, _)| *k == s)
+                .map_or(0, |(_, n)| *n)
+        };
+        guest(Ok(InvoiceStats {
+            total: counts.by_status.iter().map(|(_, n)| n).sum(),
+            pending: count(invoice::InvoiceStatus::Pending),
+            confirming: count(invoice::InvoiceStatus::Confirming),
+            paid: count(invoice::InvoiceStatus::Paid),
+            expired: count(invoice::InvoiceStatus::Expired),
+            cancelled: count(invoice::InvoiceStatus::Cancelled),
+            volumes: counts
+                .volumes
+                .into_iter()
+                .map(|(chain, asset, decimals, paid_count, amount)| AssetVolume {
+                    chain,
+                    asset,
+                    decimals,
+                    paid_count,
+                    amount_paid: amount.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn cancel(&mut self, id: String) -> HostResult<Invoice> {
+        if let Err(e) = self.scope.merchant() {
+            return guest(Err(e));
+        }
+        let invoice = match visible_invoice(&self.scope, &id).await {
+            Ok(i) => i,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        let storage = scope
+            .storage()
+            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
+        guest(match storage.store.cancel_invoice(&invoice.id).await {
+            Ok(changed) => invoice_to_wit(scope, &changed).await,
+            Err(e) => Err(invoice_error(scope, e)),
+        })
+    }
+
+    async fn mark_submitted(&mut self, id: String) -> HostResult<Invoice> {
+        let invoice = match visible_invoice(&self.scope, &id).await {
+            Ok(i) => i,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        let storage = scope
+            .storage()
+            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
+        guest(match storage.store.mark_submitted(&invoice.id).await {
+            Ok(changed) => invoice_to_wit(scope, &changed).await,
+            Err(e) => Err(invoice_error(scope, e)),
+        })
+    }
+
+    async fn set_plugin_data(&mut self, id: String, plugin_data: String) -> HostResult<Invoice> {
+        if let Err(e) = self.scope.merchant() {
+            return guest(Err(e));
+        }
+        let value: serde_json::Value = match serde_json::from_str(&plugin_data) {
+            Ok(v) if plugin_data.len() <= MAX_PLUGIN_DATA => v,
+            Ok(_) => {
+                return guest(Err(HostError::Invalid(format!(
+                    "plugin-data is over {MAX_PLUGIN_DATA} bytes"
+                ))));
+            }
+            Err(e) => {
+                return guest(Err(HostError::Invalid(format!(
+                    "plugin-data is not JSON: {e}"
+                ))));
+            }
+        };
+        let mut invoice = match visible_invoice(&self.scope, &id).await {
+            Ok(i) => i,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        let storage = scope
+            .storage()
+            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
+        if let Err(e) = storage
+            .store
+            .plugin_set_invoice_data(&invoice.id, &value)
+            .await
+        {
+            return guest(Err(store_error(scope, e)));
+        }
+        invoice.plugin_data = value;
+        guest(invoice_to_wit(scope, &invoice).await)
+    }
+}

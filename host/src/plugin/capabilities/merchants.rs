@@ -1,0 +1,531 @@
+//! `merchants`: authentication, merchants and credentials.
+//!
+//! A plugin reaches a merchant only if the merchant is enabled and was
+//! created by this plugin or by the operator (`merchants.plugin` NULL).
+//! Secrets are generated here, returned to the guest once at issue or
+//! rotation, and stored only sealed (see `crate::merchant`).
+
+use super::crypto::{constant_time_eq, digest_parts, hmac_sha256};
+use super::{HostResult, guest, store_error, store_failure};
+use crate::merchant::{self, MerchantError};
+use crate::plugin::bindings::HostError;
+use crate::plugin::bindings::polypay::plugin::merchants::{
+    Credential, CredentialRequest, Host, IssuedCredential, Merchant, MerchantUpdate, NewMerchant,
+    Proof, SecretEncoding, SecretFormat,
+};
+use crate::plugin::state::{CallKind, CallScope, PluginState};
+use crate::store::merchants::CredentialRow;
+use rand::{Rng, RngCore};
+
+/// Longest secret, public id or kind the host accepts from a guest.
+const MAX_PRESENTED: usize = 1024;
+
+fn visible(scope: &CallScope, m: &merchant::Merchant) -> bool {
+    !m.disabled && m.plugin.as_deref().is_none_or(|p| p == scope.plugin_name())
+}
+
+pub(crate) fn merchant_to_wit(m: &merchant::Merchant) -> Merchant {
+    Merchant {
+        id: m.id.clone(),
+        name: m.name.clone(),
+        plugin_data: m.profile.to_string(),
+        created_at: m.created_at,
+    }
+}
+
+fn credential_to_wit(c: &merchant::Credential) -> Credential {
+    Credential {
+        id: c.id.clone(),
+        merchant_id: c.merchant_id.clone(),
+        kind: c.kind.clone(),
+        public_id: c.public_id.clone(),
+        created_at: c.created_at,
+    }
+}
+
+fn valid_kind(kind: &str) -> Result<(), HostError> {
+    if kind.is_empty()
+        || kind.len() > 64
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(HostError::Invalid(
+            "credential kind must be 1-64 characters of [A-Za-z0-9_-]".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A new secret as `format` asks.
+fn generate_secret(format: &SecretFormat) -> Result<String, HostError> {
+    if format.prefix.len() > 64 {
+        return Err(HostError::Invalid(
+            "secret prefix is at most 64 bytes".into(),
+        ));
+    }
+    let mut rng = rand::rng();
+    let body = match format.encoding {
+        SecretEncoding::UuidV4 => uuid::Uuid::new_v4().to_string(),
+        _ if !(16..=128).contains(&format.bytes) => {
+            return Err(HostError::Invalid("secret length must be 16 to 128".into()));
+        }
+        SecretEncoding::Hex => {
+            let mut bytes = vec![0u8; format.bytes as usize];
+            rng.fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        }
+        SecretEncoding::Alphanumeric => {
+            const ALPHABET: &[u8] =
+                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+            (0..format.bytes)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect()
+        }
+    };
+    Ok(format!("{}{body}", format.prefix))
+}
+
+fn merchant_error(scope: &CallScope, e: MerchantError) -> HostError {
+    match e {
+        MerchantError::NotFound(_) => HostError::NotFound,
+        MerchantError::InvalidName => {
+            HostError::Invalid("merchant name must be 1 to 200 characters".into())
+        }
+        other => store_failure(scope, &other),
+    }
+}
+
+/// The live credential `id` of the authenticated merchant.
+async fn own_credential(scope: &CallScope, id: &str) -> Result<merchant::Credential, HostError> {
+    let storage = scope.storage()?;
+    let me = scope.merchant()?;
+    let mut conn = storage
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| store_failure(scope, &e))?;
+    let live = crate::store::merchants::live_credentials(&mut conn, me)
+        .await
+        .map_err(|e| store_error(scope, e))?;
+    live.into_iter()
+        .find(|c| c.id == id)
+        .ok_or(HostError::NotFound)
+}
+
+async fn issue(
+    scope: &CallScope,
+    merchant_id: &str,
+    kind: &str,
+    public_id: Option<String>,
+    secret: String,
+) -> Result<IssuedCredential, HostError> {
+    let storage = scope.storage()?;
+    let key = storage.merchants.master_key();
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = CredentialRow {
+        id: id.clone(),
+        kind: kind.to_owned(),
+        public_id: public_id.clone(),
+        lookup_hash: key.lookup_hash(kind, secret.as_bytes()),
+        sealed: key.seal(&id, secret.as_bytes()),
+    };
+    storage
+        .store
+        .plugin_insert_credential(merchant_id, &row)
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict(_) => HostError::Conflict(
+                "a credential of this kind with this public id or secret exists".into(),
+            ),
+            other => store_failure(scope, &other),
+        })?;
+    let credential = Credential {
+        id,
+        merchant_id: merchant_id.to_owned(),
+        kind: kind.to_owned(),
+        public_id,
+        created_at: crate::store::now_ms(),
+    };
+    Ok(IssuedCredential { credential, secret })
+}
+
+impl Host for PluginState {
+    async fn authenticate(
+        &mut self,
+        kind: String,
+        presented_secret: String,
+    ) -> HostResult<Credential> {
+        let scope = &self.scope;
+        let storage = match scope.storage() {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        if presented_secret.is_empty() || presented_secret.len() > MAX_PRESENTED || kind.len() > 64
+        {
+            return guest(Err(HostError::Unauthorized));
+        }
+        let found = match storage
+            .merchants
+            .authenticate(&kind, &presented_secret)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => return guest(Err(merchant_error(scope, e))),
+        };
+        match found {
+            Some((m, c)) if visible(scope, &m) => {
+                let credential = credential_to_wit(&c);
+                guest(self.scope.become_merchant(&m.id).map(|()| credential))
+            }
+            _ => guest(Err(HostError::Unauthorized)),
+        }
+    }
+
+    async fn authenticate_signed(
+        &mut self,
+        kind: String,
+        public_id: String,
+        proof: Proof,
+    ) -> HostResult<Credential> {
+        let scope = &self.scope;
+        let storage = match scope.storage() {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        if public_id.is_empty() || public_id.len() > MAX_PRESENTED || kind.len() > 64 {
+            return guest(Err(HostError::Unauthorized));
+        }
+        let found =
+            crate::store::merchants::find_by_public_id(storage.store.pool(), &kind, &public_id)
+                .await;
+        let (m, c) = match found {
+            Ok(Some((m, c))) if visible(scope, &m) => (m, c),
+            Ok(_) => return guest(Err(HostError::Unauthorized)),
+            Err(e) => return guest(Err(store_error(scope, e))),
+        };
+        let secret = match storage.merchants.secret_for_signing(&c.id).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return guest(Err(HostError::Unauthorized)),
+            Err(e) => return guest(Err(merchant_error(scope, e))),
+        };
+        let proven = match &proof {
+            Proof::HmacSha256(p) => constant_time_eq(&hmac_sha256(&secret, &p.message), &p.mac),
+            Proof::Digest(p) => {
+                constant_time_eq(&digest_parts(p.algorithm, &p.parts, &secret), &p.expected)
+            }
+        };
+        if !proven {
+            return guest(Err(HostError::Unauthorized));
+        }
+        let credential = credential_to_wit(&c);
+        guest(self.scope.become_merchant(&m.id).map(|()| credential))
+    }
+
+    async fn find_credential(&mut self, kind: String, public_id: String) -> HostResult<Credential> {
+        let scope = &self.scope;
+        let storage = match scope.storage() {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        guest(
+            match crate::store::merchants::find_by_public_id(
+                storage.store.pool(),
+                &kind,
+                &public_id,
+            )
+            .await
+            {
+                Ok(Some((m, c))) if visible(scope, &m) => Ok(credential_to_wit(&c)),
+                Ok(_) => Err(HostError::NotFound),
+                Err(e) => Err(store_error(scope, e)),
+            },
+        )
+    }
+
+    async fn current(&mut self) -> wasmtime::Result<Option<Merchant>> {
+        let scope = &self.scope;
+        let (Ok(storage), Some(me)) = (scope.storage(), scope.merchant_id.as_deref()) else {
+            return Ok(None);
+        };
+        let found = async {
+            let mut conn = storage.store.pool().acquire().await?;
+            crate::store::merchants::get_merchant(&mut conn, me).await
+        };
+        match found.await {
+            Ok(m) => Ok(m.as_ref().map(merchant_to_wit)),
+            Err(e) => {
+                // No merchant is the safe answer when storage fails.
+                store_failure(scope, &e);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn create_merchant(&mut self, merchant: NewMerchant) -> HostResult<Merchant> {
+        let scope = &self.scope;
+        let storage = match scope.storage() {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        if scope.kind != CallKind::Request || scope.merchant_id.is_some() {
+            return guest(Err(HostError::Forbidden));
+        }
+        let profile = match merchant
+            .plugin_data
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+        {
+            Ok(p) => p.unwrap_or_else(|| serde_json::json!({})),
+            Err(e) => {
+                return guest(Err(HostError::Invalid(format!(
+                    "plugin-data is not JSON: {e}"
+                ))));
+            }
+        };
+        let created = storage
+            .merchants
+            .create(&merchant.name, Some(scope.plugin_name()), profile, &[])
+            .await;
+        match created {
+            Ok(new) => {
+                self.scope.merchant_id = Some(new.merchant.id.clone());
+                guest(Ok(merchant_to_wit(&new.merchant)))
+            }
+            Err(e) => guest(Err(merchant_error(scope, e))),
+        }
+    }
+
+    async fn get_merchant(&mut self, id: String) -> HostResult<Merchant> {
+        let scope = &self.scope;
+        let storage = match scope
+            .storage()
+            .and_then(|s| scope.require_self(&id).map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        let mut conn = match storage.store.pool().acquire().await {
+            Ok(c) => c,
+            Err(e) => return guest(Err(store_failure(scope, &e))),
+        };
+        guest(
+            match crate::store::merchants::get_merchant(&mut conn, &id).await {
+                Ok(Some(m)) => Ok(merchant_to_wit(&m)),
+                Ok(None) => Err(HostError::NotFound),
+                Err(e) => Err(store_error(scope, e)),
+            },
+        )
+    }
+
+    async fn update_merchant(
+        &mut self,
+        id: String,
+        update: MerchantUpdate,
+    ) -> HostResult<Merchant> {
+        let scope = &self.scope;
+        let storage = match scope
+            .storage()
+            .and_then(|s| scope.require_self(&id).map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        if let Some(name) = &update.name
+            && (name.trim().is_empty() || name.chars().count() > 200)
+        {
+            return guest(Err(HostError::Invalid(
+                "merchant name must be 1 to 200 characters".into(),
+            )));
+        }
+        let profile = match update
+            .plugin_data
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>)
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return guest(Err(HostError::Invalid(format!(
+                    "plugin-data is not JSON: {e}"
+                ))));
+            }
+        };
+        guest(
+            match storage
+                .store
+                .plugin_update_merchant(
+                    &id,
+                    update.name.as_deref().map(str::trim),
+                    profile.as_ref(),
+                )
+                .await
+            {
+                Ok(Some(m)) => Ok(merchant_to_wit(&m)),
+                Ok(None) => Err(HostError::NotFound),
+                Err(e) => Err(store_error(scope, e)),
+            },
+        )
+    }
+
+    async fn issue_credential(
+        &mut self,
+        merchant_id: String,
+        request: CredentialRequest,
+    ) -> HostResult<IssuedCredential> {
+        let checked = self
+            .scope
+            .storage()
+            .and_then(|_| self.scope.require_self(&merchant_id))
+            .and_then(|()| {
+                valid_kind(&request.kind)?;
+                if request
+                    .public_id
+                    .as_ref()
+                    .is_some_and(|p| p.is_empty() || p.len() > 128)
+                {
+                    return Err(HostError::Invalid(
+                        "public id must be 1 to 128 bytes".into(),
+                    ));
+                }
+                generate_secret(&request.format)
+            });
+        let secret = match checked {
+            Ok(secret) => secret,
+            Err(e) => return guest(Err(e)),
+        };
+        guest(
+            issue(
+                &self.scope,
+                &merchant_id,
+                &request.kind,
+                request.public_id,
+                secret,
+            )
+            .await,
+        )
+    }
+
+    async fn rotate_credential(
+        &mut self,
+        credential_id: String,
+        format: SecretFormat,
+    ) -> HostResult<IssuedCredential> {
+        let current = match own_credential(&self.scope, &credential_id).await {
+            Ok(c) => c,
+            Err(e) => return guest(Err(e)),
+        };
+        let secret = match generate_secret(&format) {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        let storage = scope
+            .storage()
+            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
+        let key = storage.merchants.master_key();
+        let replaced = storage
+            .store
+            .plugin_replace_secret(
+                &current.id,
+                &key.lookup_hash(&current.kind, secret.as_bytes()),
+                &key.seal(&current.id, secret.as_bytes()),
+            )
+            .await;
+        guest(match replaced {
+            Ok(true) => Ok(IssuedCredential {
+                credential: credential_to_wit(&current),
+                secret,
+            }),
+            Ok(false) => Err(HostError::NotFound),
+            Err(e) => Err(store_error(scope, e)),
+        })
+    }
+
+    async fn revoke_credential(&mut self, credential_id: String) -> HostResult<()> {
+        let current = match own_credential(&self.scope, &credential_id).await {
+            Ok(c) => c,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        let storage = scope
+            .storage()
+            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
+        guest(
+            match storage.store.plugin_revoke_credential(&current.id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(HostError::NotFound),
+                Err(e) => Err(store_error(scope, e)),
+            },
+        )
+    }
+
+    async fn list_credentials(&mut self, merchant_id: String) -> HostResult<Vec<Credential>> {
+        let scope = &self.scope;
+        let storage = match scope
+            .storage()
+            .and_then(|s| scope.require_self(&merchant_id).map(|()| s))
+        {
+            Ok(s) => s,
+            Err(e) => return guest(Err(e)),
+        };
+        let mut conn = match storage.store.pool().acquire().await {
+            Ok(c) => c,
+            Err(e) => return guest(Err(store_failure(scope, &e))),
+        };
+        guest(
+            match crate::store::merchants::live_credentials(&mut conn, &merchant_id).await {
+                Ok(list) => Ok(list.iter().map(credential_to_wit).collect()),
+                Err(e) => Err(store_error(scope, e)),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_follow_the_requested_format() {
+        let hex = generate_secret(&SecretFormat {
+            prefix: "sk_".into(),
+            encoding: SecretEncoding::Hex,
+            bytes: 16,
+        })
+        .unwrap();
+        assert!(
+            hex.starts_with("sk_")
+                && hex.len() == 3 + 32
+                && hex[3..].bytes().all(|b| b.is_ascii_hexdigit())
+        );
+        let alnum = generate_secret(&SecretFormat {
+            prefix: "wopay_live_".into(),
+            encoding: SecretEncoding::Alphanumeric,
+            bytes: 32,
+        })
+        .unwrap();
+        assert_eq!(alnum.len(), 11 + 32);
+        let uuid = generate_secret(&SecretFormat {
+            prefix: String::new(),
+            encoding: SecretEncoding::UuidV4,
+            bytes: 0,
+        })
+        .unwrap();
+        assert!(uuid::Uuid::parse_str(&uuid).is_ok_and(|u| u.get_version_num() == 4));
+    }
+
+    #[test]
+    fn weak_or_oversized_secret_formats_are_refused() {
+        for bytes in [0, 8, 15, 129] {
+            let r = generate_secret(&SecretFormat {
+                prefix: String::new(),
+                encoding: SecretEncoding::Hex,
+                bytes,
+            });
+            assert!(matches!(r, Err(HostError::Invalid(_))), "{bytes}");
+        }
+    }
+}

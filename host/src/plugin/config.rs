@@ -1,0 +1,141 @@
+//! `[[plugins]]` entries of the configuration file.
+//!
+//! This struct is embedded into the main configuration (`crate::config`) as
+//! `plugins: Vec<PluginConfig>`; every field but `name` and `wasm` has a default.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// One mounted plugin.
+///
+/// ```toml
+/// [[plugins]]
+/// name = "trino"                        # identity: scopes invoices, kv, metrics
+/// wasm = "plugins/trino.wasm"
+/// prefix = "/trino"                     # optional; routes are mounted under it
+/// default_merchant = "m_operator"       # optional; unauthenticated invoice creation
+/// deadline_ms = 1000
+/// memory_mb = 64
+/// max_body_bytes = 1048576
+/// settings = { networks = ["ethereum"] } # handed to the plugin as JSON
+/// ```
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The name the plugin is mounted under. Invoices, key-value entries,
+    /// rate-limit buckets, logs and metrics are keyed by it, so renaming a
+    /// plugin detaches it from what it created.
+    pub name: String,
+    /// Path of the `.wasm` component.
+    pub wasm: PathBuf,
+    /// Path prefix all of the plugin's routes are mounted under, e.g. `/v2`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The plugin's own settings, handed to it as JSON.
+    #[serde(default = "empty_settings")]
+    pub settings: serde_json::Value,
+    /// Merchant id that unauthenticated invoice creation is attributed to
+    /// (dialects whose merchants may omit their key); none forbids it.
+    #[serde(default)]
+    pub default_merchant: Option<String>,
+    /// Wall-clock budget of one request (or webhook rendering), in ms.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Linear memory cap of one instance, in MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Cap on request and response bodies, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn empty_settings() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+fn default_deadline_ms() -> u64 {
+    1_000
+}
+
+fn default_memory_mb() -> u64 {
+    64
+}
+
+fn default_max_body_bytes() -> usize {
+    1 << 20
+}
+
+impl PluginConfig {
+    /// A config with every default, for `name` at `wasm`.
+    pub fn new(name: impl Into<String>, wasm: impl Into<PathBuf>) -> Self {
+        PluginConfig {
+            name: name.into(),
+            wasm: wasm.into(),
+            prefix: None,
+            settings: empty_settings(),
+            default_merchant: None,
+            deadline_ms: default_deadline_ms(),
+            memory_mb: default_memory_mb(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    pub fn with_settings(mut self, settings: serde_json::Value) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    pub fn with_default_merchant(mut self, merchant_id: impl Into<String>) -> Self {
+        self.default_merchant = Some(merchant_id.into());
+        self
+    }
+
+    pub fn with_deadline_ms(mut self, deadline_ms: u64) -> Self {
+        self.deadline_ms = deadline_ms;
+        self
+    }
+
+    pub fn with_memory_mb(mut self, memory_mb: u64) -> Self {
+        self.memory_mb = memory_mb;
+        self
+    }
+
+    pub fn with_max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
+        self
+    }
+
+    pub(crate) fn memory_bytes(&self) -> usize {
+        (self.memory_mb as usize).saturating_mul(1 << 20)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn omitted_fields_take_documented_defaults() {
+        let c: PluginConfig =
+            serde_json::from_value(serde_json::json!({ "name": "x", "wasm": "x.wasm" })).unwrap();
+        assert_eq!(c, PluginConfig::new("x", "x.wasm"));
+        assert_eq!(
+            (c.deadline_ms, c.memory_mb, c.max_body_bytes),
+            (1000, 64, 1 << 20)
+        );
+        assert!(c.settings.as_object().is_some_and(|o| o.is_empty()));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let r: Result<PluginConfig, _> = serde_json::from_value(
+            serde_json::json!({ "name": "x", "wasm": "x.wasm", "prefx": "/a" }),
+        );
+        assert!(r.is_err());
+    }
+}

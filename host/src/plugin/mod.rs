@@ -1,0 +1,216 @@
+//! The plugin runtime: API dialects as sandboxed WebAssembly components.
+//!
+//! Each `[[plugins]]` entry names a component built against the WIT contract
+//! `polypay:plugin@0.1.0` (`plugin-sdk/wit/plugin.wit`). At start-up
+//! [`PluginRuntime::load`] compiles every component once, links it against
+//! the host capabilities, asks each for its `manifest()`, and builds the
+//! public route table; a route claimed by two plugins fails start-up with
+//! both names ([`routes`]). [`PluginRuntime::router`] then serves each claimed
+//! route on a fresh instance per request.
+//!
+//! ```no_run
+//! # async fn demo(store: polypay_host::store::Store, merchants: polypay_host::merchant::Merchants,
+//! #               chains: Vec<polypay_host::chain::ChainConfig>) -> Result<(), Box<dyn std::error::Error>> {
+//! use polypay_host::plugin::{PluginConfig, PluginRuntime, PluginServices};
+//!
+//! let configs = vec![PluginConfig::new("echo", "plugins/echo.wasm").with_prefix("/echo-api")];
+//! let services = PluginServices::new("https://pay.example.com").with_storage(store, merchants).with_chains(chains);
+//! let runtime = PluginRuntime::load(&configs, services).await?;
+//! let app: axum::Router = runtime.router();
+//! // The webhook worker renders callbacks through the same runtime:
+//! let renderer: std::sync::Arc<dyn polypay_host::webhook::WebhookRenderer> = std::sync::Arc::new(runtime.clone());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Rooms: `config` ([`PluginConfig`], the `[[plugins]]` entries), [`bindings`] (generated from the
+//! WIT), `engine` (shared engine, epoch ticker, compiled-component cache),
+//! `runtime` (load, one call on a fresh instance), `dispatch` (the axum
+//! router), [`routes`] (route table and conflicts), `limits` (memory cap,
+//! fault kinds), `wasi` (the WASI subset), `state` (per-call store data and
+//! scope), `capabilities` (one module per WIT import), `webhook_render` (the
+//! `WebhookRenderer` for the webhook worker), [`PluginServices`] (what the
+//! capabilities are built on).
+//!
+//! # Isolation
+//!
+//! - One compiled component per plugin and a cached `InstancePre`; a fresh
+//!   instance per request from the pooling allocator ([`engine`]).
+//! - CPU: epoch interruption with the ticker on its own OS thread; a call
+//!   yields to the executor every tick and traps at its deadline
+//!   (`deadline_ms`, default 1 s). A call stuck in a host function is
+//!   abandoned shortly after the deadline too.
+//! - Memory: a per-store limiter (`memory_mb`, default 64 MiB) ([`limits`]).
+//! - Bodies: requests and responses are capped (`max_body_bytes`, default
+//!   1 MiB); an oversized request is a 413 before any instance exists.
+//! - WASI: only what the Rust standard library imports, with nothing
+//!   ambient: no preopened directories, no sockets, no environment, empty
+//!   stdin; stdout/stderr go to the host log ([`wasi`]).
+//! - Secrets never enter the guest: credentials are used by id through the
+//!   `crypto` and `merchants` capabilities ([`capabilities`]).
+//!
+//! A trap, panic, deadline overrun or memory exhaustion ends only its own
+//! request: a generic 500 carrying the request id, the details in the log,
+//! and `polypay_plugin_faults_total{plugin,kind}` incremented.
+//!
+//! # Scoping
+//!
+//! Enforced here, on every capability call (see the WIT header comment): a
+//! plugin sees only invoices it created; a call authenticated as a merchant
+//! sees only that merchant's data; unauthenticated calls get read-only
+//! views (plus `mark-submitted`), and may create invoices only for the
+//! plugin's configured `default_merchant`.
+
+pub mod bindings;
+mod capabilities;
+mod config;
+mod dispatch;
+mod engine;
+mod limits;
+pub mod routes;
+mod runtime;
+mod services;
+mod state;
+mod wasi;
+mod webhook_render;
+
+pub use config::PluginConfig;
+pub use limits::FaultKind;
+pub use routes::RouteError;
+pub use runtime::Fault;
+pub use services::PluginServices;
+
+use bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
+use runtime::{Call, CallOutput, RuntimeInner};
+use state::CallKind;
+use std::sync::Arc;
+
+/// Why the plugin runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("cannot create the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("plugin `{plugin}` is misconfigured: {reason}")]
+    Config { plugin: String, reason: String },
+    #[error("plugin `{plugin}` cannot be loaded: {reason}")]
+    Load { plugin: String, reason: String },
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Why a webhook could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderFailure {
+    #[error("no plugin named `{0}` is mounted")]
+    UnknownPlugin(String),
+    #[error("plugin `{plugin}` failed rendering the webhook ({kind}): see the log", kind = .fault.kind.as_str())]
+    Fault { plugin: String, fault: Fault },
+}
+
+/// All mounted plugins, ready to serve. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    inner: Arc<RuntimeInner>,
+}
+
+/// What a mounted plugin declared, for the admin API and logs.
+#[derive(Clone, Debug)]
+pub struct MountedPlugin {
+    pub name: String,
+    pub manifest: Manifest,
+    /// Public routes as (method, full path).
+    pub routes: Vec<(String, String)>,
+}
+
+impl PluginRuntime {
+    /// Compiles and links every plugin, reads the manifests, and checks the
+    /// route table. Any failure names the plugin at fault.
+    pub async fn load(
+        configs: &[PluginConfig],
+        services: PluginServices,
+    ) -> Result<PluginRuntime, PluginError> {
+        Ok(PluginRuntime {
+            inner: Arc::new(RuntimeInner::load(configs, services).await?),
+        })
+    }
+
+    /// The public router serving every plugin route (merge it into the public listener).
+    pub fn router(&self) -> axum::Router {
+        dispatch::router(self.inner.clone())
+    }
+
+    /// The mounted plugins and their routes.
+    pub fn plugins(&self) -> Vec<MountedPlugin> {
+        self.inner
+            .plugins
+            .iter()
+            .enumerate()
+            .map(|(i, p)| MountedPlugin {
+                name: p.identity.name.clone(),
+                manifest: p.manifest.clone(),
+                routes: self
+                    .inner
+                    .claims
+                    .iter()
+                    .filter(|c| c.plugin == i)
+                    .flat_map(|c| c.methods.iter().map(|m| (m.clone(), c.full_path.clone())))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Instances created so far, over all plugins (each request, webhook
+    /// rendering and manifest read creates one).
+    pub fn instances_started(&self) -> u64 {
+        self.inner
+            .instances_started
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Faults of `kind` recorded for `plugin` so far (also exported as the
+    /// `polypay_plugin_faults_total` metric).
+    pub fn fault_count(&self, plugin: &str, kind: FaultKind) -> u64 {
+        self.inner
+            .index_of(plugin)
+            .map_or(0, |i| self.inner.fault_count(i, kind))
+    }
+
+    /// Asks `plugin` to render the callback for `event` (attempt 1, 2, ...), on
+    /// a fresh instance authenticated as the invoice's merchant. `Ok(None)`:
+    /// the plugin sends no callback for this event.
+    pub async fn render_webhook(
+        &self,
+        plugin: &str,
+        event: InvoiceEvent,
+        attempt: u32,
+    ) -> Result<Option<WebhookDelivery>, RenderFailure> {
+        let index = self
+            .inner
+            .index_of(plugin)
+            .ok_or_else(|| RenderFailure::UnknownPlugin(plugin.to_owned()))?;
+        let request_id = format!("webhook-{}-{attempt}", event.id);
+        let merchant = Some(event.invoice.merchant_id.clone());
+        match self
+            .inner
+            .call(
+                index,
+                CallKind::Webhook,
+                request_id.clone(),
+                merchant,
+                Call::RenderWebhook(Box::new(event), attempt),
+            )
+            .await
+        {
+            Ok(CallOutput::RenderWebhook(delivery)) => Ok(delivery),
+            Ok(_) => unreachable!("render-webhook returns a delivery"),
+            Err(fault) => {
+                self.inner.record_fault(index, &request_id, &fault);
+                Err(RenderFailure::Fault {
+                    plugin: plugin.to_owned(),
+                    fault,
+                })
+            }
+        }
+    }
+}

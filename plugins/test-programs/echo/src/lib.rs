@@ -1,0 +1,430 @@
+//! Test plugin `test-echo`: a healthy plugin whose routes each exercise one
+//! part of the contract (request echo, settings, clock, sandbox, log, merchants,
+//! invoices, credentials, crypto, kv, networks) so the host's runtime and
+//! scoping can be tested end to end. Every route lives under `/echo`.
+
+use polypay_plugin_sdk::invoices::{Invoice, InvoiceFilter, PageSelector};
+use polypay_plugin_sdk::merchants::{CredentialRequest, NewMerchant, SecretEncoding, SecretFormat};
+use polypay_plugin_sdk::prelude::*;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub struct Echo;
+
+impl Plugin for Echo {
+    const NAME: &'static str = "test-echo";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+
+    fn router() -> Router {
+        Router::new()
+            .route(&["GET", "POST"], "/echo/request/{*rest}", echo_request)
+            .get("/echo/settings", |_: &Request| {
+                Response::new(200).header("content-type", "application/json").body(context::settings_json().into_bytes())
+            })
+            .get("/echo/time", |_: &Request| {
+                Response::json(200, &json!({ "now": clock::now(), "random": polypay_plugin_sdk::hex(&random::bytes(8)) }))
+            })
+            .get("/echo/sandbox", sandbox)
+            .get("/echo/log", write_logs)
+            .post("/echo/merchants", register_merchant)
+            .get("/echo/merchants/{id}", get_merchant)
+            .get("/echo/credentials", list_credentials)
+            .post("/echo/sign/{credential_id}", sign)
+            .post("/echo/invoices", create_invoice)
+            .get("/echo/invoices", list_invoices)
+            .get("/echo/invoices/{id}", get_invoice)
+            .post("/echo/invoices/{id}/cancel", cancel_invoice)
+            .post("/echo/invoices/{id}/submitted", mark_submitted)
+            .get("/echo/orders/{order_id}", find_by_order_id)
+            .get("/echo/stats", stats)
+            .put("/echo/kv/{key}", kv_put)
+            .get("/echo/kv/{key}", kv_get)
+            .get("/echo/networks", |_: &Request| {
+                let names: Vec<String> = chains::networks().into_iter().map(|n| n.name).collect();
+                Response::json(200, &json!({ "networks": names }))
+            })
+    }
+
+    fn render_webhook(event: &InvoiceEvent, attempt: u32) -> Option<WebhookDelivery> {
+        let body = json!({
+            "invoice_id": event.invoice.id,
+            "status": status_name(event.invoice.status),
+            "event_id": event.id,
+            "attempt": attempt,
+        })
+        .to_string()
+        .into_bytes();
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        // Signed with the merchant's bearer token, by handle: the secret stays in the host.
+        let bearer = merchants::list_credentials(&event.invoice.merchant_id)
+            .ok()
+            .and_then(|creds| creds.into_iter().find(|c| c.kind == "bearer"));
+        if let Some(credential) = bearer
+            && let Ok(mac) = crypto::hmac_sha256_sign(&credential.id, &body)
+        {
+            let signature = format!("sha256={}", polypay_plugin_sdk::hex(&mac));
+            headers.push(("x-echo-signature".to_owned(), signature));
+        }
+        Some(WebhookDelivery {
+            request: OutgoingRequest {
+                method: "POST".into(),
+                url: event.url.clone(),
+                headers,
+                body,
+            },
+            accept: Acceptance::ExactlyOk,
+            retry_after_secs: (attempt < 3).then_some(attempt * 10),
+        })
+    }
+}
+
+type Reply = Result<Response, Response>;
+
+fn host_error(e: HostError) -> Response {
+    let (status, kind) = match &e {
+        HostError::NotFound => (404, "not-found"),
+        HostError::Invalid(_) => (400, "invalid"),
+        HostError::Conflict(_) => (409, "conflict"),
+        HostError::Unauthorized => (401, "unauthorized"),
+        HostError::Forbidden => (403, "forbidden"),
+        HostError::RateLimited(_) => (429, "rate-limited"),
+        HostError::Unavailable(_) => (503, "unavailable"),
+        HostError::Unsupported(_) => (422, "unsupported"),
+    };
+    Response::json(
+        status,
+        &json!({ "error": kind, "detail": format!("{e:?}") }),
+    )
+}
+
+fn bad_request(why: impl std::fmt::Display) -> Response {
+    Response::json(
+        400,
+        &json!({ "error": "invalid", "detail": why.to_string() }),
+    )
+}
+
+/// Authenticates by `Authorization: Bearer` when the header is present.
+fn authenticate_if_presented(req: &Request) -> Result<(), Response> {
+    match req.bearer_token() {
+        Some(token) => merchants::authenticate("bearer", token)
+            .map(|_| ())
+            .map_err(host_error),
+        None => Ok(()),
+    }
+}
+
+fn echo_request(req: &Request) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "method": req.method,
+            "route": req.route,
+            "params": req.params,
+            "path": req.path,
+            "query": req.query,
+            "headers": req.headers,
+            "body": String::from_utf8_lossy(&req.body),
+            "client_ip": req.client_ip,
+            "request_id": req.request_id,
+        }),
+    )
+}
+
+fn sandbox(_: &Request) -> Response {
+    Response::json(
+        200,
+        &json!({
+            "env_vars": std::env::vars().count(),
+            "args": std::env::args().count(),
+            "read_root_dir": std::fs::read_dir("/").is_ok(),
+            "read_passwd": std::fs::read("/etc/passwd").is_ok(),
+            "cwd": std::env::current_dir().ok().map(|p| p.display().to_string()),
+        }),
+    )
+}
+
+fn write_logs(req: &Request) -> Response {
+    println!("echo stdout line {}", req.request_id);
+    eprintln!("echo stderr line {}", req.request_id);
+    log::log(
+        log::Level::Info,
+        "echo structured line",
+        &[("request".into(), req.request_id.clone())],
+    );
+    Response::new(204)
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    name: String,
+    #[serde(default)]
+    profile: Option<Value>,
+}
+
+fn register_merchant(req: &Request) -> Reply {
+    let reg: Registration = req.json().map_err(bad_request)?;
+    let merchant = merchants::create_merchant(&NewMerchant {
+        name: reg.name,
+        plugin_data: reg.profile.map(|p| p.to_string()),
+    })
+    .map_err(host_error)?;
+    let bearer = merchants::issue_credential(
+        &merchant.id,
+        &CredentialRequest {
+            kind: "bearer".into(),
+            public_id: None,
+            format: SecretFormat {
+                prefix: String::new(),
+                encoding: SecretEncoding::UuidV4,
+                bytes: 0,
+            },
+        },
+    )
+    .map_err(host_error)?;
+    let signing = merchants::issue_credential(
+        &merchant.id,
+        &CredentialRequest {
+            kind: "signing".into(),
+            public_id: Some(format!("app-{}", random::alphanumeric(12))),
+            format: SecretFormat {
+                prefix: "sk_".into(),
+                encoding: SecretEncoding::Hex,
+                bytes: 32,
+            },
+        },
+    )
+    .map_err(host_error)?;
+    Ok(Response::json(
+        201,
+        &json!({
+            "merchant_id": merchant.id,
+            "token": bearer.secret,
+            "bearer_credential_id": bearer.credential.id,
+            "signing_credential_id": signing.credential.id,
+            "signing_public_id": signing.credential.public_id,
+            "signing_secret": signing.secret,
+        }),
+    ))
+}
+
+fn get_merchant(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let m = merchants::get_merchant(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(
+        200,
+        &json!({ "id": m.id, "name": m.name, "profile": serde_json::from_str::<Value>(&m.plugin_data).ok() }),
+    ))
+}
+
+fn list_credentials(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let me = merchants::current().ok_or_else(|| host_error(HostError::Unauthorized))?;
+    let creds = merchants::list_credentials(&me.id).map_err(host_error)?;
+    let out: Vec<Value> = creds
+        .into_iter()
+        .map(|c| json!({ "id": c.id, "kind": c.kind, "public_id": c.public_id, "merchant_id": c.merchant_id }))
+        .collect();
+    Ok(Response::json(200, &out))
+}
+
+fn sign(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let mac = crypto::hmac_sha256_sign(req.param("credential_id").unwrap_or_default(), &req.body)
+        .map_err(host_error)?;
+    Ok(Response::json(
+        200,
+        &json!({ "mac": polypay_plugin_sdk::hex(&mac) }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CreateInvoice {
+    amount: String,
+    chain: String,
+    asset: String,
+    order_id: Option<String>,
+    /// Paid to this address; without it, to the settings' `receiving_address`
+    /// with a unique amount.
+    #[serde(default)]
+    fixed_address: Option<String>,
+    #[serde(default)]
+    expires_in_secs: Option<u32>,
+    #[serde(default)]
+    notify_url: Option<String>,
+}
+
+fn create_invoice(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let body: CreateInvoice = req.json().map_err(bad_request)?;
+    let matching = match body.fixed_address {
+        Some(address) => MatchStrategy::FixedAddress(address),
+        None => {
+            let settings: Value = context::settings().map_err(bad_request)?;
+            let address = settings["receiving_address"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            MatchStrategy::UniqueAmount(address)
+        }
+    };
+    let invoice = invoices::create(&NewInvoice {
+        merchant_order_id: body.order_id,
+        price: Price::BaseUnits(body.amount),
+        chain: body.chain,
+        asset: body.asset,
+        matching,
+        expires_in_secs: body.expires_in_secs.unwrap_or(900),
+        notify_url: body.notify_url,
+        return_url: None,
+        plugin_data: Some(json!({ "created_by": "test-echo" }).to_string()),
+    })
+    .map_err(host_error)?;
+    Ok(Response::json(201, &invoice_json(&invoice)))
+}
+
+fn get_invoice(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let invoice = invoices::get(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &invoice_json(&invoice)))
+}
+
+fn find_by_order_id(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let invoice = invoices::find_by_order_id(req.param("order_id").unwrap_or_default())
+        .map_err(host_error)?;
+    Ok(Response::json(200, &invoice_json(&invoice)))
+}
+
+fn cancel_invoice(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let invoice = invoices::cancel(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &invoice_json(&invoice)))
+}
+
+fn mark_submitted(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let invoice =
+        invoices::mark_submitted(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &invoice_json(&invoice)))
+}
+
+fn list_invoices(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let page = match (req.query_param("page"), req.query_param("after")) {
+        (Some(n), _) => PageSelector::Number(n.parse().map_err(bad_request)?),
+        (None, Some(id)) => PageSelector::After(id),
+        (None, None) => PageSelector::First,
+    };
+    let limit = req
+        .query_param("limit")
+        .map(|l| l.parse())
+        .transpose()
+        .map_err(bad_request)?
+        .unwrap_or(20);
+    let filter = InvoiceFilter {
+        asset: req.query_param("asset"),
+        ..invoices::any()
+    };
+    let page = invoices::list(&filter, &page, limit).map_err(host_error)?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "items": page.items.iter().map(invoice_json).collect::<Vec<_>>(),
+            "total": page.total,
+            "pages": page.pages,
+            "next": page.next_cursor,
+        }),
+    ))
+}
+
+fn stats(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let s = invoices::stats(&invoices::any()).map_err(host_error)?;
+    Ok(Response::json(
+        200,
+        &json!({ "total": s.total, "pending": s.pending, "cancelled": s.cancelled }),
+    ))
+}
+
+fn kv_put(req: &Request) -> Reply {
+    kv::set(req.param("key").unwrap_or_default(), &req.body, None).map_err(host_error)?;
+    Ok(Response::new(204))
+}
+
+fn kv_get(req: &Request) -> Reply {
+    match kv::get(req.param("key").unwrap_or_default()).map_err(host_error)? {
+        Some(value) => Ok(Response::new(200).body(value)),
+        None => Err(host_error(HostError::NotFound)),
+    }
+}
+
+fn status_name(status: InvoiceStatus) -> &'static str {
+    match status {
+        InvoiceStatus::Pending => "pending",
+        InvoiceStatus::Confirming => "confirming",
+        InvoiceStatus::Paid => "paid",
+        InvoiceStatus::Expired => "expired",
+        InvoiceStatus::Cancelled => "cancelled",
+    }
+}
+
+fn invoice_json(i: &Invoice) -> Value {
+    json!({
+        "id": i.id,
+        "merchant_id": i.merchant_id,
+        "order_id": i.merchant_order_id,
+        "status": status_name(i.status),
+        "amount_due": i.amount_due,
+        "amount_paid": i.amount_paid,
+        "chain": i.chain,
+        "asset": i.asset,
+        "pay_to": i.pay_to,
+        "submitted": i.submitted_at.is_some(),
+        "payment_page_url": i.payment_page_url,
+        "plugin_data": serde_json::from_str::<Value>(&i.plugin_data).unwrap_or(Value::Null),
+    })
+}
+
+polypay_plugin_sdk::export_plugin!(Echo);
+
+#[cfg(test)]
+mod tests {
+    //! Runs natively against the SDK's fake host: the documented harness.
+    use super::*;
+    use polypay_plugin_sdk::testing::Harness;
+
+    #[test]
+    fn registered_merchant_can_create_and_read_its_invoice() {
+        let h = Harness::<Echo>::new();
+        let reg: Value = h
+            .post("/echo/merchants")
+            .json(&json!({ "name": "shop" }))
+            .send()
+            .body_json()
+            .unwrap();
+        let token = reg["token"].as_str().unwrap();
+        let created = h
+            .post("/echo/invoices")
+            .header("authorization", &format!("Bearer {token}"))
+            .json(&json!({ "amount": "1000", "chain": "ethereum", "asset": "USDT", "order_id": "o-1", "fixed_address": "0xabc" }))
+            .send();
+        assert_eq!(created.status, 201, "{}", created.body_text());
+        let id = created.body_json::<Value>().unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let read = h.get(&format!("/echo/invoices/{id}")).send();
+        assert_eq!(read.body_json::<Value>().unwrap()["order_id"], "o-1");
+    }
+
+    #[test]
+    fn creating_an_invoice_without_credentials_is_unauthorized() {
+        let h = Harness::<Echo>::new();
+        let r = h
+            .post("/echo/invoices")
+            .json(&json!({ "amount": "1", "chain": "c", "asset": "a" }))
+            .send();
+        assert_eq!(r.status, 401);
+    }
+}
