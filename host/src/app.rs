@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::merchant::{MasterKey, Merchants};
+use crate::plugin::{PluginRuntime, PluginServices};
 use crate::store::Store;
 
 /// What every request handler and worker shares.
@@ -66,6 +67,32 @@ pub async fn context(config: Config) -> anyhow::Result<AppContext> {
     })
 }
 
+/// Loads the configured plugins against the store, refusing any that claims a path the
+/// host serves itself.
+pub async fn load_plugins(context: &AppContext) -> anyhow::Result<PluginRuntime> {
+    let services = PluginServices::new(context.config.public_base_url.clone())
+        .with_storage(context.store.clone(), context.merchants.clone())
+        .with_chains(context.config.chains.clone());
+    let runtime = PluginRuntime::load(&context.config.plugins, services)
+        .await
+        .map_err(|e| anyhow::anyhow!("plugins: {e}"))?;
+    for plugin in runtime.plugins() {
+        for (method, path) in &plugin.routes {
+            if let Some(prefix) = crate::http::HOST_PUBLIC_PREFIXES
+                .iter()
+                .find(|p| path.starts_with(**p))
+            {
+                anyhow::bail!(
+                    "plugins: plugin `{}` claims {method} {path}, but the host serves everything under {prefix}",
+                    plugin.name
+                );
+            }
+        }
+        tracing::info!(plugin = %plugin.name, version = %plugin.manifest.version, routes = plugin.routes.len(), "plugin mounted");
+    }
+    Ok(runtime)
+}
+
 /// Hides the password of a database URL for logs and errors.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -111,15 +138,21 @@ impl Server {
                 )
             })?;
         let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+        let plugins = load_plugins(&context).await?;
         let (shutdown, _) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for (listener, router) in [
-            (public, crate::http::public_router(context.clone())),
+            (
+                public,
+                crate::http::public_router(context.clone(), plugins.router().with_state(())),
+            ),
             (admin, crate::http::admin::router(context.clone())),
         ] {
             let mut stop = shutdown.subscribe();
             tasks.spawn(async move {
-                axum::serve(listener, router)
+                // Peer addresses reach plugins (per-IP rate limits).
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, service)
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|stop| *stop).await;
                     })
@@ -127,10 +160,8 @@ impl Server {
                     .context("serving HTTP")
             });
         }
-        // Webhook delivery. Until the plugin runtime is wired in as the renderer, events
-        // wait, pending, for their plugin (see `crate::webhook`).
-        let renderer: Arc<dyn crate::webhook::WebhookRenderer> =
-            Arc::new(crate::webhook::NoPlugins);
+        // Webhook delivery: each attempt is rendered by the plugin that owns the event.
+        let renderer: Arc<dyn crate::webhook::WebhookRenderer> = Arc::new(plugins.clone());
         let webhooks = crate::webhook::Dispatcher::new(
             context.store.clone(),
             context.config.webhooks.clone(),
@@ -140,6 +171,30 @@ impl Server {
         let stop = shutdown.subscribe();
         tasks.spawn(async move {
             Arc::new(webhooks).run(stop).await;
+            Ok(())
+        });
+        // Chain listeners (one per `[[chains]]` entry) and the expiry scheduler.
+        let listeners = crate::chain::evm_listeners(&context.config.chains, &context.store)
+            .map_err(|e| anyhow::anyhow!("chains: {e}"))?;
+        for listener in listeners {
+            let mut stop = shutdown.subscribe();
+            tasks.spawn(async move {
+                listener
+                    .run(async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+                Ok(())
+            });
+        }
+        let expiry = crate::matcher::expiry::ExpiryScheduler::new(context.store.clone());
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            expiry
+                .run(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await;
             Ok(())
         });
         tracing::info!(%public_addr, %admin_addr, database = %redact_url(&context.config.database_url()), "polypay started");

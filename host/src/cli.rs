@@ -101,6 +101,13 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
     let mut out = std::io::stdout().lock();
     match command {
         MerchantCommand::Create(args) => {
+            if let Some(plugin) = &args.plugin
+                && !ctx.config.plugins.iter().any(|p| &p.name == plugin)
+            {
+                anyhow::bail!(
+                    "plugin `{plugin}` is not mounted: add it under [[plugins]] in the config first"
+                );
+            }
             let specs = credential_specs(args.plugin.as_deref());
             let created = ctx
                 .merchants

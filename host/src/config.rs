@@ -48,6 +48,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Networks the chain listeners follow (`[[chains]]`, see [`crate::chain`]).
     pub chains: Vec<crate::chain::ChainConfig>,
+    /// API dialect plugins to mount (`[[plugins]]`, see [`crate::plugin::PluginConfig`]).
+    pub plugins: Vec<crate::plugin::PluginConfig>,
     /// Callback delivery (`[webhooks]`, see [`crate::webhook`]).
     pub webhooks: crate::webhook::WebhookConfig,
 }
@@ -114,6 +116,7 @@ impl Default for Config {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             chains: Vec::new(),
+            plugins: Vec::new(),
             webhooks: crate::webhook::WebhookConfig::default(),
         }
     }
@@ -328,6 +331,17 @@ mod tests {
             assert!(Config::load(None).is_ok());
             Ok(())
         });
+    }
+
+    #[test]
+    fn shipped_example_and_dev_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for name in ["polypay.toml", "dev.toml"] {
+            Jail::expect_with(|_| {
+                Config::load(Some(&dir.join(name))).unwrap_or_else(|e| panic!("{name}: {e}"));
+                Ok(())
+            });
+        }
     }
 
     #[test]

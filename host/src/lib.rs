@@ -11,6 +11,9 @@
 //! - [`store`]: sqlx storage over SQLite (embedded default) or PostgreSQL.
 //! - [`invoice`]: invoice domain types, the lifecycle state machine, exact money.
 //! - [`merchant`]: merchants, credentials, and encryption of merchant secrets at rest.
+//! - [`chain`]: chain listeners (`chain::evm` with alloy): blocks, transfers, reorgs.
+//! - [`matcher`]: transfer → invoice, payment-target allocation, the expiry scheduler.
+//! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities.
 //! - [`http`]: the public and admin listeners (axum).
 //! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
 //!   operator replay.

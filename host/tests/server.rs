@@ -15,8 +15,10 @@ const POLYPAY: &str = env!("CARGO_BIN_EXE_polypay");
 
 /// A config for an in-process server on free loopback ports with its data in `dir`.
 fn config_in(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.join("data");
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
     config.listen.public = "127.0.0.1:0".parse().unwrap();
     config.listen.admin = "127.0.0.1:0".parse().unwrap();
     config
@@ -269,4 +271,59 @@ fn serve_without_config_creates_sqlite_and_logs_json_with_request_ids() {
     assert_eq!(status, "200");
     let logged = next_json("test-req-42");
     assert_eq!(logged["status"], 200, "{logged}");
+}
+
+#[tokio::test]
+async fn plugins_from_config_serve_on_the_public_listener_with_route_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.plugins = vec![
+        polypay_host::plugin::PluginConfig::new("echo", polypay_plugin_artifacts::TEST_ECHO)
+            .with_settings(serde_json::json!({"greeting": "hi"})),
+    ];
+    let server = Server::start(config).await.unwrap();
+    let public = format!("http://{}", server.public_addr);
+    let settings = reqwest::get(format!("{public}/echo/settings"))
+        .await
+        .unwrap();
+    assert_eq!(settings.status(), 200);
+    assert!(
+        settings.text().await.unwrap().contains("hi"),
+        "settings reach the plugin"
+    );
+    let wrong_method = reqwest::Client::new()
+        .delete(format!("{public}/echo/settings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let metrics = reqwest::get(format!("http://{}/metrics", server.admin_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"polypay_http_requests_total{listener="public",route="/echo/settings",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_plugin_claiming_a_host_path_fails_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.plugins = vec![
+        polypay_host::plugin::PluginConfig::new("echo", polypay_plugin_artifacts::TEST_ECHO)
+            .with_prefix("/pay"),
+    ];
+    let err = Server::start(config)
+        .await
+        .err()
+        .expect("start-up refused")
+        .to_string();
+    assert!(err.contains("`echo`") && err.contains("/pay/"), "{err}");
 }

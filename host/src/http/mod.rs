@@ -71,9 +71,15 @@ pub fn with_pipeline(router: Router, listener: &'static str, max_body_bytes: usi
 }
 
 /// The public listener's router.
-pub fn public_router(ctx: AppContext) -> Router {
+/// Paths the host serves itself on the public listener; plugins may not claim them.
+pub const HOST_PUBLIC_PREFIXES: &[&str] = &["/pay/", "/api/checkout/"];
+
+/// The public listener's router: the host's own pages plus `plugins` (the router of the
+/// plugin runtime, whose routes were checked against [`HOST_PUBLIC_PREFIXES`]).
+pub fn public_router(ctx: AppContext, plugins: Router<AppContext>) -> Router {
     let router = Router::new()
         .merge(checkout::router())
+        .merge(plugins)
         .fallback(|| async { ApiError::NotFound });
     with_pipeline(
         router.with_state(ctx.clone()),

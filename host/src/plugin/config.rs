@@ -3,7 +3,7 @@
 //! This struct is embedded into the main configuration (`crate::config`) as
 //! `plugins: Vec<PluginConfig>`; every field but `name` and `wasm` has a default.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// One mounted plugin.
@@ -19,7 +19,7 @@ use std::path::PathBuf;
 /// max_body_bytes = 1048576
 /// settings = { networks = ["ethereum"] } # handed to the plugin as JSON
 /// ```
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The name the plugin is mounted under. Invoices, key-value entries,

@@ -1,12 +1,12 @@
 //! `kv`: the plugin's own key-value store (keys are namespaced by plugin name
 //! in the store, so plugins never see each other's entries).
 
-use super::system::now_ms;
 use super::{HostResult, guest, store_error};
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::kv::Host;
 use crate::plugin::services::Storage;
 use crate::plugin::state::PluginState;
+use crate::store::now_ms;
 
 const MAX_KEY: usize = 256;
 const MAX_VALUE: usize = 64 * 1024;

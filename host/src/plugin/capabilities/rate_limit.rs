@@ -1,9 +1,9 @@
 //! `rate-limit`: fixed-window counters, per plugin.
 
-use super::system::now_ms;
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::rate_limit::{Decision, Host};
 use crate::plugin::state::PluginState;
+use crate::store::now_ms;
 
 impl Host for PluginState {
     fn check(

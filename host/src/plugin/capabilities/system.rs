@@ -7,16 +7,9 @@ use rand::RngCore;
 /// Largest `random.bytes` request; larger asks are a guest bug.
 const MAX_RANDOM_BYTES: u32 = 4096;
 
-pub(crate) fn now_ms() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
-}
-
 impl clock::Host for PluginState {
     fn now(&mut self) -> wasmtime::Result<i64> {
-        Ok(now_ms())
+        Ok(crate::store::now_ms())
     }
 }
 
