@@ -101,6 +101,7 @@ impl CheckoutApp {
                 asset: "USDT".into(),
                 decimals: 6,
                 amount_due: Amount::from(10_500_000),
+                tolerance: Amount::ZERO,
                 confirmations_required: 3,
                 strategy: MatchStrategy::FixedAddress,
                 target: NewTarget {

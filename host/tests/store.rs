@@ -19,6 +19,7 @@ on_both_backends!(
     cancel_moves_pending_to_cancelled_once,
     settle_walks_pending_confirming_paid_and_back_on_reorg,
     underpayment_is_flagged_and_expiry_applies,
+    underpayment_within_the_tolerance_pays_without_the_underpaid_flag,
     plugin_kv_values_expire_and_insert_if_absent_is_exclusive,
 );
 
@@ -51,6 +52,7 @@ fn new_invoice(merchant_id: &str, order_id: Option<&str>, reserved: Option<u64>)
         asset: "USDT".into(),
         decimals: 6,
         amount_due: Amount::from(1_000_000u64),
+        tolerance: Amount::ZERO,
         confirmations_required: 3,
         strategy: if reserved.is_some() {
             MatchStrategy::UniqueAmount
@@ -460,4 +462,29 @@ async fn plugin_kv_values_expire_and_insert_if_absent_is_exclusive(db: TestDb) {
     );
     assert!(store.kv_delete("p1", "k").await.unwrap());
     assert_eq!(store.kv_sweep(now + 10_000).await.unwrap(), 2);
+}
+
+async fn underpayment_within_the_tolerance_pays_without_the_underpaid_flag(db: TestDb) {
+    let store = db.store().await;
+    let merchant_id = merchant(&store).await;
+    let mut new = new_invoice(&merchant_id, None, None);
+    new.tolerance = Amount::from(10_000u64);
+    new.confirmations_required = 1;
+    let invoice = store.create_invoice(&new).await.unwrap();
+    assert_eq!(invoice.tolerance, Amount::from(10_000u64));
+    credit(&store, &invoice.id, "0xshort", 989_999, 10).await;
+    let short = settle(&store, &invoice.id, 10, now_ms()).await.unwrap();
+    assert_eq!(
+        short.status,
+        InvoiceStatus::Pending,
+        "one base unit beyond the tolerance is not enough"
+    );
+    assert!(short.outcome.underpaid);
+    credit(&store, &invoice.id, "0xtop", 1, 11).await;
+    let paid = settle(&store, &invoice.id, 11, now_ms()).await.unwrap();
+    assert_eq!(paid.status, InvoiceStatus::Paid);
+    assert!(
+        !paid.outcome.underpaid,
+        "within the tolerance counts as full payment"
+    );
 }

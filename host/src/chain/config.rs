@@ -115,6 +115,11 @@ pub struct AssetConfig {
     /// How many increments (0, 1, … slots-1 steps) a unique amount may add. Default 1000.
     #[serde(default = "defaults::unique_amount_slots")]
     pub unique_amount_slots: u32,
+    /// Underpayment still accepted as full payment, as a decimal in the asset's units
+    /// (`"0.01"`): the payment and the invoice end `paid` without the underpaid flag.
+    /// Default: none (the exact amount is due). Applies to invoices created after it is set.
+    #[serde(default)]
+    pub payment_tolerance: Option<String>,
 }
 
 /// One `[[chains.payment_contracts]]` entry.
@@ -274,6 +279,9 @@ impl ChainConfig {
             asset
                 .unique_step()
                 .map_err(|problem| ChainConfigError::new(akey("unique_amount_step"), problem))?;
+            asset
+                .tolerance()
+                .map_err(|problem| ChainConfigError::new(akey("payment_tolerance"), problem))?;
             if asset.unique_amount_slots == 0 {
                 return Err(ChainConfigError::new(
                     akey("unique_amount_slots"),
@@ -317,6 +325,16 @@ impl ChainConfig {
 }
 
 impl AssetConfig {
+    /// The accepted underpayment in base units (default zero).
+    pub fn tolerance(&self) -> Result<Amount, String> {
+        match &self.payment_tolerance {
+            None => Ok(Amount::ZERO),
+            Some(text) => {
+                Amount::parse_decimal(text, self.decimals).map_err(|e| format!("`{text}`: {e}"))
+            }
+        }
+    }
+
     /// The unique-amount increment in base units (default one base unit).
     pub fn unique_step(&self) -> Result<Amount, String> {
         match &self.unique_amount_step {
@@ -335,6 +353,29 @@ impl AssetConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn payment_tolerance_is_exact_in_base_units_and_validated() {
+        let asset = |tolerance: Option<&str>| AssetConfig {
+            symbol: "USDT".into(),
+            decimals: 6,
+            native: false,
+            contract: None,
+            unique_amount_step: None,
+            unique_amount_slots: 1,
+            payment_tolerance: tolerance.map(str::to_string),
+        };
+        assert_eq!(asset(None).tolerance().unwrap(), Amount::ZERO);
+        assert_eq!(
+            asset(Some("0.01")).tolerance().unwrap(),
+            Amount::from(10_000u64)
+        );
+        assert!(
+            asset(Some("0.0000001")).tolerance().is_err(),
+            "finer than the asset's decimals"
+        );
+        assert!(asset(Some("-1")).tolerance().is_err());
+    }
+
     use figment::providers::Format as _;
 
     use super::*;

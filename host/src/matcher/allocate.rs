@@ -114,6 +114,9 @@ pub async fn open_invoice(
         });
     }
     new.strategy = spec.strategy();
+    // Validated with the config at start-up, so an error here cannot happen; zero is the
+    // safe reading (the exact amount is due).
+    new.tolerance = asset.tolerance().unwrap_or(Amount::ZERO);
     match spec {
         TargetSpec::ContractReference {
             recipient,

@@ -207,6 +207,7 @@ mod tests {
             amount_due: Amount::from(1_000_000u64),
             amount_paid: Amount::from(1_500_000u64),
             amount_confirmed: Amount::from(1_500_000u64),
+            tolerance: Amount::ZERO,
             confirmations_required: 12,
             strategy: MatchStrategy::UniqueAmount,
             pay_address: "0xabc".into(),

@@ -33,6 +33,8 @@ pub struct Invoice {
     pub amount_due: Amount,
     pub amount_paid: Amount,
     pub amount_confirmed: Amount,
+    /// Underpayment accepted as full payment (from the asset's `payment_tolerance`).
+    pub tolerance: Amount,
     pub confirmations_required: u32,
     pub strategy: MatchStrategy,
     pub pay_address: String,
@@ -64,6 +66,8 @@ pub struct NewInvoice {
     pub asset: String,
     pub decimals: u8,
     pub amount_due: Amount,
+    /// Underpayment accepted as full payment; the matcher sets it from the asset config.
+    pub tolerance: Amount,
     pub confirmations_required: u32,
     pub strategy: MatchStrategy,
     pub target: NewTarget,
@@ -122,7 +126,7 @@ impl From<sqlx::Error> for InvoiceError {
 }
 
 pub(crate) const INVOICE_COLUMNS: &str = "id, merchant_id, plugin, merchant_order_id, status, underpaid, overpaid, paid_late, \
-     chain, asset, decimals, amount_due, amount_paid, amount_confirmed, confirmations_required, strategy, pay_address, \
+     chain, asset, decimals, amount_due, amount_paid, amount_confirmed, tolerance, confirmations_required, strategy, pay_address, \
      pay_reference, txn_hash, notify_url, return_url, plugin_data, expires_at, monitor_until, first_paid_at, paid_at, \
      submitted_at, cancelled_at, created_at, updated_at, version";
 
@@ -153,6 +157,7 @@ pub(crate) fn invoice_from_row(row: &AnyRow) -> Result<Invoice, StoreError> {
         amount_due: amount_column(&row.try_get::<String, _>("amount_due")?)?,
         amount_paid: amount_column(&row.try_get::<String, _>("amount_paid")?)?,
         amount_confirmed: amount_column(&row.try_get::<String, _>("amount_confirmed")?)?,
+        tolerance: amount_column(&row.try_get::<String, _>("tolerance")?)?,
         confirmations_required: u32::try_from(confirmations)
             .map_err(|e| corrupt("confirmations", e))?,
         strategy: strategy.parse().map_err(|e| corrupt("strategy", e))?,
@@ -306,6 +311,7 @@ impl Store {
             amount_due: new.amount_due,
             amount_paid: Amount::ZERO,
             amount_confirmed: Amount::ZERO,
+            tolerance: new.tolerance,
             confirmations_required: new.confirmations_required,
             strategy: new.strategy,
             pay_address: new.target.address.clone(),
@@ -328,8 +334,8 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO invoices (id, merchant_id, plugin, merchant_order_id, status, chain, asset, decimals, amount_due, \
              confirmations_required, strategy, pay_address, pay_reference, notify_url, return_url, plugin_data, expires_at, \
-             monitor_until, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+             monitor_until, created_at, updated_at, tolerance) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(&invoice.id)
         .bind(&invoice.merchant_id)
@@ -351,6 +357,7 @@ impl Store {
         .bind(invoice.monitor_until)
         .bind(now)
         .bind(now)
+        .bind(invoice.tolerance.to_string())
         .execute(&mut *tx)
         .await;
         match inserted.map_err(StoreError::from) {
@@ -625,7 +632,7 @@ pub async fn settle(
         amount_due: invoice.amount_due,
         paid_total: changed.amount_paid,
         confirmed_total: changed.amount_confirmed,
-        tolerance: Amount::ZERO,
+        tolerance: invoice.tolerance,
         now_ms: now,
         expires_at_ms: invoice.expires_at,
         monitor_until_ms: invoice.monitor_until,

@@ -176,6 +176,7 @@ pub async fn queue_test_event(
         amount_due: amount,
         amount_paid: amount,
         amount_confirmed: amount,
+        tolerance: Amount::ZERO,
         confirmations_required: 1,
         strategy: MatchStrategy::FixedAddress,
         pay_address: format!("0x{}", "0".repeat(40)),

@@ -446,6 +446,7 @@ impl TestChain {
                     contract: None,
                     unique_amount_step: None,
                     unique_amount_slots: 1_000,
+                    payment_tolerance: None,
                 },
                 AssetConfig {
                     symbol: "USDT".into(),
@@ -454,6 +455,7 @@ impl TestChain {
                     contract: Some(self.token.to_checksum(None)),
                     unique_amount_step: None,
                     unique_amount_slots: 1_000,
+                    payment_tolerance: None,
                 },
             ],
             payment_contracts: vec![PaymentContractConfig {
@@ -617,6 +619,7 @@ impl Harness {
             asset: asset.into(),
             decimals,
             amount_due: Amount::parse_decimal(amount, decimals).expect("amount"),
+            tolerance: Amount::ZERO,
             confirmations_required: self.config.confirmations,
             strategy: spec.strategy(),
             target: NewTarget {

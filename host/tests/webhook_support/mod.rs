@@ -293,6 +293,7 @@ pub async fn invoice(store: &Store, merchant_id: &str, notify_url: Option<&str>)
         asset: "USDT".into(),
         decimals: 6,
         amount_due: Amount::from(1_000_000u64),
+        tolerance: Amount::ZERO,
         confirmations_required: 1,
         strategy: MatchStrategy::FixedAddress,
         target: NewTarget {

@@ -38,6 +38,7 @@ fn invoice(asset: &str, decimals: u8, amount: u64, strategy: MatchStrategy) -> I
         amount_due: Amount::from(amount),
         amount_paid: Amount::ZERO,
         amount_confirmed: Amount::ZERO,
+        tolerance: Amount::ZERO,
         confirmations_required: 3,
         strategy,
         pay_address: MERCHANT.into(),

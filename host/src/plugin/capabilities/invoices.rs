@@ -298,6 +298,7 @@ async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, H
         asset: asset.symbol.clone(),
         decimals: asset.decimals,
         amount_due,
+        tolerance: Amount::ZERO, // the matcher sets it from the asset config
         confirmations_required: chain.confirmations,
         strategy: spec.strategy(),
         target: NewTarget {
