@@ -1,7 +1,7 @@
 //! The plugin-scoped key-value store: each plugin reads and writes only keys under its own
 //! name. Values may expire; an expired value reads as absent and is swept lazily.
 
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError, Tx};
 
 impl Store {
     /// Reads a live value.
@@ -51,12 +51,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2 AND expires_at IS NOT NULL AND expires_at <= $3")
-            .bind(plugin)
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        delete_if_expired(&mut tx, plugin, key, now).await?;
         let inserted = sqlx::query("INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (plugin, key) DO NOTHING")
             .bind(plugin)
             .bind(key)
@@ -87,4 +82,70 @@ impl Store {
                 .await?;
         Ok(swept.rows_affected())
     }
+
+    /// Adds `delta` to the integer counter at (`plugin`, `key`), creating it at 0 (with
+    /// `expires_at`) when absent or expired; `Ok(None)` if the value is not an integer
+    /// or the sum overflows. Serialised per key: the row is created first, then locked.
+    pub async fn plugin_kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.begin().await?;
+        delete_if_expired(&mut tx, plugin, key, now).await?;
+        sqlx::query(
+            "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (plugin, key) DO NOTHING",
+        )
+        .bind(plugin)
+        .bind(key)
+        .bind(b"0".as_slice())
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let lock = if self.backend() == Backend::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2{lock}");
+        let value: Vec<u8> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(plugin)
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        let next = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|v| v.checked_add(delta));
+        let Some(next) = next else { return Ok(None) };
+        sqlx::query("UPDATE plugin_kv SET value = $1 WHERE plugin = $2 AND key = $3")
+            .bind(next.to_string().into_bytes())
+            .bind(plugin)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(next))
+    }
+}
+
+/// Removes the value at (`plugin`, `key`) if it has expired, so an insert can take its place.
+async fn delete_if_expired(
+    tx: &mut Tx,
+    plugin: &str,
+    key: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2 AND expires_at IS NOT NULL AND expires_at <= $3",
+    )
+    .bind(plugin)
+    .bind(key)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

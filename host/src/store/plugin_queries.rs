@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::invoices::{INVOICE_COLUMNS, Invoice, invoice_from_row};
 use super::merchants::{CredentialRow, get_merchant, insert_credential};
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 use crate::invoice::InvoiceStatus;
 use crate::merchant::Merchant;
 
@@ -366,58 +366,5 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    /// Adds `delta` to the integer counter at (`plugin`, `key`), creating it at 0 (with
-    /// `expires_at`) when absent or expired; `Ok(None)` if the value is not an integer
-    /// or the sum overflows. Serialised per key: the row is created first, then locked.
-    pub async fn plugin_kv_increment(
-        &self,
-        plugin: &str,
-        key: &str,
-        delta: i64,
-        expires_at: Option<i64>,
-        now: i64,
-    ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM plugin_kv WHERE plugin = $1 AND key = $2 AND expires_at IS NOT NULL AND expires_at <= $3")
-            .bind(plugin)
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (plugin, key) DO NOTHING",
-        )
-        .bind(plugin)
-        .bind(key)
-        .bind(b"0".as_slice())
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let lock = if self.backend() == Backend::Postgres {
-            " FOR UPDATE"
-        } else {
-            ""
-        };
-        let sql = format!("SELECT value FROM plugin_kv WHERE plugin = $1 AND key = $2{lock}");
-        let value: Vec<u8> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(plugin)
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
-        let next = std::str::from_utf8(&value)
-            .ok()
-            .and_then(|v| v.parse::<i64>().ok())
-            .and_then(|v| v.checked_add(delta));
-        let Some(next) = next else { return Ok(None) };
-        sqlx::query("UPDATE plugin_kv SET value = $1 WHERE plugin = $2 AND key = $3")
-            .bind(next.to_string().into_bytes())
-            .bind(plugin)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(next))
     }
 }
