@@ -3,8 +3,8 @@
 //!
 //! The worker process is this test binary itself, re-run on the ignored test
 //! `webhook_worker_child_process`, which runs the library's dispatcher with the test
-//! renderer against the database named in its environment. (The real `polypay` binary
-//! renders through the plugin runtime; this test needs no plugin.)
+//! renderer against the database named in its environment, on both backends. A second
+//! test kills the real `polypay serve`, which renders through the mounted test-echo plugin.
 
 mod common;
 mod webhook_support;
@@ -175,5 +175,152 @@ async fn host_killed_mid_delivery_delivers_everything_after_restart_and_nothing_
             ],
             "event {id} was in flight at the kill"
         );
+    }
+}
+
+/// The real `polypay` binary, SIGKILLed when dropped.
+struct PolypayProcess(Child);
+
+impl PolypayProcess {
+    fn serve(config: &std::path::Path) -> PolypayProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_polypay"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "off")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start polypay serve");
+        PolypayProcess(child)
+    }
+}
+
+impl Drop for PolypayProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The same crash, end to end: `polypay serve` with the test-echo plugin mounted renders and
+/// signs every attempt; the process is SIGKILLed with deliveries in flight and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polypay_serve_killed_mid_delivery_delivers_everything_after_restart() {
+    use polypay_host::merchant::{CredentialSpec, MasterKey, Merchants, SecretFormat};
+    const EVENTS: usize = 8;
+    const ACCEPTED_BEFORE_KILL: usize = 3;
+    let db = TestDb::sqlite().await;
+    let store = db.store().await;
+    let key = [9u8; 32];
+    let merchants = Merchants::new(store.clone(), MasterKey::from_bytes(&key));
+    let merchant = merchants
+        .create(
+            "Echo shop",
+            Some(PLUGIN),
+            serde_json::json!({}),
+            &[CredentialSpec {
+                kind: "bearer".into(),
+                secret: SecretFormat::Uuid,
+                public_id: None,
+            }],
+        )
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    let receiver = Receiver::start(|_, n| {
+        if n < ACCEPTED_BEFORE_KILL {
+            Reply::Status(200)
+        } else {
+            Reply::Hang
+        }
+    })
+    .await;
+    let mut events = Vec::new();
+    for _ in 0..EVENTS {
+        let invoice = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
+        events.push(events_of(&store, &invoice.id).await.remove(0).id);
+    }
+    let config = db.dir.path().join("polypay.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"data_dir = "{data}"
+[listen]
+public = "127.0.0.1:0"
+admin = "127.0.0.1:0"
+[database]
+url = "{url}"
+[secrets]
+master_key = "{key}"
+[webhooks]
+workers = 2
+batch_size = 4
+poll_interval_ms = 10
+request_timeout_ms = 3000
+lease_ms = 6100
+allowed_networks = ["127.0.0.1/32"]
+[[plugins]]
+name = "{PLUGIN}"
+wasm = "{wasm}"
+"#,
+            data = db.dir.path().display(),
+            url = db.url,
+            key = hex::encode(key),
+            wasm = polypay_plugin_artifacts::TEST_ECHO,
+        ),
+    )
+    .unwrap();
+    let event_id =
+        |r: &Received| -> i64 { r.json()["event_id"].as_str().unwrap().parse().unwrap() };
+
+    let server = PolypayProcess::serve(&config);
+    let delivered_before: HashSet<i64> = eventually(
+        "three acceptances recorded and more requests in flight",
+        Duration::from_secs(60),
+        || async {
+            let mut delivered = HashSet::new();
+            for id in &events {
+                if delivery(&store, *id).await.state == DeliveryState::Delivered {
+                    delivered.insert(*id);
+                }
+            }
+            (delivered.len() == ACCEPTED_BEFORE_KILL && receiver.count() > ACCEPTED_BEFORE_KILL)
+                .then_some(delivered)
+        },
+    )
+    .await;
+    drop(server); // SIGKILL
+    let received_before_restart = receiver.count();
+    receiver.release();
+
+    let _server = PolypayProcess::serve(&config);
+    for id in &events {
+        wait_for_state(&store, *id, DeliveryState::Delivered).await;
+    }
+    let after_restart: Vec<Received> = receiver
+        .received()
+        .into_iter()
+        .skip(received_before_restart)
+        .collect();
+    assert!(
+        after_restart
+            .iter()
+            .all(|r| !delivered_before.contains(&event_id(r))),
+        "a recorded acceptance was sent again"
+    );
+    for request in &after_restart {
+        assert!(
+            request.header("x-echo-signature").is_some(),
+            "rendered and signed by the plugin"
+        );
+    }
+    let mut counts = std::collections::HashMap::new();
+    for request in &after_restart {
+        *counts.entry(event_id(request)).or_insert(0) += 1;
+    }
+    for id in events.iter().filter(|id| !delivered_before.contains(id)) {
+        assert_eq!(counts.get(id), Some(&1), "event {id} after the restart");
     }
 }
