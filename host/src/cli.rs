@@ -101,14 +101,7 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
     let mut out = std::io::stdout().lock();
     match command {
         MerchantCommand::Create(args) => {
-            if let Some(plugin) = &args.plugin
-                && !ctx.config.plugins.iter().any(|p| &p.name == plugin)
-            {
-                anyhow::bail!(
-                    "plugin `{plugin}` is not mounted: add it under [[plugins]] in the config first"
-                );
-            }
-            let specs = credential_specs(args.plugin.as_deref());
+            let specs = credential_specs(&ctx, args.plugin.as_deref()).await?;
             let created = ctx
                 .merchants
                 .create(
@@ -164,7 +157,7 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
                 .find(|(m, _)| m.id == id)
                 .map(|(m, _)| m);
             let merchant = merchant.with_context(|| format!("merchant {id} not found"))?;
-            let specs = credential_specs(merchant.plugin.as_deref());
+            let specs = credential_specs(&ctx, merchant.plugin.as_deref()).await?;
             let issued = ctx.merchants.rotate(&id, &specs).await?;
             serde_json::to_writer_pretty(
                 &mut out,
@@ -177,7 +170,22 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
     Ok(())
 }
 
-/// The credentials a merchant of `plugin` gets.
-fn credential_specs(_plugin: Option<&str>) -> Vec<CredentialSpec> {
-    CredentialSpec::default_set()
+/// The credentials a merchant of `plugin` gets: what the plugin's manifest declares, so
+/// loading it is needed; the host default for merchants of no plugin.
+async fn credential_specs(
+    ctx: &crate::app::AppContext,
+    plugin: Option<&str>,
+) -> anyhow::Result<Vec<CredentialSpec>> {
+    let Some(plugin) = plugin else {
+        return Ok(CredentialSpec::default_set());
+    };
+    if !ctx.config.plugins.iter().any(|p| p.name == plugin) {
+        anyhow::bail!(
+            "plugin `{plugin}` is not mounted: add it under [[plugins]] in the config first"
+        );
+    }
+    let runtime = crate::app::load_plugins(ctx).await?;
+    runtime
+        .operator_credentials(plugin)
+        .with_context(|| format!("plugin `{plugin}` did not load"))
 }

@@ -190,38 +190,92 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// How the secret of a new credential is generated.
+/// How the secret (or public id) of a new credential is generated: `prefix` followed by
+/// a random body in `encoding`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(tag = "format", rename_all = "kebab-case")]
-pub enum SecretFormat {
-    /// A random UUIDv4 string.
+pub struct SecretFormat {
+    /// Prepended verbatim, e.g. `wopay_live_`; at most 64 bytes.
+    pub prefix: String,
+    pub encoding: SecretEncoding,
+    /// Random bytes (hex) or characters (alphanumeric), 16 to 128; ignored for UUIDs.
+    pub len: usize,
+}
+
+/// The random body of a [`SecretFormat`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretEncoding {
+    /// A random UUIDv4 in its hyphenated form.
     Uuid,
     /// `len` random bytes, lower-case hex.
-    Hex { len: usize },
-    /// `len` random characters from `[A-Za-z0-9]`, after `prefix`.
-    Alphanumeric { prefix: String, len: usize },
+    Hex,
+    /// `len` random characters from `[A-Za-z0-9]`.
+    Alphanumeric,
 }
 
 impl SecretFormat {
+    /// Secrets shorter than this are guessable; longer ones are not useful.
+    const LEN: std::ops::RangeInclusive<usize> = 16..=128;
+
+    pub fn uuid() -> Self {
+        SecretFormat {
+            prefix: String::new(),
+            encoding: SecretEncoding::Uuid,
+            len: 0,
+        }
+    }
+
+    pub fn hex(len: usize) -> Self {
+        SecretFormat {
+            prefix: String::new(),
+            encoding: SecretEncoding::Hex,
+            len,
+        }
+    }
+
+    pub fn alphanumeric(prefix: &str, len: usize) -> Self {
+        SecretFormat {
+            prefix: prefix.to_string(),
+            encoding: SecretEncoding::Alphanumeric,
+            len,
+        }
+    }
+
+    /// Refuses formats that give weak or unwieldy secrets.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.prefix.len() > 64 {
+            return Err("secret prefix is at most 64 bytes".into());
+        }
+        if self.encoding != SecretEncoding::Uuid && !Self::LEN.contains(&self.len) {
+            return Err(format!(
+                "secret length must be {} to {}",
+                Self::LEN.start(),
+                Self::LEN.end()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A fresh random value in this format.
     pub fn generate(&self) -> String {
         let mut rng = rand::rng();
-        match self {
-            SecretFormat::Uuid => uuid::Uuid::new_v4().to_string(),
-            SecretFormat::Hex { len } => {
-                let mut bytes = vec![0u8; *len];
+        let body = match self.encoding {
+            SecretEncoding::Uuid => uuid::Uuid::new_v4().to_string(),
+            SecretEncoding::Hex => {
+                let mut bytes = vec![0u8; self.len];
                 rng.fill_bytes(&mut bytes);
                 hex::encode(bytes)
             }
-            SecretFormat::Alphanumeric { prefix, len } => {
+            SecretEncoding::Alphanumeric => {
                 use rand::Rng;
                 const ALPHABET: &[u8] =
                     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-                let tail: String = (0..*len)
+                (0..self.len)
                     .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-                    .collect();
-                format!("{prefix}{tail}")
+                    .collect()
             }
-        }
+        };
+        format!("{}{body}", self.prefix)
     }
 }
 
@@ -239,7 +293,7 @@ impl CredentialSpec {
     pub fn default_set() -> Vec<CredentialSpec> {
         vec![CredentialSpec {
             kind: "api-key".into(),
-            secret: SecretFormat::Hex { len: 32 },
+            secret: SecretFormat::hex(32),
             public_id: None,
         }]
     }
@@ -484,14 +538,10 @@ mod tests {
 
     #[test]
     fn secret_formats_generate_what_they_say() {
-        assert_eq!(SecretFormat::Uuid.generate().len(), 36);
-        let hex = SecretFormat::Hex { len: 16 }.generate();
+        assert_eq!(SecretFormat::uuid().generate().len(), 36);
+        let hex = SecretFormat::hex(16).generate();
         assert!(hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit()));
-        let alnum = SecretFormat::Alphanumeric {
-            prefix: "wopay_live_".into(),
-            len: 24,
-        }
-        .generate();
+        let alnum = SecretFormat::alphanumeric("wopay_live_", 24).generate();
         assert!(alnum.starts_with("wopay_live_") && alnum.len() == 35);
         assert!(
             alnum["wopay_live_".len()..]

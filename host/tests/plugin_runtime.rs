@@ -656,7 +656,7 @@ async fn a_merchant_registered_in_one_plugin_cannot_authenticate_in_another() {
     // A merchant the operator created belongs to no plugin: every plugin may serve it.
     let spec = CredentialSpec {
         kind: "bearer".into(),
-        secret: SecretFormat::Uuid,
+        secret: SecretFormat::uuid(),
         public_id: None,
     };
     let operator = app

@@ -190,11 +190,8 @@ async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
     let merchants = Merchants::new(store.clone(), key());
     let specs = vec![CredentialSpec {
         kind: "secure-key".into(),
-        secret: SecretFormat::Hex { len: 16 },
-        public_id: Some(SecretFormat::Alphanumeric {
-            prefix: String::new(),
-            len: 16,
-        }),
+        secret: SecretFormat::hex(16),
+        public_id: Some(SecretFormat::alphanumeric("", 16)),
     }];
     let created = merchants
         .create("App", None, serde_json::json!({}), &specs)

@@ -27,7 +27,7 @@ async fn echo_plugin_renders_signs_and_judges_its_callbacks() {
             serde_json::json!({}),
             &[CredentialSpec {
                 kind: "bearer".into(),
-                secret: SecretFormat::Uuid,
+                secret: SecretFormat::uuid(),
                 public_id: None,
             }],
         )

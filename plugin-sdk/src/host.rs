@@ -472,6 +472,34 @@ pub mod merchants {
         IssuedCredential, Merchant, MerchantUpdate, NewMerchant, Proof, SecretEncoding,
         SecretFormat,
     };
+    pub use crate::bindings::polypay::plugin::plugin_types::CredentialTemplate;
+
+    impl SecretFormat {
+        /// A random UUIDv4, e.g. a Trino-style bearer token.
+        pub fn uuid_v4() -> Self {
+            SecretFormat {
+                prefix: String::new(),
+                encoding: SecretEncoding::UuidV4,
+                bytes: 0,
+            }
+        }
+        /// `prefix` then lower-case hex of `bytes` random bytes.
+        pub fn hex(prefix: &str, bytes: u32) -> Self {
+            SecretFormat {
+                prefix: prefix.to_owned(),
+                encoding: SecretEncoding::Hex,
+                bytes,
+            }
+        }
+        /// `prefix` then `chars` random characters of `[0-9A-Za-z]`.
+        pub fn alphanumeric(prefix: &str, chars: u32) -> Self {
+            SecretFormat {
+                prefix: prefix.to_owned(),
+                encoding: SecretEncoding::Alphanumeric,
+                bytes: chars,
+            }
+        }
+    }
 
     pub fn authenticate(kind: &str, presented_secret: &str) -> Result<Credential, HostError> {
         with_host(|h| h.authenticate(kind, presented_secret))

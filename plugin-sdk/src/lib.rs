@@ -155,6 +155,13 @@ pub trait Plugin {
         None
     }
 
+    /// The credentials `polypay merchant create --plugin NAME` issues to a
+    /// merchant of this plugin (and `merchant rotate` replaces). The default,
+    /// empty, gives such merchants the host's default: one `api-key`.
+    fn credentials() -> Vec<host::merchants::CredentialTemplate> {
+        Vec::new()
+    }
+
     /// The callback for an invoice event; `None` (the default) sends none.
     fn render_webhook(
         event: &host::webhooks::InvoiceEvent,
@@ -205,6 +212,7 @@ pub mod __private {
             version: P::VERSION.to_owned(),
             routes: P::router().routes(),
             settings_schema: P::settings_schema().map(|s| s.to_string()),
+            credentials: P::credentials(),
         }
     }
 

@@ -140,6 +140,29 @@ impl PluginRuntime {
         dispatch::router(self.inner.clone())
     }
 
+    /// The credentials an operator-created merchant of plugin `name` gets
+    /// (`polypay merchant create --plugin NAME`): what its manifest declares,
+    /// or the host default when it declares none. `None` if no such plugin
+    /// is mounted. The templates were validated when the plugin was loaded.
+    pub fn operator_credentials(&self, name: &str) -> Option<Vec<crate::merchant::CredentialSpec>> {
+        let plugin = self
+            .inner
+            .plugins
+            .iter()
+            .find(|p| p.identity.name == name)?;
+        let specs: Vec<_> = plugin
+            .manifest
+            .credentials
+            .iter()
+            .map(capabilities::credential_spec)
+            .collect();
+        Some(if specs.is_empty() {
+            crate::merchant::CredentialSpec::default_set()
+        } else {
+            specs
+        })
+    }
+
     /// The mounted plugins and their routes.
     pub fn plugins(&self) -> Vec<MountedPlugin> {
         self.inner

@@ -3,6 +3,7 @@
 use super::PluginError;
 use super::bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
 use super::bindings::{HttpRequest, HttpResponse, Plugin, PluginPre};
+use super::capabilities;
 use super::config::PluginConfig;
 use super::engine;
 use super::limits::{DeadlineExceeded, FaultKind};
@@ -133,6 +134,7 @@ impl RuntimeInner {
                 version: String::new(),
                 routes: Vec::new(),
                 settings_schema: None,
+                credentials: Vec::new(),
             };
             plugins.push(LoadedPlugin {
                 identity,
@@ -177,6 +179,12 @@ impl RuntimeInner {
                     plugin: name.clone(),
                     reason,
                 })?;
+            capabilities::check_credential_templates(&manifest.credentials).map_err(|reason| {
+                PluginError::Load {
+                    plugin: name.clone(),
+                    reason: format!("manifest() declares a bad credential: {reason}"),
+                }
+            })?;
             let declared: Vec<(Vec<String>, String)> = manifest
                 .routes
                 .iter()

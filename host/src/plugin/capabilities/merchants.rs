@@ -13,9 +13,9 @@ use crate::plugin::bindings::polypay::plugin::merchants::{
     Credential, CredentialRequest, Host, IssuedCredential, Merchant, MerchantUpdate, NewMerchant,
     Proof, SecretEncoding, SecretFormat,
 };
+use crate::plugin::bindings::polypay::plugin::plugin_types::CredentialTemplate;
 use crate::plugin::state::{CallKind, CallScope, PluginState};
 use crate::store::merchants::CredentialRow;
-use rand::{Rng, RngCore};
 
 /// Longest secret, public id or kind the host accepts from a guest.
 const MAX_PRESENTED: usize = 1024;
@@ -57,33 +57,54 @@ fn valid_kind(kind: &str) -> Result<(), HostError> {
     Ok(())
 }
 
+/// The host's reading of a guest's secret format.
+pub(crate) fn secret_format_from_wit(format: &SecretFormat) -> merchant::SecretFormat {
+    merchant::SecretFormat {
+        prefix: format.prefix.clone(),
+        encoding: match format.encoding {
+            SecretEncoding::UuidV4 => merchant::SecretEncoding::Uuid,
+            SecretEncoding::Hex => merchant::SecretEncoding::Hex,
+            SecretEncoding::Alphanumeric => merchant::SecretEncoding::Alphanumeric,
+        },
+        len: format.bytes as usize,
+    }
+}
+
+/// The host's reading of a manifest's credential template.
+pub(crate) fn credential_spec(template: &CredentialTemplate) -> merchant::CredentialSpec {
+    merchant::CredentialSpec {
+        kind: template.kind.clone(),
+        secret: secret_format_from_wit(&template.secret),
+        public_id: template.public_id.as_ref().map(secret_format_from_wit),
+    }
+}
+
+/// Refuses credential templates the host would not issue: bad kinds, weak
+/// formats, or two templates of one kind.
+pub(crate) fn check_credential_templates(templates: &[CredentialTemplate]) -> Result<(), String> {
+    for (i, template) in templates.iter().enumerate() {
+        valid_kind(&template.kind).map_err(|e| match e {
+            HostError::Invalid(why) => why,
+            other => format!("{other:?}"),
+        })?;
+        if templates[..i].iter().any(|t| t.kind == template.kind) {
+            return Err(format!("kind `{}` is declared twice", template.kind));
+        }
+        let spec = credential_spec(template);
+        for format in std::iter::once(&spec.secret).chain(spec.public_id.as_ref()) {
+            format
+                .validate()
+                .map_err(|e| format!("kind `{}`: {e}", template.kind))?;
+        }
+    }
+    Ok(())
+}
+
 /// A new secret as `format` asks.
 fn generate_secret(format: &SecretFormat) -> Result<String, HostError> {
-    if format.prefix.len() > 64 {
-        return Err(HostError::Invalid(
-            "secret prefix is at most 64 bytes".into(),
-        ));
-    }
-    let mut rng = rand::rng();
-    let body = match format.encoding {
-        SecretEncoding::UuidV4 => uuid::Uuid::new_v4().to_string(),
-        _ if !(16..=128).contains(&format.bytes) => {
-            return Err(HostError::Invalid("secret length must be 16 to 128".into()));
-        }
-        SecretEncoding::Hex => {
-            let mut bytes = vec![0u8; format.bytes as usize];
-            rng.fill_bytes(&mut bytes);
-            hex::encode(bytes)
-        }
-        SecretEncoding::Alphanumeric => {
-            const ALPHABET: &[u8] =
-                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-            (0..format.bytes)
-                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-                .collect()
-        }
-    };
-    Ok(format!("{}{body}", format.prefix))
+    let format = secret_format_from_wit(format);
+    format.validate().map_err(HostError::Invalid)?;
+    Ok(format.generate())
 }
 
 fn merchant_error(scope: &CallScope, e: MerchantError) -> HostError {
@@ -515,6 +536,36 @@ mod tests {
         })
         .unwrap();
         assert!(uuid::Uuid::parse_str(&uuid).is_ok_and(|u| u.get_version_num() == 4));
+    }
+
+    #[test]
+    fn manifest_credential_templates_are_checked_at_load() {
+        let template = |kind: &str, bytes: u32| CredentialTemplate {
+            kind: kind.into(),
+            secret: SecretFormat {
+                prefix: String::new(),
+                encoding: SecretEncoding::Hex,
+                bytes,
+            },
+            public_id: None,
+        };
+        assert_eq!(
+            check_credential_templates(&[template("bearer", 32)]),
+            Ok(())
+        );
+        let spec = credential_spec(&template("bearer", 32));
+        assert_eq!(spec.secret, merchant::SecretFormat::hex(32));
+        assert!(
+            check_credential_templates(&[template("bearer", 32), template("bearer", 16)])
+                .unwrap_err()
+                .contains("declared twice")
+        );
+        assert!(check_credential_templates(&[template("bad kind", 32)]).is_err());
+        assert!(
+            check_credential_templates(&[template("weak", 8)])
+                .unwrap_err()
+                .contains("secret length")
+        );
     }
 
     #[test]

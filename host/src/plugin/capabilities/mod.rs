@@ -14,6 +14,7 @@ pub(crate) use invoices::status_to_wit;
 mod kv;
 mod log;
 mod merchants;
+pub(crate) use merchants::{check_credential_templates, credential_spec};
 mod rate_limit;
 mod rates;
 mod system;
