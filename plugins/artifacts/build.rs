@@ -14,6 +14,7 @@ use std::process::Command;
 /// Every plugin crate: (constant name, package name, crate directory relative
 /// to the workspace root). Adding a dialect plugin is adding one line here.
 const PLUGINS: &[(&str, &str, &str)] = &[
+    ("TRINO", "polypay-trino", "plugins/trino"),
     (
         "TEST_ECHO",
         "polypay-test-echo",
