@@ -6,13 +6,14 @@
 //! No chain node: the chain listener is not part of this; a payment is recorded the way a
 //! listener records one (`matcher::record_transfers` + `settle_invoices`).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
+use common::browser::{self, repo_root};
 use polypay_host::app::Server;
 use polypay_host::chain::{ChainConfig, ObservedTransfer};
 use polypay_host::config::{Config, ListenConfig};
@@ -21,13 +22,11 @@ use polypay_host::merchant::CredentialSpec;
 use polypay_host::store::invoices::{ChainView, Invoice, NewInvoice, NewTarget};
 use polypay_host::store::now_ms;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const MERCHANT_ADDRESS: &str = "0x889fB20cA7D3B2Bbb7bc888F18d1fE68742087Af";
 const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
 const CHAIN_ID: u64 = 11_155_111;
 const TXN_HASH: &str = "0xa477aae4aa81df7c7b108bcc65450c7fa36b77f671b2768759e6485acd10f507";
-const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// A running server with one EVM network (`sepolia`, USDT) and a merchant.
 struct CheckoutApp {
@@ -311,22 +310,8 @@ async fn checkout_feed_serves_the_payer_view_assets_and_live_status() {
     app.server.shutdown().await.unwrap();
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromium() {
-    let root = repo_root();
-    let browser_dir = root.join("tests/browser");
-    assert!(
-        Path::new(CHROMIUM).exists() && browser_dir.join("node_modules/playwright-core").is_dir(),
-        "the browser tests need Chromium and playwright-core: run scripts/install-browser.sh"
-    );
-
     let app = CheckoutApp::start().await;
     let shop = merchant_site().await;
     let return_url = format!("{shop}/orders/9/done");
@@ -344,7 +329,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     let scenario = json!({
         "base": app.url(""),
         "returnUrl": return_url,
-        "screenshots": root.join("target/screenshots"),
+        "screenshots": browser::screenshots_dir(),
         "invoices": {
             "pending": pending.id,
             "expired": expired.id,
@@ -362,17 +347,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
             "txnHash": TXN_HASH,
         },
     });
-    let mut node = tokio::process::Command::new("node")
-        .arg("checkout.mjs")
-        .arg(scenario.to_string())
-        .current_dir(&browser_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starting node (install Node.js)");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let (mut node, mut lines) = browser::start_script("checkout.mjs", &scenario);
     let mut paid = false;
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::TestDb;
+use common::polypay::PolypayProcess;
 use polypay_host::store::Store;
 use polypay_host::store::outbox::{AttemptOutcome, DeliveryState};
 use webhook_support::*;
@@ -178,31 +179,6 @@ async fn host_killed_mid_delivery_delivers_everything_after_restart_and_nothing_
     }
 }
 
-/// The real `polypay` binary, SIGKILLed when dropped.
-struct PolypayProcess(Child);
-
-impl PolypayProcess {
-    fn serve(config: &std::path::Path) -> PolypayProcess {
-        let child = Command::new(env!("CARGO_BIN_EXE_polypay"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "off")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start polypay serve");
-        PolypayProcess(child)
-    }
-}
-
-impl Drop for PolypayProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The same crash, end to end: `polypay serve` with the test-echo plugin mounted renders and
 /// signs every attempt; the process is SIGKILLed with deliveries in flight and started again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +197,7 @@ async fn polypay_serve_killed_mid_delivery_delivers_everything_after_restart() {
             serde_json::json!({}),
             &[CredentialSpec {
                 kind: "bearer".into(),
-                secret: SecretFormat::Uuid,
+                secret: SecretFormat::uuid(),
                 public_id: None,
             }],
         )

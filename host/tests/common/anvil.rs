@@ -13,7 +13,6 @@
 //! accounts; with automine (the default) each one is mined in its own block before the
 //! call returns.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -33,12 +32,14 @@ use polypay_host::store::invoices::{Invoice, NewInvoice, NewTarget, OutboxEvent}
 use serde_json::{Value, json};
 
 use super::db::TestDb;
+use super::polypay::free_port;
 
 alloy::sol! {
     function mint(address to, uint256 value) external;
     function transfer(address to, uint256 value) external returns (bool);
     function approve(address spender, uint256 value) external returns (bool);
     function pay(string invoice_id, address recipient, uint256 amount) external;
+    function balanceOf(address owner) external view returns (uint256);
 }
 
 const TEST_TOKEN_ARTIFACT: &str = include_str!("../../../contracts/artifacts/TestToken.json");
@@ -78,14 +79,6 @@ pub fn anvil_binary() -> PathBuf {
         }
     }
     panic!("anvil not found: run scripts/install-test-tools.sh (or set POLYPAY_ANVIL)");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .expect("local addr")
-        .port()
 }
 
 /// A running anvil node, killed on drop.
@@ -474,6 +467,20 @@ impl TestChain {
     pub async fn mint(&self, to: Address, amount: U256) -> Receipt {
         let input = mintCall { to, value: amount }.abi_encode();
         self.call(self.account(0), self.token, input).await
+    }
+
+    /// The test-token balance of `owner`, read from the chain.
+    pub async fn token_balance(&self, owner: Address) -> U256 {
+        let data = balanceOfCall { owner }.abi_encode();
+        let result = self
+            .anvil
+            .rpc(
+                "eth_call",
+                json!([{ "to": self.token, "data": Bytes::from(data) }, "latest"]),
+            )
+            .await;
+        let bytes: Bytes = serde_json::from_value(result).expect("eth_call returns bytes");
+        U256::from_be_slice(&bytes)
     }
 
     /// An ERC20 transfer of the test token.

@@ -3,4 +3,6 @@
 #![allow(dead_code)]
 
 pub mod anvil;
+pub mod browser;
 pub mod db;
+pub mod polypay;

@@ -1,0 +1,98 @@
+//! The real `polypay` binary, driven as an operator would: a config file, CLI commands
+//! whose JSON output the test reads, and `polypay serve` as a child process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A free loopback port (free when asked; the server binds it moments later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// Runs `polypay --config CONFIG ARGS…`, asserts it succeeded, and parses its stdout as
+/// JSON (what `merchant create` and `merchant rotate` print).
+pub fn cli_json(config: &Path, args: &[&str]) -> Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_polypay"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the polypay binary");
+    assert!(
+        output.status.success(),
+        "polypay {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "polypay {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// `polypay serve`, SIGKILLed when dropped. Its log goes to a file next to the config,
+/// printed if it fails to become ready.
+pub struct PolypayProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl PolypayProcess {
+    pub fn serve(config: &Path) -> PolypayProcess {
+        let log = config.with_extension("log");
+        let log_file = std::fs::File::create(&log).expect("create the server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_polypay"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start polypay serve");
+        PolypayProcess { child, log }
+    }
+
+    /// Waits until `GET {admin}/readyz` answers 200 (database up, migrations current).
+    pub async fn wait_ready(&mut self, admin: &str) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("{admin}/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("polypay serve exited ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "polypay serve not ready after 60 s:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PolypayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
