@@ -294,10 +294,13 @@ fn create_invoice(req: &Request) -> Result<Response, Response> {
     let networks = payable_networks(&settings);
     let Some((network, asset)) = networks.iter().find(|(name, _)| *name == body.network) else {
         let names: Vec<&str> = networks.iter().map(|(n, _)| n.as_str()).collect();
-        return Err(errors::validation(&[FieldError::body(
-            "network",
-            format!("network in body should be one of [{}]", names.join(" ")),
-        )]));
+        let error = if names.is_empty() {
+            "network in body is not supported: no network with a payment contract is configured"
+                .to_owned()
+        } else {
+            format!("network in body should be one of [{}]", names.join(" "))
+        };
+        return Err(errors::validation(&[FieldError::body("network", error)]));
     };
     let plugin_data = serde_json::json!({
         "title": body.title,
@@ -459,6 +462,19 @@ mod tests {
         let data: Value = serde_json::from_str(&invoice.plugin_data).unwrap();
         assert_eq!(data["title"], "支付订单NO：23435435646");
         assert_eq!(data["metadata"], "e29c1B698F98BdFe6Ca4012dEE6FB350D73E40AE");
+    }
+
+    #[test]
+    fn a_server_without_payment_networks_says_so() {
+        let h = Harness::<Trino>::new();
+        let merchant = h.host().add_merchant("shop");
+        h.host().add_credential(&merchant, TOKEN_KIND, None, TOKEN);
+        let r = create_seed_invoice(&h);
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.body_json::<Value>().unwrap()["validationErrors"][0]["error"],
+            "network in body is not supported: no network with a payment contract is configured"
+        );
     }
 
     #[test]
