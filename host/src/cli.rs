@@ -179,12 +179,16 @@ async fn credential_specs(
     let Some(plugin) = plugin else {
         return Ok(CredentialSpec::default_set());
     };
-    if !ctx.config.plugins.iter().any(|p| p.name == plugin) {
+    let Some(config) = ctx.config.plugins.iter().find(|p| p.name == plugin) else {
         anyhow::bail!(
             "plugin `{plugin}` is not mounted: add it under [[plugins]] in the config first"
         );
-    }
-    let runtime = crate::app::load_plugins(ctx).await?;
+    };
+    // Only its manifest is needed: load this one plugin, without storage.
+    let services = crate::plugin::PluginServices::new(ctx.config.public_base_url.clone());
+    let runtime = crate::plugin::PluginRuntime::load(std::slice::from_ref(config), services)
+        .await
+        .map_err(|e| anyhow::anyhow!("plugins: {e}"))?;
     runtime
         .operator_credentials(plugin)
         .with_context(|| format!("plugin `{plugin}` did not load"))
