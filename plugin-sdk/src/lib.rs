@@ -16,6 +16,9 @@
 //!   manifest's routes, [`Request`]/[`Response`] with JSON and form helpers;
 //! - [`HostError`] (with `Display` and `std::error::Error`), for `?` and error mapping;
 //! - [`export_plugin!`], which turns a [`Plugin`] into the component's exports;
+//! - [`Plugin::credentials`], the credentials an operator's
+//!   `polypay merchant create --plugin NAME` issues to your merchants (a bearer
+//!   token, an app id and key, ...), printed once by the CLI;
 //! - [`testing`]: a harness and in-memory host to unit-test a plugin natively.
 //!
 //! # A complete minimal plugin
