@@ -117,6 +117,22 @@ fn merchant_error(scope: &CallScope, e: MerchantError) -> HostError {
     }
 }
 
+/// A database connection for a call about merchant `merchant_id`, which must be the
+/// authenticated merchant itself.
+async fn own_connection(
+    scope: &CallScope,
+    merchant_id: &str,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, HostError> {
+    let storage = scope.storage()?;
+    scope.require_self(merchant_id)?;
+    storage
+        .store
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| store_failure(scope, &e))
+}
+
 /// The live credential `id` of the authenticated merchant.
 async fn own_credential(scope: &CallScope, id: &str) -> Result<merchant::Credential, HostError> {
     let storage = scope.storage()?;
@@ -321,23 +337,16 @@ impl Host for PluginState {
 
     async fn get_merchant(&mut self, id: String) -> HostResult<Merchant> {
         let scope = &self.scope;
-        let storage = match scope
-            .storage()
-            .and_then(|s| scope.require_self(&id).map(|()| s))
-        {
-            Ok(s) => s,
-            Err(e) => return guest(Err(e)),
-        };
-        let mut conn = match storage.store.pool().acquire().await {
-            Ok(c) => c,
-            Err(e) => return guest(Err(store_failure(scope, &e))),
-        };
         guest(
-            match crate::store::merchants::get_merchant(&mut conn, &id).await {
-                Ok(Some(m)) => Ok(merchant_to_wit(&m)),
-                Ok(None) => Err(HostError::NotFound),
-                Err(e) => Err(store_error(scope, e)),
-            },
+            async {
+                let mut conn = own_connection(scope, &id).await?;
+                match crate::store::merchants::get_merchant(&mut conn, &id).await {
+                    Ok(Some(m)) => Ok(merchant_to_wit(&m)),
+                    Ok(None) => Err(HostError::NotFound),
+                    Err(e) => Err(store_error(scope, e)),
+                }
+            }
+            .await,
         )
     }
 
@@ -485,22 +494,15 @@ impl Host for PluginState {
 
     async fn list_credentials(&mut self, merchant_id: String) -> HostResult<Vec<Credential>> {
         let scope = &self.scope;
-        let storage = match scope
-            .storage()
-            .and_then(|s| scope.require_self(&merchant_id).map(|()| s))
-        {
-            Ok(s) => s,
-            Err(e) => return guest(Err(e)),
-        };
-        let mut conn = match storage.store.pool().acquire().await {
-            Ok(c) => c,
-            Err(e) => return guest(Err(store_failure(scope, &e))),
-        };
         guest(
-            match crate::store::merchants::live_credentials(&mut conn, &merchant_id).await {
-                Ok(list) => Ok(list.iter().map(credential_to_wit).collect()),
-                Err(e) => Err(store_error(scope, e)),
-            },
+            async {
+                let mut conn = own_connection(scope, &merchant_id).await?;
+                crate::store::merchants::live_credentials(&mut conn, &merchant_id)
+                    .await
+                    .map(|list| list.iter().map(credential_to_wit).collect())
+                    .map_err(|e| store_error(scope, e))
+            }
+            .await,
         )
     }
 }
