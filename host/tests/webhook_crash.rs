@@ -117,19 +117,12 @@ async fn host_killed_mid_delivery_delivers_everything_after_restart_and_nothing_
     }
 
     let worker = WorkerProcess::start(&db.url);
-    let delivered_before: HashSet<i64> = eventually(
-        "five acceptances recorded and more requests in flight",
+    let delivered_before = delivered_with_more_in_flight(
+        &store,
+        &events,
+        &receiver,
+        ACCEPTED_BEFORE_KILL,
         Duration::from_secs(30),
-        || async {
-            let mut delivered = HashSet::new();
-            for id in &events {
-                if delivery(&store, *id).await.state == DeliveryState::Delivered {
-                    delivered.insert(*id);
-                }
-            }
-            (delivered.len() == ACCEPTED_BEFORE_KILL && receiver.count() > ACCEPTED_BEFORE_KILL)
-                .then_some(delivered)
-        },
     )
     .await;
     worker.kill();
@@ -252,19 +245,12 @@ wasm = "{wasm}"
         |r: &Received| -> i64 { r.json()["event_id"].as_str().unwrap().parse().unwrap() };
 
     let server = PolypayProcess::serve(&config);
-    let delivered_before: HashSet<i64> = eventually(
-        "three acceptances recorded and more requests in flight",
+    let delivered_before = delivered_with_more_in_flight(
+        &store,
+        &events,
+        &receiver,
+        ACCEPTED_BEFORE_KILL,
         Duration::from_secs(60),
-        || async {
-            let mut delivered = HashSet::new();
-            for id in &events {
-                if delivery(&store, *id).await.state == DeliveryState::Delivered {
-                    delivered.insert(*id);
-                }
-            }
-            (delivered.len() == ACCEPTED_BEFORE_KILL && receiver.count() > ACCEPTED_BEFORE_KILL)
-                .then_some(delivered)
-        },
     )
     .await;
     drop(server); // SIGKILL
@@ -299,4 +285,30 @@ wasm = "{wasm}"
     for id in events.iter().filter(|id| !delivered_before.contains(id)) {
         assert_eq!(counts.get(id), Some(&1), "event {id} after the restart");
     }
+}
+
+/// Waits until exactly `accepted` of `events` are recorded as delivered while
+/// the receiver has already got more requests (the rest are in flight); returns the
+/// delivered ones.
+async fn delivered_with_more_in_flight(
+    store: &polypay_host::store::Store,
+    events: &[i64],
+    receiver: &Receiver,
+    accepted: usize,
+    timeout: Duration,
+) -> HashSet<i64> {
+    eventually(
+        &format!("{accepted} acceptances recorded and more requests in flight"),
+        timeout,
+        || async {
+            let mut delivered = HashSet::new();
+            for id in events {
+                if delivery(store, *id).await.state == DeliveryState::Delivered {
+                    delivered.insert(*id);
+                }
+            }
+            (delivered.len() == accepted && receiver.count() > accepted).then_some(delivered)
+        },
+    )
+    .await
 }

@@ -319,6 +319,26 @@ async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, H
     invoice_to_wit(scope, &created).await
 }
 
+/// A change a plugin may make to one of its invoices.
+enum Change {
+    Cancel,
+    MarkSubmitted,
+}
+
+/// Applies `change` to the invoice `id`, if this call may see it.
+async fn change_visible(scope: &CallScope, id: &str, change: Change) -> Result<Invoice, HostError> {
+    let invoice = visible_invoice(scope, id).await?;
+    let store = &scope.storage()?.store;
+    let changed = match change {
+        Change::Cancel => store.cancel_invoice(&invoice.id).await,
+        Change::MarkSubmitted => store.mark_submitted(&invoice.id).await,
+    };
+    match changed {
+        Ok(changed) => invoice_to_wit(scope, &changed).await,
+        Err(e) => Err(invoice_error(scope, e)),
+    }
+}
+
 impl Host for PluginState {
     async fn create(&mut self, invoice: NewInvoice) -> HostResult<Invoice> {
         guest(create_invoice(&self.scope, invoice).await)
@@ -449,33 +469,11 @@ impl Host for PluginState {
         if let Err(e) = self.scope.merchant() {
             return guest(Err(e));
         }
-        let invoice = match visible_invoice(&self.scope, &id).await {
-            Ok(i) => i,
-            Err(e) => return guest(Err(e)),
-        };
-        let scope = &self.scope;
-        let storage = scope
-            .storage()
-            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
-        guest(match storage.store.cancel_invoice(&invoice.id).await {
-            Ok(changed) => invoice_to_wit(scope, &changed).await,
-            Err(e) => Err(invoice_error(scope, e)),
-        })
+        guest(change_visible(&self.scope, &id, Change::Cancel).await)
     }
 
     async fn mark_submitted(&mut self, id: String) -> HostResult<Invoice> {
-        let invoice = match visible_invoice(&self.scope, &id).await {
-            Ok(i) => i,
-            Err(e) => return guest(Err(e)),
-        };
-        let scope = &self.scope;
-        let storage = scope
-            .storage()
-            .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
-        guest(match storage.store.mark_submitted(&invoice.id).await {
-            Ok(changed) => invoice_to_wit(scope, &changed).await,
-            Err(e) => Err(invoice_error(scope, e)),
-        })
+        guest(change_visible(&self.scope, &id, Change::MarkSubmitted).await)
     }
 
     async fn set_plugin_data(&mut self, id: String, plugin_data: String) -> HostResult<Invoice> {
