@@ -160,6 +160,15 @@ impl Server {
                     .context("serving HTTP")
             });
         }
+        // Plugin maintenance: expired key-value entries, idle rate-limit buckets.
+        let maintenance = plugins.clone();
+        let interval =
+            std::time::Duration::from_millis(context.config.plugin_runtime.maintenance_interval_ms);
+        let stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            maintenance.maintain(interval, stop).await;
+            Ok(())
+        });
         // Webhook delivery: each attempt is rendered by the plugin that owns the event.
         let renderer: Arc<dyn crate::webhook::WebhookRenderer> = Arc::new(plugins.clone());
         let webhooks = crate::webhook::Dispatcher::new(

@@ -51,10 +51,16 @@ pub enum MerchantCommand {
     Create(CreateArgs),
     /// List merchants and their credential ids (never secrets).
     List,
-    /// Revoke a merchant's credentials and print the new ones once, as JSON on stdout.
+    /// Replace a merchant's credentials of one plugin and print the new ones once, as JSON
+    /// on stdout. Other plugins' credentials of the merchant are untouched.
     Rotate {
         /// The merchant id (as shown by `merchant list`).
         id: String,
+        /// Whose credentials: a merchant of a plugin holds only that plugin's (the
+        /// default); an operator merchant holds a generic set (the default) and, for each
+        /// plugin given here, that plugin's own set (issued on first use).
+        #[arg(long)]
+        plugin: Option<String>,
     },
 }
 
@@ -63,8 +69,10 @@ pub struct CreateArgs {
     /// Display name of the merchant.
     #[arg(long)]
     pub name: String,
-    /// The API dialect plugin this merchant uses; its manifest decides which credentials
-    /// are issued. Without it the merchant gets one generic `api-key` credential.
+    /// The API dialect plugin this merchant belongs to; its manifest decides which
+    /// credentials are issued. Without it the merchant is the operator's, served by every
+    /// plugin, and gets one generic `api-key` credential; give it a plugin's own
+    /// credentials with `merchant rotate ID --plugin NAME`.
     #[arg(long)]
     pub plugin: Option<String>,
 }
@@ -142,13 +150,16 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
                         .unwrap_or_default();
                     writeln!(
                         out,
-                        "    credential {} kind={}{}",
-                        credential.id, credential.kind, public
+                        "    credential {} plugin={} kind={}{}",
+                        credential.id,
+                        credential.plugin.as_deref().unwrap_or("-"),
+                        credential.kind,
+                        public
                     )?;
                 }
             }
         }
-        MerchantCommand::Rotate { id } => {
+        MerchantCommand::Rotate { id, plugin } => {
             let merchant = ctx
                 .merchants
                 .list()
@@ -157,8 +168,9 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
                 .find(|(m, _)| m.id == id)
                 .map(|(m, _)| m);
             let merchant = merchant.with_context(|| format!("merchant {id} not found"))?;
-            let specs = credential_specs(&ctx, merchant.plugin.as_deref()).await?;
-            let issued = ctx.merchants.rotate(&id, &specs).await?;
+            let plugin = plugin.or(merchant.plugin);
+            let specs = credential_specs(&ctx, plugin.as_deref()).await?;
+            let issued = ctx.merchants.rotate(&id, plugin.as_deref(), &specs).await?;
             serde_json::to_writer_pretty(
                 &mut out,
                 &serde_json::json!({ "merchant_id": id, "credentials": issued }),

@@ -31,6 +31,7 @@ const SECTIONS: &[&str] = &[
     "public_base_url",
     "chains",
     "webhooks",
+    "plugin_runtime",
 ];
 
 /// The whole configuration of one polypay process.
@@ -50,6 +51,8 @@ pub struct Config {
     pub chains: Vec<crate::chain::ChainConfig>,
     /// API dialect plugins to mount (`[[plugins]]`, see [`crate::plugin::PluginConfig`]).
     pub plugins: Vec<crate::plugin::PluginConfig>,
+    /// What is common to every plugin (`[plugin_runtime]`).
+    pub plugin_runtime: crate::plugin::PluginRuntimeConfig,
     /// Callback delivery (`[webhooks]`, see [`crate::webhook`]).
     pub webhooks: crate::webhook::WebhookConfig,
 }
@@ -117,6 +120,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             chains: Vec::new(),
             plugins: Vec::new(),
+            plugin_runtime: crate::plugin::PluginRuntimeConfig::default(),
             webhooks: crate::webhook::WebhookConfig::default(),
         }
     }
@@ -254,6 +258,13 @@ impl Config {
                 key,
                 origin: origin(),
                 message,
+            });
+        }
+        if self.plugin_runtime.maintenance_interval_ms == 0 {
+            return Err(ConfigError::Value {
+                key: "plugin_runtime.maintenance_interval_ms",
+                origin: origin(),
+                message: "must be greater than zero".into(),
             });
         }
         Ok(self)

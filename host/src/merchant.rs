@@ -14,6 +14,14 @@
 //! The plaintext of a secret leaves this module exactly once, when it is issued, so that
 //! the operator or the dialect can hand it to the merchant. Afterwards it is only used
 //! inside the host (signing, verifying) by credential id.
+//!
+//! Credentials belong to a plugin. A merchant may serve one plugin (`merchant.plugin`:
+//! created by that plugin, or by the operator with `--plugin`) or, created by the operator
+//! without a plugin, every plugin. Either way each credential records the plugin it was
+//! issued for, so an operator merchant used by two dialects holds two independent
+//! credential sets: a plugin authenticates requests with its own credentials (and with the
+//! operator's generic ones, issued without a plugin), and lists, signs with, rotates and
+//! revokes only its own. The operator replaces one plugin's set with [`Merchants::rotate`].
 
 use std::path::Path;
 
@@ -304,7 +312,10 @@ impl CredentialSpec {
 pub struct Merchant {
     pub id: String,
     pub name: String,
+    /// The plugin the merchant belongs to; `None`: an operator merchant every plugin may serve.
     pub plugin: Option<String>,
+    /// The operator's own JSON about the merchant. Plugins keep theirs per plugin
+    /// (`store::merchants::plugin_data`) and never read this.
     pub profile: serde_json::Value,
     pub disabled: bool,
     pub created_at: i64,
@@ -315,6 +326,8 @@ pub struct Merchant {
 pub struct Credential {
     pub id: String,
     pub merchant_id: String,
+    /// The plugin it was issued for; `None`: the operator's generic credential.
+    pub plugin: Option<String>,
     pub kind: String,
     pub public_id: Option<String>,
     pub created_at: i64,
@@ -324,6 +337,8 @@ pub struct Credential {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct IssuedCredential {
     pub id: String,
+    /// The plugin it is issued for; `None`: the operator's generic credential.
+    pub plugin: Option<String>,
     pub kind: String,
     pub public_id: Option<String>,
     pub secret: String,
@@ -350,6 +365,10 @@ pub enum MerchantError {
     NotFound(String),
     #[error("merchant name must be 1 to 200 characters")]
     InvalidName,
+    #[error(
+        "merchant {merchant} belongs to plugin `{owner}`: it holds no credentials of another plugin"
+    )]
+    OtherPlugin { merchant: String, owner: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -365,12 +384,16 @@ impl Merchants {
         &self.key
     }
 
-    /// Creates a merchant and issues one credential per spec, in one transaction.
+    /// Creates a merchant and issues one credential per spec, in one transaction. With
+    /// `plugin` the merchant belongs to that plugin alone, its credentials are that plugin's,
+    /// and `plugin_data` is what the plugin keeps about it; without, it is an operator
+    /// merchant that every plugin may serve, with generic credentials (`plugin_data` is then
+    /// the operator's own note, which no plugin reads).
     pub async fn create(
         &self,
         name: &str,
         plugin: Option<&str>,
-        profile: serde_json::Value,
+        plugin_data: serde_json::Value,
         specs: &[CredentialSpec],
     ) -> Result<NewMerchant, MerchantError> {
         let name = name.trim();
@@ -382,13 +405,27 @@ impl Merchants {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_string(),
             plugin: plugin.map(str::to_string),
-            profile,
+            profile: if plugin.is_some() {
+                serde_json::json!({})
+            } else {
+                plugin_data.clone()
+            },
             disabled: false,
             created_at: now,
         };
-        let issued: Vec<_> = specs.iter().map(|spec| self.issue(spec)).collect();
+        let issued: Vec<_> = specs.iter().map(|spec| self.issue(plugin, spec)).collect();
         let mut tx = self.store.begin().await?;
         crate::store::merchants::insert_merchant(&mut tx, &merchant).await?;
+        if let Some(plugin) = plugin {
+            crate::store::merchants::set_plugin_data(
+                &mut tx,
+                &merchant.id,
+                plugin,
+                &plugin_data,
+                now,
+            )
+            .await?;
+        }
         for (_, row) in &issued {
             crate::store::merchants::insert_credential(&mut tx, &merchant.id, row, now).await?;
         }
@@ -399,27 +436,39 @@ impl Merchants {
         })
     }
 
-    /// Revokes every live credential of the merchant and issues a fresh set per spec, in one
-    /// transaction. Public ids (app ids) are kept: clients configure them once.
+    /// Replaces the credentials a merchant holds for `plugin` (`None`: the operator's
+    /// generic ones): revokes the live ones and issues a fresh set per spec, in one
+    /// transaction. Public ids (app ids) are kept: clients configure them once. Other
+    /// plugins' credentials are untouched. A merchant that belongs to a plugin holds that
+    /// plugin's credentials only.
     pub async fn rotate(
         &self,
         merchant_id: &str,
+        plugin: Option<&str>,
         specs: &[CredentialSpec],
     ) -> Result<Vec<IssuedCredential>, MerchantError> {
         let mut tx = self.store.begin().await?;
         let merchant = crate::store::merchants::get_merchant(&mut tx, merchant_id)
             .await?
             .ok_or_else(|| MerchantError::NotFound(merchant_id.into()))?;
-        let live = crate::store::merchants::live_credentials(&mut tx, &merchant.id).await?;
+        if let Some(owner) = &merchant.plugin
+            && plugin != Some(owner.as_str())
+        {
+            return Err(MerchantError::OtherPlugin {
+                merchant: merchant.id,
+                owner: owner.clone(),
+            });
+        }
+        let live = crate::store::merchants::live_credentials(&mut tx, &merchant.id, plugin).await?;
         let now = crate::store::now_ms();
-        crate::store::merchants::revoke_credentials(&mut tx, &merchant.id, now).await?;
+        crate::store::merchants::revoke_credentials(&mut tx, &merchant.id, plugin, now).await?;
         let mut issued = Vec::new();
         for spec in specs {
             let keep_public = live
                 .iter()
                 .find(|c| c.kind == spec.kind)
                 .and_then(|c| c.public_id.clone());
-            let (mut credential, mut row) = self.issue(spec);
+            let (mut credential, mut row) = self.issue(plugin, spec);
             if keep_public.is_some() {
                 credential.public_id = keep_public.clone();
                 row.public_id = keep_public;
@@ -435,15 +484,18 @@ impl Merchants {
         Ok(crate::store::merchants::list_merchants_with_credentials(self.store.pool()).await?)
     }
 
-    /// Finds the live credential of `kind` whose secret is `presented`, and its merchant.
+    /// Finds the live credential of `kind` whose secret is `presented` among those `plugin`
+    /// may authenticate with (its own and the operator's generic ones), and its merchant.
     pub async fn authenticate(
         &self,
+        plugin: &str,
         kind: &str,
         presented: &str,
     ) -> Result<Option<(Merchant, Credential)>, MerchantError> {
         let hash = self.key.lookup_hash(kind, presented.as_bytes());
         let Some((merchant, credential, sealed)) =
-            crate::store::merchants::find_by_lookup_hash(self.store.pool(), kind, &hash).await?
+            crate::store::merchants::find_by_lookup_hash(self.store.pool(), plugin, kind, &hash)
+                .await?
         else {
             return Ok(None);
         };
@@ -472,6 +524,7 @@ impl Merchants {
 
     fn issue(
         &self,
+        plugin: Option<&str>,
         spec: &CredentialSpec,
     ) -> (IssuedCredential, crate::store::merchants::CredentialRow) {
         let id = uuid::Uuid::new_v4().to_string();
@@ -479,6 +532,7 @@ impl Merchants {
         let public_id = spec.public_id.as_ref().map(SecretFormat::generate);
         let row = crate::store::merchants::CredentialRow {
             id: id.clone(),
+            plugin: plugin.map(str::to_owned),
             kind: spec.kind.clone(),
             public_id: public_id.clone(),
             lookup_hash: self.key.lookup_hash(&spec.kind, secret.as_bytes()),
@@ -487,6 +541,7 @@ impl Merchants {
         (
             IssuedCredential {
                 id,
+                plugin: plugin.map(str::to_owned),
                 kind: spec.kind.clone(),
                 public_id,
                 secret,

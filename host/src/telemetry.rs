@@ -63,9 +63,11 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-fn request_id_from(request: &Request) -> String {
-    request
-        .headers()
+/// The id of a request: the caller's `x-request-id` when it is a short token of
+/// `[A-Za-z0-9_-]` (at most 64 characters), else a fresh UUID. Use this, never the raw
+/// header: the id reaches logs, plugins and response headers.
+pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+    headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
@@ -81,7 +83,7 @@ fn request_id_from(request: &Request) -> String {
 /// Middleware: request id, span, access log line, metrics. `listener` names the listener
 /// in metrics ("public" or "admin").
 pub async fn observe(listener: &'static str, mut request: Request, next: Next) -> Response {
-    let id = request_id_from(&request);
+    let id = request_id(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     request.extensions_mut().insert(RequestId(id.clone()));

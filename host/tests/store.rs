@@ -6,6 +6,7 @@ use common::db::TestDb;
 use polypay_host::invoice::{Amount, InvoiceStatus, MatchStrategy};
 use polypay_host::merchant::{CredentialSpec, MasterKey, Merchants, SecretFormat};
 use polypay_host::store::invoices::{self, ChainView, InvoiceError, NewInvoice, NewTarget};
+use polypay_host::store::kv::{KvError, KvQuota};
 use polypay_host::store::{Store, now_ms};
 
 on_both_backends!(
@@ -21,6 +22,9 @@ on_both_backends!(
     underpayment_is_flagged_and_expiry_applies,
     underpayment_within_the_tolerance_pays_without_the_underpaid_flag,
     plugin_kv_values_expire_and_insert_if_absent_is_exclusive,
+    an_operator_merchant_keeps_one_credential_set_per_plugin,
+    plugin_data_of_a_merchant_is_kept_per_plugin,
+    plugin_kv_quota_counts_entries_and_bytes_and_expired_entries_make_room,
 );
 
 fn key() -> MasterKey {
@@ -145,7 +149,7 @@ async fn merchant_secret_authenticates_and_wrong_secret_does_not(db: TestDb) {
         .unwrap();
     let secret = &created.credentials[0].secret;
     let (found, credential) = merchants
-        .authenticate("api-key", secret)
+        .authenticate("any-plugin", "api-key", secret)
         .await
         .unwrap()
         .expect("authenticates");
@@ -153,14 +157,14 @@ async fn merchant_secret_authenticates_and_wrong_secret_does_not(db: TestDb) {
     assert_eq!(credential.kind, "api-key");
     assert!(
         merchants
-            .authenticate("api-key", "not-the-secret")
+            .authenticate("any-plugin", "api-key", "not-the-secret")
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         merchants
-            .authenticate("bearer", secret)
+            .authenticate("any-plugin", "bearer", secret)
             .await
             .unwrap()
             .is_none(),
@@ -170,7 +174,7 @@ async fn merchant_secret_authenticates_and_wrong_secret_does_not(db: TestDb) {
     let other = Merchants::new(store.clone(), MasterKey::from_bytes(&[1; 32]));
     assert!(
         other
-            .authenticate("api-key", secret)
+            .authenticate("any-plugin", "api-key", secret)
             .await
             .unwrap()
             .is_none()
@@ -199,7 +203,7 @@ async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
         .unwrap();
     let old = created.credentials[0].clone();
     let rotated = merchants
-        .rotate(&created.merchant.id, &specs)
+        .rotate(&created.merchant.id, None, &specs)
         .await
         .unwrap();
     assert_eq!(rotated.len(), 1);
@@ -210,14 +214,14 @@ async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
     assert_ne!(rotated[0].secret, old.secret);
     assert!(
         merchants
-            .authenticate("secure-key", &old.secret)
+            .authenticate("any-plugin", "secure-key", &old.secret)
             .await
             .unwrap()
             .is_none()
     );
     assert!(
         merchants
-            .authenticate("secure-key", &rotated[0].secret)
+            .authenticate("any-plugin", "secure-key", &rotated[0].secret)
             .await
             .unwrap()
             .is_some()
@@ -232,6 +236,7 @@ async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
     );
     let by_public = polypay_host::store::merchants::find_by_public_id(
         store.pool(),
+        "any-plugin",
         "secure-key",
         old.public_id.as_deref().unwrap(),
     )
@@ -419,9 +424,13 @@ async fn underpayment_is_flagged_and_expiry_applies(db: TestDb) {
 async fn plugin_kv_values_expire_and_insert_if_absent_is_exclusive(db: TestDb) {
     let store = db.store().await;
     let now = now_ms();
-    store.kv_set("p1", "k", b"v1", None).await.unwrap();
+    let quota = KvQuota::UNLIMITED;
     store
-        .kv_set("p2", "k", b"other", Some(now + 1000))
+        .kv_set("p1", "k", b"v1", None, quota, now)
+        .await
+        .unwrap();
+    store
+        .kv_set("p2", "k", b"other", Some(now + 1000), quota, now)
         .await
         .unwrap();
     assert_eq!(
@@ -440,25 +449,250 @@ async fn plugin_kv_values_expire_and_insert_if_absent_is_exclusive(db: TestDb) {
     );
     assert!(
         store
-            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), now)
+            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), quota, now)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), now)
+            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 1000), quota, now)
             .await
             .unwrap()
     );
     assert!(
         store
-            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 5000), now + 1000)
+            .kv_insert_if_absent("p1", "salt", b"1", Some(now + 5000), quota, now + 1000)
             .await
             .unwrap(),
         "an expired key is free again"
     );
     assert!(store.kv_delete("p1", "k").await.unwrap());
     assert_eq!(store.kv_sweep(now + 10_000).await.unwrap(), 2);
+    assert_eq!(store.kv_usage("p1").await.unwrap(), (0, 0));
+    assert_eq!(store.kv_usage("p2").await.unwrap(), (0, 0));
+}
+
+async fn plugin_kv_quota_counts_entries_and_bytes_and_expired_entries_make_room(db: TestDb) {
+    let store = db.store().await;
+    let now = now_ms();
+    let quota = KvQuota {
+        max_entries: 3,
+        max_bytes: 100,
+    };
+    for key in ["a", "b", "c"] {
+        store
+            .kv_set("p", key, &[b'x'; 10], None, quota, now)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.kv_usage("p").await.unwrap(), (3, 30));
+    let full = store.kv_set("p", "d", b"x", None, quota, now).await;
+    assert!(
+        matches!(full, Err(KvError::QuotaExceeded { .. })),
+        "{full:?}"
+    );
+    assert!(
+        store.kv_get("p", "d", now).await.unwrap().is_none(),
+        "nothing written"
+    );
+    // Replacing an entry adds no entry; its bytes count once.
+    store
+        .kv_set("p", "a", &[b'y'; 80], None, quota, now)
+        .await
+        .unwrap();
+    assert_eq!(store.kv_usage("p").await.unwrap(), (3, 100));
+    assert!(matches!(
+        store.kv_set("p", "b", &[b'y'; 11], None, quota, now).await,
+        Err(KvError::QuotaExceeded { .. })
+    ));
+    // Other plugins have their own quota.
+    store
+        .kv_set("q", "d", b"x", None, quota, now)
+        .await
+        .unwrap();
+    // An entry that expired makes room for a write that needs it.
+    store.kv_delete("p", "c").await.unwrap();
+    store
+        .kv_set("p", "c", b"", Some(now + 10), quota, now)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .kv_insert_if_absent("p", "d", b"x", None, quota, now)
+            .await,
+        Err(KvError::QuotaExceeded { .. })
+    ));
+    assert!(
+        store
+            .kv_insert_if_absent("p", "d", b"x", None, quota, now + 10)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.kv_usage("p").await.unwrap(), (3, 91));
+    // Counters are entries too, and their digits are bytes.
+    assert!(matches!(
+        store
+            .plugin_kv_increment("p", "n", 1, None, quota, now)
+            .await,
+        Err(KvError::QuotaExceeded { .. })
+    ));
+    assert_eq!(
+        store
+            .plugin_kv_increment("q", "n", 41, None, quota, now)
+            .await
+            .unwrap(),
+        41
+    );
+    assert_eq!(store.kv_usage("q").await.unwrap(), (2, 3));
+}
+
+async fn an_operator_merchant_keeps_one_credential_set_per_plugin(db: TestDb) {
+    use polypay_host::store::merchants::{find_by_public_id, live_credentials};
+    let store = db.store().await;
+    let merchants = Merchants::new(store.clone(), key());
+    let specs = |kind: &str| {
+        vec![CredentialSpec {
+            kind: kind.into(),
+            secret: SecretFormat::hex(16),
+            public_id: Some(SecretFormat::alphanumeric("app-", 16)),
+        }]
+    };
+    let created = merchants
+        .create("Shared", None, serde_json::json!({}), &specs("api-key"))
+        .await
+        .unwrap();
+    let id = &created.merchant.id;
+    let alpha = merchants
+        .rotate(id, Some("alpha"), &specs("bearer"))
+        .await
+        .unwrap();
+    let beta = merchants
+        .rotate(id, Some("beta"), &specs("bearer"))
+        .await
+        .unwrap();
+    assert_eq!(alpha[0].plugin.as_deref(), Some("alpha"));
+
+    // Each plugin authenticates with its own set and the operator's generic one only.
+    let auth = |plugin: &'static str, kind: &'static str, secret: String| {
+        let merchants = merchants.clone();
+        async move {
+            merchants
+                .authenticate(plugin, kind, &secret)
+                .await
+                .unwrap()
+                .map(|(_, c)| c.id)
+        }
+    };
+    assert_eq!(
+        auth("alpha", "bearer", alpha[0].secret.clone()).await,
+        Some(alpha[0].id.clone())
+    );
+    assert_eq!(auth("beta", "bearer", alpha[0].secret.clone()).await, None);
+    assert_eq!(auth("alpha", "bearer", beta[0].secret.clone()).await, None);
+    let generic = created.credentials[0].secret.clone();
+    assert!(auth("alpha", "api-key", generic.clone()).await.is_some());
+    assert!(auth("beta", "api-key", generic).await.is_some());
+    let alpha_public = alpha[0].public_id.clone().unwrap();
+    assert!(
+        find_by_public_id(store.pool(), "beta", "bearer", &alpha_public)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Rotating one plugin's set leaves the other's and the generic one alone.
+    let again = merchants
+        .rotate(id, Some("alpha"), &specs("bearer"))
+        .await
+        .unwrap();
+    assert_eq!(again[0].public_id.as_deref(), Some(alpha_public.as_str()));
+    let mut conn = store.pool().acquire().await.unwrap();
+    let ids = |list: Vec<polypay_host::merchant::Credential>| -> Vec<String> {
+        list.into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(
+        ids(live_credentials(&mut conn, id, Some("alpha"))
+            .await
+            .unwrap()),
+        vec![again[0].id.clone()]
+    );
+    assert_eq!(
+        ids(live_credentials(&mut conn, id, Some("beta")).await.unwrap()),
+        vec![beta[0].id.clone()]
+    );
+    assert_eq!(
+        ids(live_credentials(&mut conn, id, None).await.unwrap()),
+        vec![created.credentials[0].id.clone()]
+    );
+
+    // A merchant of a plugin holds that plugin's credentials only.
+    let owned = merchants
+        .create(
+            "Own",
+            Some("alpha"),
+            serde_json::json!({}),
+            &specs("bearer"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        merchants
+            .rotate(&owned.merchant.id, Some("beta"), &specs("bearer"))
+            .await,
+        Err(polypay_host::merchant::MerchantError::OtherPlugin { .. })
+    ));
+}
+
+async fn plugin_data_of_a_merchant_is_kept_per_plugin(db: TestDb) {
+    use polypay_host::store::merchants::plugin_data;
+    let store = db.store().await;
+    let merchants = Merchants::new(store.clone(), key());
+    let shared = merchants
+        .create("Shared", None, serde_json::json!({ "operator": true }), &[])
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    store
+        .plugin_update_merchant(
+            &shared,
+            "alpha",
+            None,
+            Some(&serde_json::json!({ "hook": "a" })),
+        )
+        .await
+        .unwrap();
+    let (_, beta) = store
+        .plugin_update_merchant(
+            &shared,
+            "beta",
+            None,
+            Some(&serde_json::json!({ "hook": "b" })),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(beta, serde_json::json!({ "hook": "b" }));
+    let mut conn = store.pool().acquire().await.unwrap();
+    assert_eq!(
+        plugin_data(&mut conn, &shared, "alpha").await.unwrap(),
+        Some(serde_json::json!({ "hook": "a" })),
+        "beta's write left alpha's data alone"
+    );
+    assert_eq!(
+        plugin_data(&mut conn, &shared, "gamma").await.unwrap(),
+        None
+    );
+    let own = merchants
+        .create("Own", Some("alpha"), serde_json::json!({ "k": 1 }), &[])
+        .await
+        .unwrap()
+        .merchant
+        .id;
+    assert_eq!(
+        plugin_data(&mut conn, &own, "alpha").await.unwrap(),
+        Some(serde_json::json!({ "k": 1 }))
+    );
 }
 
 async fn underpayment_within_the_tolerance_pays_without_the_underpaid_flag(db: TestDb) {

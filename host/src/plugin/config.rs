@@ -1,7 +1,8 @@
-//! `[[plugins]]` entries of the configuration file.
+//! `[[plugins]]` entries of the configuration file, and the `[plugin_runtime]` section.
 //!
-//! This struct is embedded into the main configuration (`crate::config`) as
+//! [`PluginConfig`] is embedded into the main configuration (`crate::config`) as
 //! `plugins: Vec<PluginConfig>`; every field but `name` and `wasm` has a default.
+//! [`PluginRuntimeConfig`] holds what is common to all plugins.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -15,8 +16,13 @@ use std::path::PathBuf;
 /// prefix = "/trino"                     # optional; routes are mounted under it
 /// default_merchant = "m_operator"       # optional; unauthenticated invoice creation
 /// deadline_ms = 1000
+/// wall_ms = 10000
 /// memory_mb = 64
 /// max_body_bytes = 1048576
+/// max_concurrent_requests = 32
+/// webhook_render_slots = 4
+/// kv_max_entries = 100000
+/// kv_max_bytes = 67108864
 /// settings = { networks = ["ethereum"] } # handed to the plugin as JSON
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -38,15 +44,52 @@ pub struct PluginConfig {
     /// (dialects whose merchants may omit their key); none forbids it.
     #[serde(default)]
     pub default_merchant: Option<String>,
-    /// Wall-clock budget of one request (or webhook rendering), in ms.
+    /// CPU budget of one request (or webhook rendering), in ms: time spent in the
+    /// plugin's own code; time inside host calls does not count.
     #[serde(default = "default_deadline_ms")]
     pub deadline_ms: u64,
-    /// Linear memory cap of one instance, in MiB.
+    /// Wall-clock bound of one request (or webhook rendering), host calls included, in ms.
+    /// Reached during a host call (the host is slow): 503 with `Retry-After`; reached in
+    /// the plugin's code: a `deadline` fault. At least `deadline_ms`.
+    #[serde(default = "default_wall_ms")]
+    pub wall_ms: u64,
+    /// Memory cap of one instance (all its linear memories and tables together), in MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
     /// Cap on request and response bodies, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Requests this plugin serves at once; beyond it, 503 with `Retry-After` (not a fault).
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: u32,
+    /// Instances reserved for rendering this plugin's webhooks, apart from requests, so a
+    /// flood of requests never delays callbacks. A render finding them all busy is retried
+    /// later without counting as a delivery attempt.
+    #[serde(default = "default_webhook_render_slots")]
+    pub webhook_render_slots: u32,
+    /// Most key-value entries the plugin may hold (expired ones count until swept).
+    #[serde(default = "default_kv_max_entries")]
+    pub kv_max_entries: u64,
+    /// Most bytes of key-value values the plugin may hold.
+    #[serde(default = "default_kv_max_bytes")]
+    pub kv_max_bytes: u64,
+}
+
+/// `[plugin_runtime]`: what is common to every plugin.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginRuntimeConfig {
+    /// How often expired key-value entries are deleted and idle rate-limit buckets
+    /// forgotten, in ms.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for PluginRuntimeConfig {
+    fn default() -> Self {
+        PluginRuntimeConfig {
+            maintenance_interval_ms: 60_000,
+        }
+    }
 }
 
 fn empty_settings() -> serde_json::Value {
@@ -57,8 +100,28 @@ fn default_deadline_ms() -> u64 {
     1_000
 }
 
+fn default_wall_ms() -> u64 {
+    10_000
+}
+
 fn default_memory_mb() -> u64 {
     64
+}
+
+fn default_max_concurrent_requests() -> u32 {
+    32
+}
+
+fn default_webhook_render_slots() -> u32 {
+    4
+}
+
+fn default_kv_max_entries() -> u64 {
+    100_000
+}
+
+fn default_kv_max_bytes() -> u64 {
+    64 << 20
 }
 
 fn default_max_body_bytes() -> usize {
@@ -75,8 +138,13 @@ impl PluginConfig {
             settings: empty_settings(),
             default_merchant: None,
             deadline_ms: default_deadline_ms(),
+            wall_ms: default_wall_ms(),
             memory_mb: default_memory_mb(),
             max_body_bytes: default_max_body_bytes(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            webhook_render_slots: default_webhook_render_slots(),
+            kv_max_entries: default_kv_max_entries(),
+            kv_max_bytes: default_kv_max_bytes(),
         }
     }
 
@@ -97,6 +165,27 @@ impl PluginConfig {
 
     pub fn with_deadline_ms(mut self, deadline_ms: u64) -> Self {
         self.deadline_ms = deadline_ms;
+        self
+    }
+
+    pub fn with_wall_ms(mut self, wall_ms: u64) -> Self {
+        self.wall_ms = wall_ms;
+        self
+    }
+
+    pub fn with_max_concurrent_requests(mut self, requests: u32) -> Self {
+        self.max_concurrent_requests = requests;
+        self
+    }
+
+    pub fn with_webhook_render_slots(mut self, slots: u32) -> Self {
+        self.webhook_render_slots = slots;
+        self
+    }
+
+    pub fn with_kv_quota(mut self, max_entries: u64, max_bytes: u64) -> Self {
+        self.kv_max_entries = max_entries;
+        self.kv_max_bytes = max_bytes;
         self
     }
 
@@ -125,9 +214,11 @@ mod tests {
             serde_json::from_value(serde_json::json!({ "name": "x", "wasm": "x.wasm" })).unwrap();
         assert_eq!(c, PluginConfig::new("x", "x.wasm"));
         assert_eq!(
-            (c.deadline_ms, c.memory_mb, c.max_body_bytes),
-            (1000, 64, 1 << 20)
+            (c.deadline_ms, c.wall_ms, c.memory_mb, c.max_body_bytes),
+            (1000, 10_000, 64, 1 << 20)
         );
+        assert_eq!((c.max_concurrent_requests, c.webhook_render_slots), (32, 4));
+        assert_eq!((c.kv_max_entries, c.kv_max_bytes), (100_000, 64 << 20));
         assert!(c.settings.as_object().is_some_and(|o| o.is_empty()));
     }
 

@@ -4,10 +4,17 @@
 //! path is a 404 and a known path with another method a 405 (with `Allow`),
 //! both from axum's router built from the manifests. Only a matched route
 //! reads the body (up to the plugin's cap, else 413) and instantiates.
+//!
+//! Every response leaving here carries `X-Content-Type-Options: nosniff` and,
+//! unless the plugin set its own, a `Content-Security-Policy` that allows
+//! nothing ([`PLUGIN_CSP`]): plugin routes share an origin with the hosted
+//! checkout page, so a plugin response must never run as a page there. The
+//! request id is the host's sanitised one (the pipeline's, see
+//! [`crate::telemetry`]), never the raw header.
 
 use super::bindings::HttpRequest;
 use super::limits::FaultKind;
-use super::runtime::{Call, CallOutput, Fault, RuntimeInner};
+use super::runtime::{Call, CallError, CallOutput, Fault, Overload, RuntimeInner};
 use super::state::CallKind;
 use axum::Router;
 use axum::body::Body;
@@ -64,18 +71,36 @@ fn method_filter(method: &str) -> MethodFilter {
     }
 }
 
+/// The `Content-Security-Policy` of plugin responses that set none: payment APIs answer
+/// data, never pages, so nothing may load, run, frame or submit.
+pub(crate) const PLUGIN_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox";
+
 async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Response {
+    let mut response = respond(inner, target, request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PLUGIN_CSP),
+        );
+    }
+    response
+}
+
+async fn respond(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Response {
     let plugin = &inner.plugins[target.plugin];
     let name = plugin.identity.name.as_str();
     let max_body = plugin.config.max_body_bytes;
     let (mut parts, body) = request.into_parts();
-    let request_id = parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = match parts.extensions.get::<crate::telemetry::RequestId>() {
+        Some(id) => id.0.clone(),
+        None => crate::telemetry::request_id(&parts.headers),
+    };
 
     let params: Vec<(String, String)> =
         match RawPathParams::from_request_parts(&mut parts, &()).await {
@@ -134,21 +159,24 @@ async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Re
         .await;
     let response = match outcome {
         Ok(CallOutput::Handle(response)) => {
-            to_http(response, max_body, parts.method == Method::HEAD)
+            to_http(response, max_body, parts.method == Method::HEAD).map_err(CallError::Fault)
         }
         Ok(_) => unreachable!("handle returns a response"),
-        Err(fault) => Err(fault),
+        Err(e) => Err(e),
     };
-    match response {
-        Ok(response) => {
-            metrics::counter!("polypay_plugin_requests_total", "plugin" => name.to_owned(), "status" => response.status().as_u16().to_string()).increment(1);
-            response
-        }
-        Err(fault) => {
+    let response = match response {
+        Ok(response) => response,
+        Err(CallError::Fault(fault)) => {
             inner.record_fault(target.plugin, &request_id, &fault);
             internal_error(&request_id)
         }
-    }
+        Err(CallError::Overload(overload)) => {
+            inner.record_overload(target.plugin, overload);
+            overloaded(&request_id, overload)
+        }
+    };
+    metrics::counter!("polypay_plugin_requests_total", "plugin" => name.to_owned(), "status" => response.status().as_u16().to_string()).increment(1);
+    response
 }
 
 /// Converts the guest's response, refusing what HTTP or the caps do not allow.
@@ -199,6 +227,26 @@ fn too_large(request_id: &str) -> Response {
     (
         StatusCode::PAYLOAD_TOO_LARGE,
         [("x-request-id", request_id.to_owned())],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+/// The 503 of an overload: retry after a moment.
+fn overloaded(request_id: &str, overload: Overload) -> Response {
+    let body = serde_json::json!({
+        "error": "the server is busy, retry later",
+        "request_id": request_id,
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            ("x-request-id", request_id.to_owned()),
+            (
+                header::RETRY_AFTER.as_str(),
+                overload.retry_after().as_secs().max(1).to_string(),
+            ),
+        ],
         axum::Json(body),
     )
         .into_response()

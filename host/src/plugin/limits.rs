@@ -1,25 +1,171 @@
 //! Per-instance resource limits and the faults they produce.
 //!
-//! Memory is capped by a per-store [`MemoryLimiter`]: growing past the cap
-//! traps the instance at once (rather than letting `memory.grow` fail and the
-//! guest's allocator abort), so the fault is reported as `memory`. Time is
-//! capped by epoch interruption (see `runtime`): the deadline check raises
-//! [`DeadlineExceeded`].
+//! Memory is capped per instance, over all its linear memories and tables together
+//! ([`MemoryLimiter`]): a component may declare several memories (and tables), so a
+//! per-memory cap would multiply. Growing past the cap traps the instance at once (rather
+//! than letting `memory.grow` fail and the guest's allocator abort), so the fault is
+//! reported as `memory`.
+//!
+//! Time ([`CallClock`]) has two bounds:
+//! - the CPU budget (`deadline_ms`) counts time spent in guest code only: time inside
+//!   host calls (a database query, a lock wait, an epoch yield while other requests run)
+//!   is the host's, not the plugin's. Running past it is the fault `deadline`.
+//! - the wall (`wall_ms`) counts everything, so a plugin cannot keep an instance alive
+//!   forever by looping on host calls. Which side is to blame depends on where the wall
+//!   is reached: in guest code (or at the entry of a further host call), the plugin kept
+//!   working: fault `deadline`; during a host call, the host itself was slow: the call
+//!   ends as [`HostOverloaded`] (503 with `Retry-After`, counted as an overload, not as a
+//!   plugin fault).
+//!
+//! Once a call has written something (a host call that changes state returned success),
+//! the host never turns the call into a failure for its own slowness: a client must not
+//! be told "failed" about something that was done. From then on the wall only bounds the
+//! guest (at twice `wall_ms`), and host calls are never cut. Writes themselves cannot
+//! commit after the wall: the store bounds their lock waits by it (see
+//! `crate::store::with_write_deadline`), so a write either commits before the wall or
+//! fails with nothing written.
 
 use std::fmt;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 
-/// Raised by the epoch callback when a call runs past its deadline.
-#[derive(Debug)]
-pub(crate) struct DeadlineExceeded;
+/// Raised when a call runs past one of its time limits in guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadlineExceeded {
+    /// Guest code ran for longer than the CPU budget.
+    Cpu(Duration),
+    /// The call as a whole ran past its wall while the guest was working.
+    Wall(Duration),
+}
 
 impl fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("plugin exceeded its deadline")
+        match self {
+            DeadlineExceeded::Cpu(budget) => {
+                write!(
+                    f,
+                    "plugin code ran past its {} ms CPU budget",
+                    budget.as_millis()
+                )
+            }
+            DeadlineExceeded::Wall(wall) => write!(
+                f,
+                "plugin kept working past its {} ms wall (host calls included)",
+                wall.as_millis()
+            ),
+        }
     }
 }
 
 impl std::error::Error for DeadlineExceeded {}
+
+/// Raised when a host call is still running when the call's wall passes and nothing has
+/// been written: the host is too slow to serve this request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HostOverloaded {
+    pub wall: Duration,
+}
+
+impl fmt::Display for HostOverloaded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a host call was still running at the {} ms wall: the host is overloaded",
+            self.wall.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for HostOverloaded {}
+
+/// The time limits of one call (see the module docs), fed by the epoch callback and the
+/// store's call hook. All methods take `now` so the rules are testable without waiting.
+#[derive(Debug)]
+pub(crate) struct CallClock {
+    started: Instant,
+    budget: Duration,
+    wall_len: Duration,
+    /// Time spent in completed host calls.
+    host_time: Duration,
+    /// When the host call in progress started, if one is.
+    in_host_since: Option<Instant>,
+    /// A host call that changes state succeeded during this call.
+    wrote: bool,
+}
+
+impl CallClock {
+    pub fn new(started: Instant, budget: Duration, wall_len: Duration) -> Self {
+        CallClock {
+            started,
+            budget,
+            wall_len,
+            host_time: Duration::ZERO,
+            in_host_since: None,
+            wrote: false,
+        }
+    }
+
+    /// The instant the wall passes; pushed to twice `wall_ms` once the call has written.
+    pub fn wall(&self) -> Instant {
+        if self.wrote {
+            self.started + self.wall_len * 2
+        } else {
+            self.started + self.wall_len
+        }
+    }
+
+    /// Time spent in guest code so far.
+    pub fn guest_time(&self, now: Instant) -> Duration {
+        let in_host = self
+            .in_host_since
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        now.saturating_duration_since(self.started)
+            .saturating_sub(self.host_time + in_host)
+    }
+
+    /// Checks made while the guest runs (every epoch tick, every host-call entry).
+    pub fn check_guest(&self, now: Instant) -> Result<(), DeadlineExceeded> {
+        if self.guest_time(now) >= self.budget {
+            return Err(DeadlineExceeded::Cpu(self.budget));
+        }
+        if now >= self.wall() {
+            return Err(DeadlineExceeded::Wall(self.wall_len));
+        }
+        Ok(())
+    }
+
+    /// The guest calls into the host.
+    pub fn enter_host(&mut self, now: Instant) -> Result<(), DeadlineExceeded> {
+        self.check_guest(now)?;
+        self.in_host_since = Some(now);
+        Ok(())
+    }
+
+    /// A host call returns to the guest.
+    pub fn leave_host(&mut self, now: Instant) -> Result<(), HostOverloaded> {
+        let since = self.in_host_since.take().unwrap_or(now);
+        self.host_time += now.saturating_duration_since(since);
+        let wall = self.started + self.wall_len;
+        if !self.wrote && since < wall && now >= wall {
+            return Err(HostOverloaded {
+                wall: self.wall_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// A host call that changes state succeeded.
+    pub fn wrote(&mut self) {
+        self.wrote = true;
+    }
+
+    pub fn has_written(&self) -> bool {
+        self.wrote
+    }
+}
+
+/// How many bytes one table element costs the host (a pointer).
+const TABLE_ELEMENT_BYTES: usize = 8;
 
 /// Raised by [`MemoryLimiter`] when an instance asks for more than its cap.
 #[derive(Debug)]
@@ -32,7 +178,7 @@ impl fmt::Display for MemoryExhausted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "plugin asked for {} bytes of memory; its cap is {}",
+            "plugin asked for {} bytes of memories and tables in total; its cap is {}",
             self.desired, self.limit
         )
     }
@@ -40,57 +186,88 @@ impl fmt::Display for MemoryExhausted {
 
 impl std::error::Error for MemoryExhausted {}
 
-/// Caps the linear memory (and table size) of one store.
+/// Caps the linear memories and tables of one store, together.
 pub(crate) struct MemoryLimiter {
-    max_memory_bytes: usize,
-    max_table_elements: usize,
+    max_bytes: usize,
+    /// Bytes granted so far, over every memory and table of the instance.
+    used: usize,
+    /// The last grant, taken back if wasmtime then fails the growth itself.
+    last_grant: usize,
     /// Set once a growth was refused, so the fault is classified as memory
     /// even if the guest turned the refusal into some other trap.
     pub exhausted: bool,
 }
 
 impl MemoryLimiter {
-    pub fn new(max_memory_bytes: usize) -> Self {
+    pub fn new(max_bytes: usize) -> Self {
         MemoryLimiter {
-            max_memory_bytes,
-            max_table_elements: 100_000,
+            max_bytes,
+            used: 0,
+            last_grant: 0,
             exhausted: false,
         }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let extra = desired.saturating_sub(current);
+        let total = self.used.saturating_add(extra);
+        if total > self.max_bytes {
+            self.exhausted = true;
+            return Err(MemoryExhausted {
+                limit: self.max_bytes,
+                desired: total,
+            }
+            .into());
+        }
+        self.used = total;
+        self.last_grant = extra;
+        Ok(true)
+    }
+
+    fn grow_failed(&mut self) {
+        self.used = self
+            .used
+            .saturating_sub(std::mem::take(&mut self.last_grant));
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory_bytes {
-            self.exhausted = true;
-            return Err(MemoryExhausted {
-                limit: self.max_memory_bytes,
-                desired,
-            }
-            .into());
-        }
-        Ok(true)
+        self.grow(current, desired)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_table_elements)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 }
 
 /// Why a plugin call failed; the `kind` label of `polypay_plugin_faults_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FaultKind {
-    /// The call ran past its deadline (CPU loop or a stuck host call).
+    /// The guest ran past its CPU budget, or kept working past its wall.
     Deadline,
     /// The instance asked for more memory than its cap.
     Memory,
@@ -154,8 +331,82 @@ mod tests {
     }
 
     #[test]
+    fn the_cap_covers_every_memory_and_table_of_the_instance_together() {
+        let mut limiter = MemoryLimiter::new(10 << 20);
+        // Two memories of 4 MiB each fit; a third does not, though each alone would.
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(limiter.memory_growing(0, 4 << 20, None).is_err());
+        assert!(limiter.exhausted);
+        // Tables count too: 2 MiB are left, 300k elements of 8 bytes are more.
+        let mut limiter = MemoryLimiter::new(10 << 20);
+        assert!(limiter.memory_growing(0, 8 << 20, None).unwrap());
+        assert!(limiter.table_growing(0, 300_000, None).is_err());
+        // A growth wasmtime fails after the limiter allowed it is given back.
+        let mut limiter = MemoryLimiter::new(10 << 20);
+        assert!(limiter.memory_growing(0, 8 << 20, None).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::format_err!("beyond the maximum"))
+            .unwrap();
+        assert!(limiter.memory_growing(0, 8 << 20, None).unwrap());
+    }
+
+    #[test]
+    fn only_guest_code_counts_against_the_cpu_budget() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = CallClock::new(t0, ms(100), ms(1000));
+        clock.enter_host(t0 + ms(50)).unwrap();
+        // 400 ms in a host call (a lock wait) do not count.
+        clock.leave_host(t0 + ms(450)).unwrap();
+        assert_eq!(clock.guest_time(t0 + ms(480)), ms(80));
+        assert!(clock.check_guest(t0 + ms(480)).is_ok());
+        assert_eq!(
+            clock.check_guest(t0 + ms(500)),
+            Err(DeadlineExceeded::Cpu(ms(100)))
+        );
+    }
+
+    #[test]
+    fn the_wall_blames_whoever_was_running_when_it_passed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Reached inside a host call: the host was slow.
+        let mut clock = CallClock::new(t0, ms(100), ms(1000));
+        clock.enter_host(t0 + ms(10)).unwrap();
+        assert_eq!(
+            clock.leave_host(t0 + ms(1200)),
+            Err(HostOverloaded { wall: ms(1000) })
+        );
+        // Reached in guest code after many quick host calls: the plugin's doing.
+        let mut clock = CallClock::new(t0, ms(500), ms(1000));
+        for i in 0..99 {
+            clock.enter_host(t0 + ms(i * 10)).unwrap();
+            clock.leave_host(t0 + ms(i * 10 + 9)).unwrap();
+        }
+        assert_eq!(
+            clock.check_guest(t0 + ms(1000)),
+            Err(DeadlineExceeded::Wall(ms(1000)))
+        );
+        assert!(clock.enter_host(t0 + ms(1001)).is_err());
+    }
+
+    #[test]
+    fn a_call_that_wrote_is_never_failed_for_the_hosts_slowness() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = CallClock::new(t0, ms(100), ms(1000));
+        clock.enter_host(t0 + ms(10)).unwrap();
+        clock.wrote();
+        assert!(clock.leave_host(t0 + ms(1500)).is_ok());
+        assert!(clock.check_guest(t0 + ms(1550)).is_ok());
+        // The guest is still bounded: twice the wall.
+        assert!(clock.check_guest(t0 + ms(2000)).is_err());
+    }
+
+    #[test]
     fn faults_are_classified_by_cause() {
-        let deadline = wasmtime::Error::new(DeadlineExceeded);
+        let deadline = wasmtime::Error::new(DeadlineExceeded::Cpu(Duration::from_secs(1)));
         assert_eq!(
             FaultKind::classify(&deadline, false, b""),
             FaultKind::Deadline

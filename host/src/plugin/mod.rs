@@ -24,35 +24,59 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Rooms: `config` ([`PluginConfig`], the `[[plugins]]` entries), [`bindings`] (generated from the
-//! WIT), `engine` (shared engine, epoch ticker, compiled-component cache),
-//! `runtime` (load, one call on a fresh instance), `dispatch` (the axum
-//! router), [`routes`] (route table and conflicts), `limits` (memory cap,
-//! fault kinds), `wasi` (the WASI subset), `state` (per-call store data and
-//! scope), `capabilities` (one module per WIT import), `webhook_render` (the
-//! `WebhookRenderer` for the webhook worker), [`PluginServices`] (what the
-//! capabilities are built on).
+//! Rooms: `config` ([`PluginConfig`], the `[[plugins]]` entries; [`PluginRuntimeConfig`]),
+//! [`bindings`] (generated from the WIT), `engine` (shared engine, epoch ticker,
+//! compiled-component cache), `runtime` (load, slots, one call on a fresh instance),
+//! `dispatch` (the axum router), [`routes`] (route table and conflicts), `limits`
+//! (memory cap, time limits, fault kinds), `wasi` (the WASI subset), `state` (per-call
+//! store data and scope), `capabilities` (one module per WIT import), `webhook_render`
+//! (the `WebhookRenderer` for the webhook worker), [`PluginServices`] (what the
+//! capabilities are built on, the rate limiter).
 //!
 //! # Isolation
 //!
 //! - One compiled component per plugin and a cached `InstancePre`; a fresh
-//!   instance per request from the pooling allocator ([`engine`]).
+//!   instance per request from the pooling allocator (`engine`).
+//! - Capacity: each plugin has its own request slots (`max_concurrent_requests`)
+//!   and, apart from them, webhook rendering slots (`webhook_render_slots`); the
+//!   instance pool holds the sum of all plugins' slots (checked at start-up), so a
+//!   flooded plugin exhausts only its own slots. A call finding its slots taken is
+//!   answered at once with 503 and `Retry-After` (`runtime`).
 //! - CPU: epoch interruption with the ticker on its own OS thread; a call
-//!   yields to the executor every tick and traps at its deadline
-//!   (`deadline_ms`, default 1 s). A call stuck in a host function is
-//!   abandoned shortly after the deadline too.
-//! - Memory: a per-store limiter (`memory_mb`, default 64 MiB) ([`limits`]).
+//!   yields to the executor every tick and traps once its guest code has run for
+//!   its budget (`deadline_ms`, default 1 s). Time inside host calls does not count.
+//! - Wall: a call, host calls included, ends at `wall_ms` (default 10 s): in guest
+//!   code that is the plugin's fault; inside a host call the host was too slow and
+//!   the request gets 503 with `Retry-After`. A call that has written is never
+//!   failed for the host's slowness, and writes cannot commit after the wall
+//!   (`limits`, `crate::store::with_write_deadline`).
+//! - A call runs on its own task: a client that goes away cannot cancel a host call
+//!   half-way through a write.
+//! - Memory: a per-store limiter over all memories and tables of the instance
+//!   together (`memory_mb`, default 64 MiB) (`limits`).
 //! - Bodies: requests and responses are capped (`max_body_bytes`, default
 //!   1 MiB); an oversized request is a 413 before any instance exists.
+//! - Responses share the checkout page's origin: the host adds
+//!   `X-Content-Type-Options: nosniff` and a `Content-Security-Policy` that allows
+//!   nothing to every plugin response that does not set its own (`dispatch`). The
+//!   request id the plugin sees is the host's sanitised one.
 //! - WASI: only what the Rust standard library imports, with nothing
 //!   ambient: no preopened directories, no sockets, no environment, empty
-//!   stdin; stdout/stderr go to the host log ([`wasi`]).
+//!   stdin; stdout/stderr go to the host log (`wasi`).
 //! - Secrets never enter the guest: credentials are used by id through the
-//!   `crypto` and `merchants` capabilities ([`capabilities`]).
+//!   `crypto` and `merchants` capabilities (`capabilities`). Host-side digest work
+//!   over secret parts is bounded in size.
+//! - Shared things are kept per plugin: credentials (each records its issuing
+//!   plugin), a merchant's `plugin-data`, key-value entries (with a quota,
+//!   `kv_max_entries` / `kv_max_bytes`, and an expiry sweep), rate-limit buckets.
+//!   The maintenance task ([`PluginRuntime::maintain`]) sweeps expired entries and
+//!   forgets idle buckets.
 //!
-//! A trap, panic, deadline overrun or memory exhaustion ends only its own
+//! A trap, panic, CPU overrun or memory exhaustion ends only its own
 //! request: a generic 500 carrying the request id, the details in the log,
-//! and `polypay_plugin_faults_total{plugin,kind}` incremented.
+//! and `polypay_plugin_faults_total{plugin,kind}` incremented. An overload (no
+//! free slot, host too slow) is a 503 with `Retry-After`, counted in
+//! `polypay_plugin_overloads_total{plugin,cause}`, never as a fault.
 //!
 //! # Scoping
 //!
@@ -60,7 +84,8 @@
 //! plugin sees only invoices it created; a call authenticated as a merchant
 //! sees only that merchant's data; unauthenticated calls get read-only
 //! views (plus `mark-submitted`), and may create invoices only for the
-//! plugin's configured `default_merchant`.
+//! plugin's configured `default_merchant`. An operator merchant serves every
+//! plugin, but each plugin sees only its own credentials and `plugin-data` of it.
 
 pub mod bindings;
 mod capabilities;
@@ -75,14 +100,14 @@ mod state;
 mod wasi;
 mod webhook_render;
 
-pub use config::PluginConfig;
+pub use config::{PluginConfig, PluginRuntimeConfig};
 pub use limits::FaultKind;
 pub use routes::RouteError;
-pub use runtime::Fault;
+pub use runtime::{Fault, Overload};
 pub use services::PluginServices;
 
 use bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
-use runtime::{Call, CallOutput, RuntimeInner};
+use runtime::{Call, CallError, CallOutput, RuntimeInner};
 use state::CallKind;
 use std::sync::Arc;
 
@@ -106,6 +131,8 @@ pub enum RenderFailure {
     UnknownPlugin(String),
     #[error("plugin `{plugin}` failed rendering the webhook ({kind}): see the log", kind = .fault.kind.as_str())]
     Fault { plugin: String, fault: Fault },
+    #[error("plugin `{plugin}` cannot render now ({cause}); retry later", cause = .overload.as_str())]
+    Overloaded { plugin: String, overload: Overload },
 }
 
 /// All mounted plugins, ready to serve. Cheap to clone.
@@ -199,6 +226,78 @@ impl PluginRuntime {
             .map_or(0, |i| self.inner.fault_count(i, kind))
     }
 
+    /// Faults of every kind recorded for `plugin` so far.
+    pub fn total_faults(&self, plugin: &str) -> u64 {
+        [
+            FaultKind::Deadline,
+            FaultKind::Memory,
+            FaultKind::Panic,
+            FaultKind::Trap,
+            FaultKind::InvalidResponse,
+        ]
+        .into_iter()
+        .map(|kind| self.fault_count(plugin, kind))
+        .sum()
+    }
+
+    /// Overloads of `cause` recorded for `plugin` so far (also exported as the
+    /// `polypay_plugin_overloads_total` metric).
+    pub fn overload_count(&self, plugin: &str, cause: Overload) -> u64 {
+        self.inner
+            .index_of(plugin)
+            .map_or(0, |i| self.inner.overload_count(i, cause))
+    }
+
+    /// Requests `plugin` is serving now.
+    pub fn requests_in_flight(&self, plugin: &str) -> usize {
+        self.inner
+            .index_of(plugin)
+            .map_or(0, |i| self.inner.in_flight(i, CallKind::Request))
+    }
+
+    /// Webhooks `plugin` is rendering now.
+    pub fn renders_in_flight(&self, plugin: &str) -> usize {
+        self.inner
+            .index_of(plugin)
+            .map_or(0, |i| self.inner.in_flight(i, CallKind::Webhook))
+    }
+
+    /// One maintenance pass: deletes expired key-value entries of every plugin and
+    /// forgets idle rate-limit buckets. Returns the entries deleted.
+    pub async fn maintain_once(&self) -> Result<u64, crate::store::StoreError> {
+        let services = &self.inner.services.inner;
+        let buckets = services.rate_limiter.evict_idle();
+        metrics::gauge!("polypay_plugin_rate_limit_buckets").set(buckets as f64);
+        let Some(storage) = &services.storage else {
+            return Ok(0);
+        };
+        let swept = storage.store.kv_sweep(crate::store::now_ms()).await?;
+        metrics::counter!("polypay_plugin_kv_expired_total").increment(swept);
+        Ok(swept)
+    }
+
+    /// Runs [`PluginRuntime::maintain_once`] every `interval` until `stop` turns true.
+    /// A failed pass is logged and retried at the next interval.
+    pub async fn maintain(
+        &self,
+        interval: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while !*stop.borrow() {
+            match self.maintain_once().await {
+                Ok(swept) if swept > 0 => {
+                    tracing::debug!(swept, "expired plugin key-value entries deleted")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "plugin maintenance failed; retrying later"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+        }
+    }
+
     /// Asks `plugin` to render the callback for `event` (attempt 1, 2, ...), on
     /// a fresh instance authenticated as the invoice's merchant. `Ok(None)`:
     /// the plugin sends no callback for this event.
@@ -227,11 +326,18 @@ impl PluginRuntime {
         {
             Ok(CallOutput::RenderWebhook(delivery)) => Ok(delivery),
             Ok(_) => unreachable!("render-webhook returns a delivery"),
-            Err(fault) => {
+            Err(CallError::Fault(fault)) => {
                 self.inner.record_fault(index, &request_id, &fault);
                 Err(RenderFailure::Fault {
                     plugin: plugin.to_owned(),
                     fault,
+                })
+            }
+            Err(CallError::Overload(overload)) => {
+                self.inner.record_overload(index, overload);
+                Err(RenderFailure::Overloaded {
+                    plugin: plugin.to_owned(),
+                    overload,
                 })
             }
         }

@@ -1,4 +1,16 @@
 //! Loading plugins and running one call on a fresh instance.
+//!
+//! A call runs on its own task ([`RuntimeInner::call`]): whoever waits for it (an HTTP
+//! handler whose client went away, a webhook worker's timeout) may stop waiting, but the
+//! call itself is never dropped half-way, so a host call that writes always finishes or
+//! rolls back. What bounds a call is the guest's CPU budget, its wall and the store's
+//! write deadline (see `limits`), not the waiter.
+//!
+//! Capacity: each plugin has its own slots for requests (`max_concurrent_requests`) and,
+//! apart from them, for webhook rendering (`webhook_render_slots`); a call finding its
+//! slots taken is refused at once as [`Overload::Concurrency`]. The engine's instance pool
+//! holds at least the sum of every plugin's slots (checked at load), so a plugin can only
+//! exhaust its own slots, never another plugin's instances.
 
 use super::PluginError;
 use super::bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
@@ -6,7 +18,7 @@ use super::bindings::{HttpRequest, HttpResponse, Plugin, PluginPre};
 use super::capabilities;
 use super::config::PluginConfig;
 use super::engine;
-use super::limits::{DeadlineExceeded, FaultKind};
+use super::limits::{CallClock, FaultKind, HostOverloaded};
 use super::routes::{self, Claim};
 use super::services::PluginServices;
 use super::state::{CallKind, CallScope, PluginIdentity, PluginState};
@@ -14,13 +26,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Engine, Store, UpdateDeadline};
-
-/// Extra wall-clock time granted beyond a call's deadline before the host
-/// abandons a call stuck in a host function (the guest itself is stopped
-/// at the deadline by the epoch check).
-const HOST_CALL_GRACE: Duration = Duration::from_millis(250);
+use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 
 /// A mounted plugin: its compiled component, ready to instantiate.
 pub(crate) struct LoadedPlugin {
@@ -28,6 +36,10 @@ pub(crate) struct LoadedPlugin {
     pub config: PluginConfig,
     pub manifest: Manifest,
     pre: PluginPre<PluginState>,
+    /// Instances serving requests.
+    requests: Arc<Semaphore>,
+    /// Instances rendering webhooks, apart from requests.
+    renders: Arc<Semaphore>,
 }
 
 pub(crate) struct RuntimeInner {
@@ -39,6 +51,8 @@ pub(crate) struct RuntimeInner {
     pub instances_started: AtomicU64,
     /// Faults so far, per (plugin index, kind); mirrors the metric.
     faults: Mutex<HashMap<(usize, FaultKind), u64>>,
+    /// Overloads so far, per (plugin index, cause); mirrors the metric.
+    overloads: Mutex<HashMap<(usize, Overload), u64>>,
 }
 
 /// A failed plugin call: why, and what the log should say.
@@ -46,6 +60,47 @@ pub(crate) struct RuntimeInner {
 pub struct Fault {
     pub kind: FaultKind,
     pub detail: String,
+}
+
+/// Why the host could not serve a call now; the caller should retry later. Never the
+/// plugin's fault: answered 503 with `Retry-After`, counted in
+/// `polypay_plugin_overloads_total{plugin,cause}`, and for a webhook rendering retried
+/// without counting as a delivery attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Overload {
+    /// Every slot of the plugin for this kind of call is taken.
+    Concurrency,
+    /// The engine's instance pool is exhausted (another runtime in the process).
+    Pool,
+    /// A host call was still running when the call's wall passed.
+    HostSlow,
+}
+
+impl Overload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overload::Concurrency => "concurrency",
+            Overload::Pool => "pool",
+            Overload::HostSlow => "host-slow",
+        }
+    }
+
+    /// How long a client should wait before retrying.
+    pub fn retry_after(self) -> Duration {
+        match self {
+            Overload::Concurrency | Overload::Pool => Duration::from_secs(1),
+            Overload::HostSlow => Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why a call produced no output.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The plugin failed.
+    Fault(Fault),
+    /// The host could not serve the call now.
+    Overload(Overload),
 }
 
 /// What one call asks of the guest.
@@ -93,7 +148,37 @@ impl RuntimeInner {
                     reason: "deadline_ms and max_body_bytes must be positive".into(),
                 });
             }
+            if c.wall_ms < c.deadline_ms {
+                return Err(PluginError::Config {
+                    plugin: c.name.clone(),
+                    reason: format!(
+                        "wall_ms ({}) must be at least deadline_ms ({})",
+                        c.wall_ms, c.deadline_ms
+                    ),
+                });
+            }
+            if c.max_concurrent_requests == 0 || c.webhook_render_slots == 0 {
+                return Err(PluginError::Config {
+                    plugin: c.name.clone(),
+                    reason: "max_concurrent_requests and webhook_render_slots must be positive"
+                        .into(),
+                });
+            }
             names.push(c.name.clone());
+        }
+        let slots: u64 = configs
+            .iter()
+            .map(|c| u64::from(c.max_concurrent_requests) + u64::from(c.webhook_render_slots))
+            .sum();
+        if slots > u64::from(engine::MAX_CONCURRENT_INSTANCES) {
+            return Err(PluginError::Config {
+                plugin: names.join(", "),
+                reason: format!(
+                    "max_concurrent_requests + webhook_render_slots add up to {slots} over all \
+                     plugins; the instance pool holds {}: lower them",
+                    engine::MAX_CONCURRENT_INSTANCES
+                ),
+            });
         }
 
         check_default_merchants(configs, &services).await?;
@@ -128,6 +213,10 @@ impl RuntimeInner {
                 name: config.name.clone(),
                 settings_json,
                 default_merchant: config.default_merchant.clone(),
+                kv_quota: crate::store::kv::KvQuota {
+                    max_entries: config.kv_max_entries,
+                    max_bytes: config.kv_max_bytes,
+                },
             });
             let placeholder = Manifest {
                 name: String::new(),
@@ -141,6 +230,8 @@ impl RuntimeInner {
                 config: config.clone(),
                 manifest: placeholder,
                 pre,
+                requests: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
+                renders: Arc::new(Semaphore::new(config.webhook_render_slots as usize)),
             });
         }
 
@@ -151,12 +242,13 @@ impl RuntimeInner {
             services,
             instances_started: AtomicU64::new(0),
             faults: Mutex::new(HashMap::new()),
+            overloads: Mutex::new(HashMap::new()),
         };
         let mut claims = Vec::new();
         for index in 0..inner.plugins.len() {
             let name = inner.plugins[index].identity.name.clone();
             let manifest = match inner
-                .call(
+                .run(
                     index,
                     CallKind::Manifest,
                     "startup".into(),
@@ -167,10 +259,19 @@ impl RuntimeInner {
             {
                 Ok(CallOutput::Manifest(m)) => m,
                 Ok(_) => unreachable!("manifest call returns a manifest"),
-                Err(fault) => {
+                Err(CallError::Fault(fault)) => {
                     return Err(PluginError::Load {
                         plugin: name,
                         reason: format!("manifest() failed: {}", fault.detail),
+                    });
+                }
+                Err(CallError::Overload(overload)) => {
+                    return Err(PluginError::Load {
+                        plugin: name,
+                        reason: format!(
+                            "manifest() could not run: the host is overloaded ({})",
+                            overload.as_str()
+                        ),
                     });
                 }
             };
@@ -210,18 +311,55 @@ impl RuntimeInner {
         self.plugins.iter().position(|p| p.identity.name == plugin)
     }
 
-    /// Runs `call` on a fresh instance of plugin `index`, within its limits.
+    /// Runs `call` on a fresh instance of plugin `index`, in one of the plugin's slots for
+    /// `kind`, on a task of its own (see the module docs).
     pub async fn call(
+        self: &Arc<Self>,
+        index: usize,
+        kind: CallKind,
+        request_id: String,
+        merchant_id: Option<String>,
+        call: Call,
+    ) -> Result<CallOutput, CallError> {
+        let plugin = &self.plugins[index];
+        let slots = match kind {
+            CallKind::Webhook => &plugin.renders,
+            CallKind::Request | CallKind::Manifest => &plugin.requests,
+        };
+        let permit: OwnedSemaphorePermit = slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| CallError::Overload(Overload::Concurrency))?;
+        let inner = self.clone();
+        let task = tokio::spawn(async move {
+            let outcome = inner.run(index, kind, request_id, merchant_id, call).await;
+            drop(permit);
+            outcome
+        });
+        match task.await {
+            Ok(outcome) => outcome,
+            // A panic in host code: propagate it, as if the call had run here.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Runs `call` on a fresh instance of plugin `index`, within its limits, here.
+    pub async fn run(
         &self,
         index: usize,
         kind: CallKind,
         request_id: String,
         merchant_id: Option<String>,
         call: Call,
-    ) -> Result<CallOutput, Fault> {
+    ) -> Result<CallOutput, CallError> {
         let plugin = &self.plugins[index];
-        let budget = Duration::from_millis(plugin.config.deadline_ms);
         let started = Instant::now();
+        let wall_len = Duration::from_millis(plugin.config.wall_ms);
+        let clock = CallClock::new(
+            started,
+            Duration::from_millis(plugin.config.deadline_ms),
+            wall_len,
+        );
         let scope = CallScope {
             plugin: plugin.identity.clone(),
             services: self.services.clone(),
@@ -231,18 +369,25 @@ impl RuntimeInner {
         };
         let mut store = Store::new(
             &self.engine,
-            PluginState::new(scope, plugin.config.memory_bytes(), started + budget),
+            PluginState::new(scope, plugin.config.memory_bytes(), clock),
         );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        // Each tick: past the deadline → trap; otherwise yield to the executor
-        // so a busy guest never starves other requests on the same worker.
+        // Each tick: past a limit → trap; otherwise yield to the executor so a busy
+        // guest never starves other requests on the same worker.
         store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
-                Err(DeadlineExceeded.into())
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+            ctx.data().clock.check_guest(Instant::now())?;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        // Host calls (and the yields above) are the host's time, not the guest's.
+        store.call_hook(|mut ctx, hook| {
+            let clock = &mut ctx.data_mut().clock;
+            match hook {
+                CallHook::CallingHost => clock.enter_host(Instant::now())?,
+                CallHook::ReturningFromHost => clock.leave_host(Instant::now())?,
+                CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
             }
+            Ok(())
         });
 
         self.instances_started.fetch_add(1, Ordering::Relaxed);
@@ -260,10 +405,8 @@ impl RuntimeInner {
                 ),
             })
         };
-        let outcome = match tokio::time::timeout(budget + HOST_CALL_GRACE, run).await {
-            Ok(result) => result,
-            Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
-        };
+        // Writes begun by host calls of this call give up at its wall.
+        let outcome = crate::store::with_write_deadline(started + wall_len, run).await;
 
         let state = store.data();
         let stderr = state.stderr.contents();
@@ -275,11 +418,19 @@ impl RuntimeInner {
         );
         log_output(&plugin.identity.name, &request_id, "stderr", &stderr);
         outcome.map_err(|error| {
+            if error.downcast_ref::<HostOverloaded>().is_some() {
+                tracing::warn!(plugin = %plugin.identity.name, %request_id, %error, written = state.clock.has_written(), "plugin call cut at its wall: the host is slow");
+                return CallError::Overload(Overload::HostSlow);
+            }
+            if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+                tracing::warn!(plugin = %plugin.identity.name, %request_id, %error, "no instance available");
+                return CallError::Overload(Overload::Pool);
+            }
             let kind = FaultKind::classify(&error, state.limiter.exhausted, &stderr);
-            Fault {
+            CallError::Fault(Fault {
                 kind,
                 detail: format!("{error:?}"),
-            }
+            })
         })
     }
 }
@@ -352,5 +503,41 @@ impl RuntimeInner {
             .get(&(index, kind))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Records an overload: one metric increment (the log line was written where it
+    /// happened, or the refusal is routine).
+    pub fn record_overload(&self, index: usize, overload: Overload) {
+        let plugin = self.plugins[index].identity.name.as_str();
+        metrics::counter!("polypay_plugin_overloads_total", "plugin" => plugin.to_owned(), "cause" => overload.as_str())
+            .increment(1);
+        *self
+            .overloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((index, overload))
+            .or_default() += 1;
+    }
+
+    pub fn overload_count(&self, index: usize, overload: Overload) -> u64 {
+        self.overloads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(index, overload))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Calls of `kind` plugin `index` is running now.
+    pub fn in_flight(&self, index: usize, kind: CallKind) -> usize {
+        let plugin = &self.plugins[index];
+        match kind {
+            CallKind::Webhook => {
+                plugin.config.webhook_render_slots as usize - plugin.renders.available_permits()
+            }
+            CallKind::Request | CallKind::Manifest => {
+                plugin.config.max_concurrent_requests as usize - plugin.requests.available_permits()
+            }
+        }
     }
 }

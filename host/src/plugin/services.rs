@@ -3,8 +3,14 @@
 use crate::chain::ChainConfig;
 use crate::merchant::Merchants;
 use crate::store::Store;
+use governor::Quota;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
+use governor::state::keyed::DefaultKeyedStateStore;
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The host services plugin capabilities are implemented with. Cheap to clone.
 ///
@@ -72,92 +78,206 @@ impl PluginServices {
     }
 }
 
-/// Fixed-window counters, per (plugin, bucket), in this process's memory.
+/// The `rate-limit` capability: GCRA limiters from the `governor` crate, one keyed limiter
+/// (key: the plugin's bucket name) per (plugin, limit, window), in this process's memory.
 ///
-/// Rate limits protect this instance; with several instances each counts on
-/// its own, which is the usual trade-off for per-key API limits.
-#[derive(Default)]
-pub(crate) struct RateLimiter {
-    windows: Mutex<HashMap<(String, String), Window>>,
+/// A check with `limit` per `window_ms` allows a burst of `limit` hits, then one more every
+/// `window_ms / limit` (a smoothly refilling bucket rather than a fixed window, so there is
+/// no double burst at a window boundary). Buckets never shared between plugins. Memory is
+/// bounded by active keys: [`RateLimiter::evict_idle`] (run by the plugin runtime's
+/// maintenance task) forgets every bucket that is back to full, and a plugin may use at
+/// most [`MAX_SHAPES_PER_PLUGIN`] distinct (limit, window) pairs.
+///
+/// Rate limits protect this instance; with several instances each counts on its own,
+/// which is the usual trade-off for per-key API limits.
+pub(crate) struct RateLimiter<C: Clock = DefaultClock> {
+    clock: C,
+    limiters: Mutex<HashMap<Shape, Arc<Keyed<C>>>>,
 }
 
-struct Window {
-    started_ms: i64,
-    window_ms: i64,
-    hits: u32,
-}
+/// Distinct (limit, window) pairs one plugin may use.
+pub(crate) const MAX_SHAPES_PER_PLUGIN: usize = 64;
 
-/// The outcome of one [`RateLimiter::hit`].
+type Shape = (Arc<str>, u32, u64);
+type Keyed<C> =
+    governor::RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInformationMiddleware>;
+
+/// The outcome of one [`RateLimiter::check`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Decision {
     pub allowed: bool,
     pub remaining: u32,
+    /// Allowed: until the bucket is full again. Refused: until the next hit is allowed.
     pub reset_after_ms: u64,
 }
 
-impl RateLimiter {
-    /// Counts one hit on `bucket` of `plugin` at `now_ms`.
-    pub fn hit(
+impl Default for RateLimiter<DefaultClock> {
+    fn default() -> Self {
+        RateLimiter::with_clock(DefaultClock::default())
+    }
+}
+
+impl<C: Clock + Clone> RateLimiter<C>
+where
+    C::Instant: governor::clock::Reference,
+{
+    pub fn with_clock(clock: C) -> Self {
+        RateLimiter {
+            clock,
+            limiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one hit on `bucket` of `plugin`, allowed up to `limit` per `window_ms`.
+    pub fn check(
         &self,
         plugin: &str,
         bucket: &str,
         limit: u32,
         window_ms: u64,
-        now_ms: i64,
-    ) -> Decision {
-        let window_ms = window_ms.clamp(1, i64::MAX as u64) as i64;
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() > 100_000 {
-            // Forget expired windows so the map stays bounded by active keys.
-            windows.retain(|_, w| now_ms - w.started_ms < w.window_ms);
-        }
-        let w = windows
-            .entry((plugin.to_owned(), bucket.to_owned()))
-            .or_insert(Window {
-                started_ms: now_ms,
-                window_ms,
-                hits: 0,
+    ) -> Result<Decision, String> {
+        let window = Duration::from_millis(window_ms.max(1));
+        let Some(burst) = NonZeroU32::new(limit) else {
+            return Ok(Decision {
+                allowed: false,
+                remaining: 0,
+                reset_after_ms: window_ms,
             });
-        if now_ms - w.started_ms >= w.window_ms || w.window_ms != window_ms {
-            *w = Window {
-                started_ms: now_ms,
-                window_ms,
-                hits: 0,
-            };
-        }
-        w.hits = w.hits.saturating_add(1);
-        Decision {
-            allowed: w.hits <= limit,
-            remaining: limit.saturating_sub(w.hits),
-            reset_after_ms: (w.started_ms + w.window_ms - now_ms).max(0) as u64,
-        }
+        };
+        let period = (window / limit).max(Duration::from_nanos(1));
+        let limiter = self.limiter((Arc::from(plugin), limit, window_ms), period, burst)?;
+        Ok(match limiter.check_key(&bucket.to_owned()) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    remaining,
+                    reset_after_ms: millis(period * (limit - remaining.min(limit))),
+                }
+            }
+            Err(not_until) => Decision {
+                allowed: false,
+                remaining: 0,
+                reset_after_ms: millis(not_until.wait_time_from(self.clock.now())).max(1),
+            },
+        })
     }
+
+    fn limiter(
+        &self,
+        shape: Shape,
+        period: Duration,
+        burst: NonZeroU32,
+    ) -> Result<Arc<Keyed<C>>, String> {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = limiters.get(&shape) {
+            return Ok(l.clone());
+        }
+        let shapes = limiters.keys().filter(|s| s.0 == shape.0).count();
+        if shapes >= MAX_SHAPES_PER_PLUGIN {
+            return Err(format!(
+                "a plugin may use at most {MAX_SHAPES_PER_PLUGIN} different (limit, window) pairs"
+            ));
+        }
+        let quota = Quota::with_period(period)
+            .expect("period is not zero")
+            .allow_burst(burst);
+        let limiter = Arc::new(
+            governor::RateLimiter::<_, _, _, NoOpMiddleware<C::Instant>>::new(
+                quota,
+                DefaultKeyedStateStore::default(),
+                self.clock.clone(),
+            )
+            .with_middleware::<StateInformationMiddleware>(),
+        );
+        limiters.insert(shape, limiter.clone());
+        Ok(limiter)
+    }
+
+    /// Forgets every bucket that is back to full (it would behave exactly like a new one)
+    /// and every limiter left without buckets. Returns the buckets still tracked.
+    pub fn evict_idle(&self) -> usize {
+        let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        limiters.retain(|_, l| {
+            l.retain_recent();
+            l.shrink_to_fit();
+            !l.is_empty()
+        });
+        limiters.values().map(|l| l.len()).sum()
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use governor::clock::FakeRelativeClock;
 
     #[test]
-    fn rate_limiter_allows_up_to_the_limit_per_window_and_resets() {
-        let rl = RateLimiter::default();
-        assert!(rl.hit("p", "k", 2, 1000, 0).allowed);
+    fn rate_limiter_allows_a_burst_of_the_limit_then_refills_per_plugin() {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(clock.clone());
+        let hit = |plugin: &str| rl.check(plugin, "k", 2, 1000).unwrap();
         assert_eq!(
-            rl.hit("p", "k", 2, 1000, 10),
+            hit("p"),
+            Decision {
+                allowed: true,
+                remaining: 1,
+                reset_after_ms: 500
+            }
+        );
+        assert_eq!(
+            hit("p"),
             Decision {
                 allowed: true,
                 remaining: 0,
-                reset_after_ms: 990
+                reset_after_ms: 1000
             }
         );
-        assert!(!rl.hit("p", "k", 2, 1000, 20).allowed);
+        let refused = hit("p");
+        assert!(!refused.allowed);
+        assert_eq!(refused.reset_after_ms, 500, "one hit refills every 500 ms");
+        assert!(hit("other-plugin").allowed, "buckets are per plugin");
+        clock.advance(Duration::from_millis(500));
+        assert!(hit("p").allowed, "a hit refilled");
+        assert!(!hit("p").allowed);
         assert!(
-            rl.hit("other-plugin", "k", 2, 1000, 20).allowed,
-            "buckets are per plugin"
+            !rl.check("p", "k", 0, 1000).unwrap().allowed,
+            "limit 0 allows nothing"
         );
-        assert!(
-            rl.hit("p", "k", 2, 1000, 1000).allowed,
-            "a new window starts"
+    }
+
+    #[test]
+    fn idle_buckets_are_evicted_so_memory_follows_active_keys() {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(clock.clone());
+        for i in 0..10_000 {
+            assert!(
+                rl.check("p", &format!("client-{i}"), 5, 1000)
+                    .unwrap()
+                    .allowed
+            );
+        }
+        assert_eq!(rl.evict_idle(), 10_000, "every bucket is still refilling");
+        clock.advance(Duration::from_millis(1000));
+        assert!(rl.check("p", "client-busy", 5, 1000).unwrap().allowed);
+        assert_eq!(
+            rl.evict_idle(),
+            1,
+            "only the bucket hit in the last window is kept"
         );
+    }
+
+    #[test]
+    fn a_plugin_cannot_grow_limiters_without_bound() {
+        let rl = RateLimiter::with_clock(FakeRelativeClock::default());
+        for limit in 1..=MAX_SHAPES_PER_PLUGIN as u32 {
+            assert!(rl.check("p", "k", limit, 1000).is_ok());
+        }
+        assert!(rl.check("p", "k", 1000, 1000).is_err());
+        assert!(rl.check("q", "k", 1000, 1000).is_ok(), "per plugin");
     }
 }

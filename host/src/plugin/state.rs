@@ -5,12 +5,11 @@
 //! fresh instance. Request scoping (which merchant the call is
 //! authenticated as) lives here and is consulted by every capability.
 
-use super::limits::MemoryLimiter;
+use super::limits::{CallClock, MemoryLimiter};
 use super::services::PluginServices;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -24,6 +23,8 @@ pub(crate) struct PluginIdentity {
     pub settings_json: String,
     /// Merchant that unauthenticated invoice creation is attributed to.
     pub default_merchant: Option<String>,
+    /// What the plugin may hold in the key-value store.
+    pub kv_quota: crate::store::kv::KvQuota,
 }
 
 /// Why the guest is running.
@@ -52,15 +53,15 @@ pub(crate) struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: MemoryLimiter,
-    /// Wall-clock deadline checked on every epoch tick.
-    pub deadline: Instant,
+    /// The call's time limits, checked on every epoch tick and host call.
+    pub clock: CallClock,
     pub scope: CallScope,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
 }
 
 impl PluginState {
-    pub fn new(scope: CallScope, memory_bytes: usize, deadline: Instant) -> Self {
+    pub fn new(scope: CallScope, memory_bytes: usize, clock: CallClock) -> Self {
         let stdout = CapturedOutput::new();
         let stderr = CapturedOutput::new();
         // Nothing ambient: no args, no env, no preopened directories, no
@@ -73,11 +74,19 @@ impl PluginState {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_bytes),
-            deadline,
+            clock,
             scope,
             stdout,
             stderr,
         }
+    }
+}
+
+impl PluginState {
+    /// Records that a host call changed state (see `limits::CallClock`): every host
+    /// function that writes calls this once its write has succeeded.
+    pub fn wrote(&mut self) {
+        self.clock.wrote();
     }
 }
 

@@ -41,6 +41,12 @@ impl WebhookRenderer for PluginRuntime {
                 Err(RenderFailure::UnknownPlugin(p)) => {
                     Err(webhook::RenderError::PluginNotMounted(p))
                 }
+                Err(failure @ RenderFailure::Overloaded { overload, .. }) => {
+                    Err(webhook::RenderError::Busy {
+                        reason: failure.to_string(),
+                        retry_after: overload.retry_after(),
+                    })
+                }
                 Err(failure) => Err(webhook::RenderError::Failed(failure.to_string())),
             }
         })

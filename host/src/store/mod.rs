@@ -14,6 +14,14 @@
 //! and then writes can fail with "database is locked" when another connection wrote in
 //! between, whereas an immediate one waits for the write lock (busy timeout) up front.
 //!
+//! Write deadlines: code that must not commit late (a plugin's host call, whose request
+//! is answered "overloaded, nothing done" once its wall passes) runs inside
+//! [`with_write_deadline`]. [`Store::begin`] then gives up waiting for a connection and for
+//! the write lock at the deadline (sqlx rolls back a `BEGIN` that completes after its caller
+//! stopped waiting), and on PostgreSQL bounds the transaction's own lock waits and
+//! statements with `SET LOCAL lock_timeout` / `statement_timeout`. A transaction so bounded
+//! either commits before the deadline or fails having written nothing.
+//!
 //! Queries live beside the domain they serve: [`merchants`] (merchants and credentials),
 //! [`invoices`] (invoices, payment targets and their outbox events), [`kv`] (the
 //! plugin-scoped key-value store).
@@ -26,7 +34,7 @@ pub mod outbox;
 pub mod plugin_queries;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
@@ -71,6 +79,21 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database could not take the write before its deadline")]
+    WriteDeadline,
+}
+
+tokio::task_local! {
+    static WRITE_DEADLINE: Instant;
+}
+
+/// How far past a write deadline a refused write fails, so that its caller observes the
+/// refusal after the deadline, never a moment before it.
+const WRITE_DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+
+/// Runs `f` with a deadline for the write transactions it begins (see the module docs).
+pub async fn with_write_deadline<F: std::future::Future>(deadline: Instant, f: F) -> F::Output {
+    WRITE_DEADLINE.scope(deadline, f).await
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -184,12 +207,40 @@ impl Store {
         Ok(())
     }
 
-    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite, see the module docs).
+    /// Begins a write transaction (`BEGIN IMMEDIATE` on SQLite), bounded by the write
+    /// deadline of the calling task if it has one (see the module docs).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        match WRITE_DEADLINE.try_with(|d| *d) {
+            Ok(deadline) => self.begin_by(deadline + WRITE_DEADLINE_MARGIN).await,
+            Err(_) => self.begin_unbounded().await,
+        }
+    }
+
+    async fn begin_unbounded(&self) -> Result<Tx, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+
+    async fn begin_by(&self, until: Instant) -> Result<Tx, StoreError> {
+        // Dropping a pending acquire or BEGIN is safe: sqlx rolls back a BEGIN that
+        // completes after nobody waits for it any more.
+        let mut tx = tokio::time::timeout_at(until.into(), self.begin_unbounded())
+            .await
+            .map_err(|_| StoreError::WriteDeadline)??;
+        if self.backend == Backend::Postgres {
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .as_millis()
+                .max(1);
+            for setting in ["lock_timeout", "statement_timeout"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL {setting} = {left}")))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        Ok(tx)
     }
 
     /// Closes the pool, waiting for connections to be returned.

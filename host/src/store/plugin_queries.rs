@@ -1,6 +1,6 @@
 //! Queries the plugin runtime (`crate::plugin`) needs beyond the domain queries:
 //! scoped invoice listing and statistics, single-credential changes, merchant
-//! profile updates and the plugin key-value counter. (Webhook summaries and
+//! updates and the plugin key-value counter. (Webhook summaries and
 //! statistics come from `store::outbox`.) Every invoice query here is
 //! scoped by plugin (and by merchant when given): scoping is part of the SQL,
 //! not a filter applied afterwards.
@@ -8,7 +8,9 @@
 use sqlx::Row;
 
 use super::invoices::{INVOICE_COLUMNS, Invoice, invoice_from_row};
-use super::merchants::{CredentialRow, get_merchant, insert_credential};
+use super::merchants::{
+    CredentialRow, get_merchant, insert_credential, plugin_data, set_plugin_data,
+};
 use super::{Store, StoreError};
 use crate::invoice::InvoiceStatus;
 use crate::merchant::Merchant;
@@ -291,35 +293,49 @@ impl Store {
         Ok(())
     }
 
-    /// Changes a merchant's name and/or profile; `None` if it does not exist.
+    /// Changes a merchant's name and/or the JSON `plugin` keeps about it, in one
+    /// transaction; `None` if the merchant does not exist. Returns the merchant and that JSON.
     pub async fn plugin_update_merchant(
         &self,
         id: &str,
+        plugin: &str,
         name: Option<&str>,
-        profile: Option<&serde_json::Value>,
-    ) -> Result<Option<Merchant>, StoreError> {
-        sqlx::query(
-            "UPDATE merchants SET name = COALESCE($1, name), profile = COALESCE($2, profile), updated_at = $3 WHERE id = $4",
-        )
-        .bind(name)
-        .bind(profile.map(|p| p.to_string()))
-        .bind(super::now_ms())
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        let mut conn = self.pool().acquire().await?;
-        get_merchant(&mut conn, id).await
+        data: Option<&serde_json::Value>,
+    ) -> Result<Option<(Merchant, serde_json::Value)>, StoreError> {
+        let now = super::now_ms();
+        let mut tx = self.begin().await?;
+        if get_merchant(&mut tx, id).await?.is_none() {
+            return Ok(None);
+        }
+        if let Some(name) = name {
+            sqlx::query("UPDATE merchants SET name = $1, updated_at = $2 WHERE id = $3")
+                .bind(name)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(data) = data {
+            set_plugin_data(&mut tx, id, plugin, data, now).await?;
+        }
+        let merchant = get_merchant(&mut tx, id).await?;
+        let data = plugin_data(&mut tx, id, plugin).await?;
+        tx.commit().await?;
+        Ok(merchant.map(|m| (m, data.unwrap_or_else(|| serde_json::json!({})))))
     }
 
-    /// The merchant a live credential belongs to.
+    /// The merchant a live credential of `plugin` belongs to (another plugin's credential,
+    /// or the operator's generic one, is `None`).
     pub async fn plugin_credential_owner(
         &self,
+        plugin: &str,
         credential_id: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT merchant_id FROM credentials WHERE id = $1 AND revoked_at IS NULL",
+            "SELECT merchant_id FROM credentials WHERE id = $1 AND plugin = $2 AND revoked_at IS NULL",
         )
         .bind(credential_id)
+        .bind(plugin)
         .fetch_optional(self.pool())
         .await?)
     }
@@ -340,29 +356,36 @@ impl Store {
     /// secret stops working at once. Returns whether a live credential was changed.
     pub async fn plugin_replace_secret(
         &self,
+        plugin: &str,
         credential_id: &str,
         lookup_hash: &str,
         sealed: &[u8],
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE credentials SET lookup_hash = $1, sealed = $2 WHERE id = $3 AND revoked_at IS NULL")
+        let done = sqlx::query("UPDATE credentials SET lookup_hash = $1, sealed = $2 WHERE id = $3 AND plugin = $4 AND revoked_at IS NULL")
             .bind(lookup_hash)
             .bind(sealed)
             .bind(credential_id)
+            .bind(plugin)
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Revokes one live credential (freeing its lookup hash and public id, as
-    /// `merchants::revoke_credentials` does for all). Returns whether one was revoked.
-    pub async fn plugin_revoke_credential(&self, credential_id: &str) -> Result<bool, StoreError> {
+    /// Revokes one live credential of `plugin` (freeing its lookup hash and public id, as
+    /// `merchants::revoke_credentials` does for a set). Returns whether one was revoked.
+    pub async fn plugin_revoke_credential(
+        &self,
+        plugin: &str,
+        credential_id: &str,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE credentials SET revoked_at = $1, lookup_hash = 'revoked:' || id, \
              public_id = CASE WHEN public_id IS NULL THEN NULL ELSE 'revoked:' || id END \
-             WHERE id = $2 AND revoked_at IS NULL",
+             WHERE id = $2 AND plugin = $3 AND revoked_at IS NULL",
         )
         .bind(super::now_ms())
         .bind(credential_id)
+        .bind(plugin)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)

@@ -230,6 +230,25 @@ impl Dispatcher {
                 .await?;
                 return Ok(());
             }
+            Err(RenderError::Busy {
+                reason,
+                retry_after,
+            }) => {
+                // Capacity is not the plugin's failure nor the receiver's: no attempt.
+                tracing::info!(event_id = id, plugin = %event.plugin, %reason, retry_in_ms = retry_after.as_millis() as u64, "webhook rendering deferred");
+                metrics::counter!("polypay_webhook_renders_deferred_total", "plugin" => event.plugin.clone()).increment(1);
+                let retry_at = now_ms().saturating_add(retry_after.as_millis() as i64);
+                outbox::unclaim(
+                    &self.store,
+                    id,
+                    attempt,
+                    DeliveryState::Pending,
+                    retry_at,
+                    &reason,
+                )
+                .await?;
+                return Ok(());
+            }
             Err(RenderError::Failed(problem)) => {
                 tracing::warn!(event_id = id, plugin = %event.plugin, attempt = round_attempt, %problem, "webhook rendering failed");
                 count_attempt(AttemptOutcome::RenderFailed);

@@ -134,6 +134,15 @@ pub enum RenderError {
     /// retried on the host's schedule.
     #[error("rendering failed: {0}")]
     Failed(String),
+    /// The host could not run the plugin now (its rendering slots are all taken, or the
+    /// host is overloaded). Nobody failed: the event stays pending and is tried again
+    /// after `retry_after`, and no attempt is counted, so capacity never dead-letters a
+    /// callback.
+    #[error("the plugin cannot render now: {reason}")]
+    Busy {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
 }
 
 /// Renders callbacks for outbox events. Implemented by the plugin runtime; dyn-compatible

@@ -221,7 +221,8 @@ async fn visible_invoice(scope: &CallScope, id: &str) -> Result<stored::Invoice,
     Ok(invoice)
 }
 
-async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, HostError> {
+/// Validates and stores a new invoice (committed when this returns `Ok`).
+async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<stored::Invoice, HostError> {
     let storage = scope.storage()?;
     let merchant_id = match (&scope.merchant_id, &scope.plugin.default_merchant) {
         (Some(m), _) => m.clone(),
@@ -313,10 +314,9 @@ async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, H
         expires_at,
         monitor_until: expires_at + MONITOR_AFTER_EXPIRY_MS,
     };
-    let created = open_invoice(&storage.store, chain, record, &spec)
+    open_invoice(&storage.store, chain, record, &spec)
         .await
-        .map_err(|e| allocation_error(scope, e))?;
-    invoice_to_wit(scope, &created).await
+        .map_err(|e| allocation_error(scope, e))
 }
 
 /// A change a plugin may make to one of its invoices.
@@ -325,23 +325,43 @@ enum Change {
     MarkSubmitted,
 }
 
-/// Applies `change` to the invoice `id`, if this call may see it.
-async fn change_visible(scope: &CallScope, id: &str, change: Change) -> Result<Invoice, HostError> {
+/// Applies `change` to the invoice `id`, if this call may see it (committed when this
+/// returns `Ok`).
+async fn change_visible(
+    scope: &CallScope,
+    id: &str,
+    change: Change,
+) -> Result<stored::Invoice, HostError> {
     let invoice = visible_invoice(scope, id).await?;
     let store = &scope.storage()?.store;
     let changed = match change {
         Change::Cancel => store.cancel_invoice(&invoice.id).await,
         Change::MarkSubmitted => store.mark_submitted(&invoice.id).await,
     };
-    match changed {
-        Ok(changed) => invoice_to_wit(scope, &changed).await,
-        Err(e) => Err(invoice_error(scope, e)),
+    changed.map_err(|e| invoice_error(scope, e))
+}
+
+impl PluginState {
+    /// The guest's view of an invoice this call just wrote (the write is recorded first:
+    /// whatever happens next, the call has changed state).
+    async fn written(
+        &mut self,
+        written: Result<stored::Invoice, HostError>,
+    ) -> HostResult<Invoice> {
+        match written {
+            Ok(invoice) => {
+                self.wrote();
+                guest(invoice_to_wit(&self.scope, &invoice).await)
+            }
+            Err(e) => guest(Err(e)),
+        }
     }
 }
 
 impl Host for PluginState {
     async fn create(&mut self, invoice: NewInvoice) -> HostResult<Invoice> {
-        guest(create_invoice(&self.scope, invoice).await)
+        let created = create_invoice(&self.scope, invoice).await;
+        self.written(created).await
     }
 
     async fn get(&mut self, id: String) -> HostResult<Invoice> {
@@ -469,11 +489,13 @@ impl Host for PluginState {
         if let Err(e) = self.scope.merchant() {
             return guest(Err(e));
         }
-        guest(change_visible(&self.scope, &id, Change::Cancel).await)
+        let changed = change_visible(&self.scope, &id, Change::Cancel).await;
+        self.written(changed).await
     }
 
     async fn mark_submitted(&mut self, id: String) -> HostResult<Invoice> {
-        guest(change_visible(&self.scope, &id, Change::MarkSubmitted).await)
+        let changed = change_visible(&self.scope, &id, Change::MarkSubmitted).await;
+        self.written(changed).await
     }
 
     async fn set_plugin_data(&mut self, id: String, plugin_data: String) -> HostResult<Invoice> {
@@ -501,14 +523,15 @@ impl Host for PluginState {
         let storage = scope
             .storage()
             .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
-        if let Err(e) = storage
+        let set = storage
             .store
             .plugin_set_invoice_data(&invoice.id, &value)
             .await
-        {
-            return guest(Err(store_error(scope, e)));
-        }
-        invoice.plugin_data = value;
-        guest(invoice_to_wit(scope, &invoice).await)
+            .map(|()| {
+                invoice.plugin_data = value;
+                invoice
+            })
+            .map_err(|e| store_error(scope, e));
+        self.written(set).await
     }
 }

@@ -1,11 +1,14 @@
 //! `kv`: the plugin's own key-value store (keys are namespaced by plugin name
-//! in the store, so plugins never see each other's entries).
+//! in the store, so plugins never see each other's entries), within the
+//! plugin's quota (`kv_max_entries`, `kv_max_bytes`): a write beyond it is
+//! `unavailable`, and writes nothing.
 
 use super::{HostResult, guest, store_error};
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::kv::Host;
 use crate::plugin::services::Storage;
-use crate::plugin::state::PluginState;
+use crate::plugin::state::{CallScope, PluginState};
+use crate::store::kv::{KvError, KvQuota};
 use crate::store::now_ms;
 
 const MAX_KEY: usize = 256;
@@ -13,6 +16,18 @@ const MAX_VALUE: usize = 64 * 1024;
 
 fn expiry(ttl_secs: Option<u32>) -> Option<i64> {
     ttl_secs.map(|t| now_ms() + i64::from(t) * 1000)
+}
+
+fn quota(scope: &CallScope) -> KvQuota {
+    scope.plugin.kv_quota
+}
+
+fn kv_error(scope: &CallScope, key: &str, e: KvError) -> HostError {
+    match e {
+        KvError::QuotaExceeded { .. } => HostError::Unavailable(e.to_string()),
+        KvError::NotAnInteger => HostError::Invalid(format!("`{key}` does not hold an integer")),
+        KvError::Store(e) => store_error(scope, e),
+    }
 }
 
 impl PluginState {
@@ -52,13 +67,22 @@ impl Host for PluginState {
             Err(e) => return guest(Err(e)),
         };
         let scope = &self.scope;
-        guest(
-            storage
-                .store
-                .kv_set(scope.plugin_name(), &key, &value, expiry(ttl_secs))
-                .await
-                .map_err(|e| store_error(scope, e)),
-        )
+        let stored = storage
+            .store
+            .kv_set(
+                scope.plugin_name(),
+                &key,
+                &value,
+                expiry(ttl_secs),
+                quota(scope),
+                now_ms(),
+            )
+            .await
+            .map_err(|e| kv_error(scope, &key, e));
+        if stored.is_ok() {
+            self.wrote();
+        }
+        guest(stored)
     }
 
     async fn set_if_absent(
@@ -79,10 +103,15 @@ impl Host for PluginState {
                 &key,
                 &value,
                 expiry(ttl_secs),
+                quota(scope),
                 now_ms(),
             )
-            .await;
-        guest(stored.map_err(|e| store_error(scope, e)))
+            .await
+            .map_err(|e| kv_error(scope, &key, e));
+        if matches!(stored, Ok(true)) {
+            self.wrote();
+        }
+        guest(stored)
     }
 
     async fn increment(
@@ -98,15 +127,20 @@ impl Host for PluginState {
         let scope = &self.scope;
         let result = storage
             .store
-            .plugin_kv_increment(scope.plugin_name(), &key, delta, expiry(ttl_secs), now_ms())
-            .await;
-        guest(match result {
-            Ok(Some(n)) => Ok(n),
-            Ok(None) => Err(HostError::Invalid(format!(
-                "`{key}` does not hold an integer"
-            ))),
-            Err(e) => Err(store_error(scope, e)),
-        })
+            .plugin_kv_increment(
+                scope.plugin_name(),
+                &key,
+                delta,
+                expiry(ttl_secs),
+                quota(scope),
+                now_ms(),
+            )
+            .await
+            .map_err(|e| kv_error(scope, &key, e));
+        if result.is_ok() {
+            self.wrote();
+        }
+        guest(result)
     }
 
     async fn delete(&mut self, key: String) -> HostResult<()> {
@@ -115,13 +149,15 @@ impl Host for PluginState {
             Err(e) => return guest(Err(e)),
         };
         let scope = &self.scope;
-        guest(
-            storage
-                .store
-                .kv_delete(scope.plugin_name(), &key)
-                .await
-                .map(|_| ())
-                .map_err(|e| store_error(scope, e)),
-        )
+        let deleted = storage
+            .store
+            .kv_delete(scope.plugin_name(), &key)
+            .await
+            .map(|_| ())
+            .map_err(|e| store_error(scope, e));
+        if deleted.is_ok() {
+            self.wrote();
+        }
+        guest(deleted)
     }
 }

@@ -4,8 +4,23 @@
 //! created by this plugin or by the operator (`merchants.plugin` NULL).
 //! Secrets are generated here, returned to the guest once at issue or
 //! rotation, and stored only sealed (see `crate::merchant`).
+//!
+//! What is kept per plugin, so that dialects sharing an operator merchant
+//! cannot reach each other's:
+//! - credentials: each records the plugin it was issued for. A plugin
+//!   authenticates (`authenticate`, `authenticate-signed`, `find-credential`)
+//!   with its own and with the operator's generic ones; it lists, signs with
+//!   (`crypto`), rotates and revokes only its own. Another plugin's credential
+//!   is `not-found`, exactly like one that does not exist.
+//! - `plugin-data`: one document per (merchant, plugin).
+//! - the name of an operator merchant is the operator's: `update-merchant`
+//!   may rename only a merchant the plugin owns (`forbidden` otherwise).
+//!
+//! A digest proof must involve the secret (see `crypto::check_secret_parts`):
+//! a proof built from public parts only would authenticate anyone who knows a
+//! public id.
 
-use super::crypto::{constant_time_eq, digest_parts, hmac_sha256};
+use super::crypto::{check_secret_parts, constant_time_eq, digest_parts, hmac_sha256};
 use super::{HostResult, guest, store_error, store_failure};
 use crate::merchant::{self, MerchantError};
 use crate::plugin::bindings::HostError;
@@ -24,13 +39,32 @@ fn visible(scope: &CallScope, m: &merchant::Merchant) -> bool {
     !m.disabled && m.plugin.as_deref().is_none_or(|p| p == scope.plugin_name())
 }
 
-pub(crate) fn merchant_to_wit(m: &merchant::Merchant) -> Merchant {
+/// The guest's view of a merchant: its name and what this plugin keeps about it.
+pub(crate) fn merchant_to_wit(
+    m: &merchant::Merchant,
+    plugin_data: Option<serde_json::Value>,
+) -> Merchant {
     Merchant {
         id: m.id.clone(),
         name: m.name.clone(),
-        plugin_data: m.profile.to_string(),
+        plugin_data: plugin_data
+            .unwrap_or_else(|| serde_json::json!({}))
+            .to_string(),
         created_at: m.created_at,
     }
+}
+
+/// Merchant `id` as this plugin sees it, if it exists.
+async fn merchant_view(
+    scope: &CallScope,
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+) -> Result<Option<Merchant>, crate::store::StoreError> {
+    let Some(m) = crate::store::merchants::get_merchant(conn, id).await? else {
+        return Ok(None);
+    };
+    let data = crate::store::merchants::plugin_data(conn, id, scope.plugin_name()).await?;
+    Ok(Some(merchant_to_wit(&m, data)))
 }
 
 fn credential_to_wit(c: &merchant::Credential) -> Credential {
@@ -133,7 +167,7 @@ async fn own_connection(
         .map_err(|e| store_failure(scope, &e))
 }
 
-/// The live credential `id` of the authenticated merchant.
+/// The live credential `id` of the authenticated merchant issued by this plugin.
 async fn own_credential(scope: &CallScope, id: &str) -> Result<merchant::Credential, HostError> {
     let storage = scope.storage()?;
     let me = scope.merchant()?;
@@ -143,7 +177,7 @@ async fn own_credential(scope: &CallScope, id: &str) -> Result<merchant::Credent
         .acquire()
         .await
         .map_err(|e| store_failure(scope, &e))?;
-    let live = crate::store::merchants::live_credentials(&mut conn, me)
+    let live = crate::store::merchants::live_credentials(&mut conn, me, Some(scope.plugin_name()))
         .await
         .map_err(|e| store_error(scope, e))?;
     live.into_iter()
@@ -163,6 +197,7 @@ async fn issue(
     let id = uuid::Uuid::new_v4().to_string();
     let row = CredentialRow {
         id: id.clone(),
+        plugin: Some(scope.plugin_name().to_owned()),
         kind: kind.to_owned(),
         public_id: public_id.clone(),
         lookup_hash: key.lookup_hash(kind, secret.as_bytes()),
@@ -205,7 +240,7 @@ impl Host for PluginState {
         }
         let found = match storage
             .merchants
-            .authenticate(&kind, &presented_secret)
+            .authenticate(scope.plugin_name(), &kind, &presented_secret)
             .await
         {
             Ok(found) => found,
@@ -234,9 +269,20 @@ impl Host for PluginState {
         if public_id.is_empty() || public_id.len() > MAX_PRESENTED || kind.len() > 64 {
             return guest(Err(HostError::Unauthorized));
         }
-        let found =
-            crate::store::merchants::find_by_public_id(storage.store.pool(), &kind, &public_id)
-                .await;
+        if let Proof::Digest(p) = &proof {
+            // Before any lookup: whether the shape is acceptable must not depend on
+            // which credentials exist. The secret's length is checked again below.
+            if let Err(e) = check_secret_parts(&p.parts, 0) {
+                return guest(Err(e));
+            }
+        }
+        let found = crate::store::merchants::find_by_public_id(
+            storage.store.pool(),
+            scope.plugin_name(),
+            &kind,
+            &public_id,
+        )
+        .await;
         let (m, c) = match found {
             Ok(Some((m, c))) if visible(scope, &m) => (m, c),
             Ok(_) => return guest(Err(HostError::Unauthorized)),
@@ -249,9 +295,10 @@ impl Host for PluginState {
         };
         let proven = match &proof {
             Proof::HmacSha256(p) => constant_time_eq(&hmac_sha256(&secret, &p.message), &p.mac),
-            Proof::Digest(p) => {
-                constant_time_eq(&digest_parts(p.algorithm, &p.parts, &secret), &p.expected)
-            }
+            Proof::Digest(p) => match digest_parts(p.algorithm, &p.parts, &secret) {
+                Ok(digest) => constant_time_eq(&digest, &p.expected),
+                Err(e) => return guest(Err(e)),
+            },
         };
         if !proven {
             return guest(Err(HostError::Unauthorized));
@@ -269,6 +316,7 @@ impl Host for PluginState {
         guest(
             match crate::store::merchants::find_by_public_id(
                 storage.store.pool(),
+                scope.plugin_name(),
                 &kind,
                 &public_id,
             )
@@ -288,10 +336,10 @@ impl Host for PluginState {
         };
         let found = async {
             let mut conn = storage.store.pool().acquire().await?;
-            crate::store::merchants::get_merchant(&mut conn, me).await
+            merchant_view(scope, &mut conn, me).await
         };
         match found.await {
-            Ok(m) => Ok(m.as_ref().map(merchant_to_wit)),
+            Ok(m) => Ok(m),
             Err(e) => {
                 // No merchant is the safe answer when storage fails.
                 store_failure(scope, &e);
@@ -324,12 +372,18 @@ impl Host for PluginState {
         };
         let created = storage
             .merchants
-            .create(&merchant.name, Some(scope.plugin_name()), profile, &[])
+            .create(
+                &merchant.name,
+                Some(scope.plugin_name()),
+                profile.clone(),
+                &[],
+            )
             .await;
         match created {
             Ok(new) => {
+                self.wrote();
                 self.scope.merchant_id = Some(new.merchant.id.clone());
-                guest(Ok(merchant_to_wit(&new.merchant)))
+                guest(Ok(merchant_to_wit(&new.merchant, Some(profile))))
             }
             Err(e) => guest(Err(merchant_error(scope, e))),
         }
@@ -340,8 +394,8 @@ impl Host for PluginState {
         guest(
             async {
                 let mut conn = own_connection(scope, &id).await?;
-                match crate::store::merchants::get_merchant(&mut conn, &id).await {
-                    Ok(Some(m)) => Ok(merchant_to_wit(&m)),
+                match merchant_view(scope, &mut conn, &id).await {
+                    Ok(Some(m)) => Ok(m),
                     Ok(None) => Err(HostError::NotFound),
                     Err(e) => Err(store_error(scope, e)),
                 }
@@ -383,21 +437,36 @@ impl Host for PluginState {
                 ))));
             }
         };
-        guest(
-            match storage
-                .store
-                .plugin_update_merchant(
-                    &id,
-                    update.name.as_deref().map(str::trim),
-                    profile.as_ref(),
-                )
-                .await
-            {
-                Ok(Some(m)) => Ok(merchant_to_wit(&m)),
-                Ok(None) => Err(HostError::NotFound),
-                Err(e) => Err(store_error(scope, e)),
-            },
-        )
+        if update.name.is_some() {
+            // The name of an operator merchant is the operator's, shared by every plugin.
+            let owner = async {
+                let mut conn = storage.store.pool().acquire().await?;
+                crate::store::merchants::get_merchant(&mut conn, &id).await
+            };
+            match owner.await {
+                Ok(Some(m)) if m.plugin.as_deref() == Some(scope.plugin_name()) => {}
+                Ok(Some(_)) => return guest(Err(HostError::Forbidden)),
+                Ok(None) => return guest(Err(HostError::NotFound)),
+                Err(e) => return guest(Err(store_error(scope, e))),
+            }
+        }
+        let updated = storage
+            .store
+            .plugin_update_merchant(
+                &id,
+                scope.plugin_name(),
+                update.name.as_deref().map(str::trim),
+                profile.as_ref(),
+            )
+            .await;
+        guest(match updated {
+            Ok(Some((m, data))) => {
+                self.wrote();
+                Ok(merchant_to_wit(&m, Some(data)))
+            }
+            Ok(None) => Err(HostError::NotFound),
+            Err(e) => Err(store_error(&self.scope, e)),
+        })
     }
 
     async fn issue_credential(
@@ -426,16 +495,18 @@ impl Host for PluginState {
             Ok(secret) => secret,
             Err(e) => return guest(Err(e)),
         };
-        guest(
-            issue(
-                &self.scope,
-                &merchant_id,
-                &request.kind,
-                request.public_id,
-                secret,
-            )
-            .await,
+        let issued = issue(
+            &self.scope,
+            &merchant_id,
+            &request.kind,
+            request.public_id,
+            secret,
         )
+        .await;
+        if issued.is_ok() {
+            self.wrote();
+        }
+        guest(issued)
     }
 
     async fn rotate_credential(
@@ -459,11 +530,16 @@ impl Host for PluginState {
         let replaced = storage
             .store
             .plugin_replace_secret(
+                scope.plugin_name(),
                 &current.id,
                 &key.lookup_hash(&current.kind, secret.as_bytes()),
                 &key.seal(&current.id, secret.as_bytes()),
             )
             .await;
+        if let Ok(true) = replaced {
+            self.wrote();
+        }
+        let scope = &self.scope;
         guest(match replaced {
             Ok(true) => Ok(IssuedCredential {
                 credential: credential_to_wit(&current),
@@ -483,13 +559,18 @@ impl Host for PluginState {
         let storage = scope
             .storage()
             .map_err(|e| wasmtime::format_err!("storage vanished: {e:?}"))?;
-        guest(
-            match storage.store.plugin_revoke_credential(&current.id).await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(HostError::NotFound),
-                Err(e) => Err(store_error(scope, e)),
-            },
-        )
+        let revoked = storage
+            .store
+            .plugin_revoke_credential(scope.plugin_name(), &current.id)
+            .await;
+        guest(match revoked {
+            Ok(true) => {
+                self.wrote();
+                Ok(())
+            }
+            Ok(false) => Err(HostError::NotFound),
+            Err(e) => Err(store_error(&self.scope, e)),
+        })
     }
 
     async fn list_credentials(&mut self, merchant_id: String) -> HostResult<Vec<Credential>> {
@@ -497,10 +578,14 @@ impl Host for PluginState {
         guest(
             async {
                 let mut conn = own_connection(scope, &merchant_id).await?;
-                crate::store::merchants::live_credentials(&mut conn, &merchant_id)
-                    .await
-                    .map(|list| list.iter().map(credential_to_wit).collect())
-                    .map_err(|e| store_error(scope, e))
+                crate::store::merchants::live_credentials(
+                    &mut conn,
+                    &merchant_id,
+                    Some(scope.plugin_name()),
+                )
+                .await
+                .map(|list| list.iter().map(credential_to_wit).collect())
+                .map_err(|e| store_error(scope, e))
             }
             .await,
         )

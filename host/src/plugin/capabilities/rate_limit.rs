@@ -1,9 +1,8 @@
-//! `rate-limit`: fixed-window counters, per plugin.
+//! `rate-limit`: keyed GCRA limiters, per plugin (see `services::RateLimiter`).
 
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::rate_limit::{Decision, Host};
 use crate::plugin::state::PluginState;
-use crate::store::now_ms;
 
 impl Host for PluginState {
     fn check(
@@ -17,17 +16,18 @@ impl Host for PluginState {
                 "bucket names are at most 512 bytes".into(),
             )));
         }
-        let d = self.scope.services.inner.rate_limiter.hit(
+        let checked = self.scope.services.inner.rate_limiter.check(
             &self.scope.plugin.name,
             &bucket,
             limit,
             window_ms,
-            now_ms(),
         );
-        Ok(Ok(Decision {
-            allowed: d.allowed,
-            remaining: d.remaining,
-            reset_after_ms: d.reset_after_ms,
-        }))
+        Ok(checked
+            .map(|d| Decision {
+                allowed: d.allowed,
+                remaining: d.remaining,
+                reset_after_ms: d.reset_after_ms,
+            })
+            .map_err(HostError::Invalid))
     }
 }

@@ -41,14 +41,17 @@ impl Host for PluginState {
             Ok(p) => p,
             Err(e) => return guest(Err(e)),
         };
-        guest(
+        let queued =
             match webhook::queue_test_event(&storage.store, scope.plugin_name(), me, &url).await {
                 Ok(id) => Ok(id.to_string()),
                 Err(TestEventError::InvalidUrl { url, reason }) => {
                     Err(HostError::Invalid(format!("`{url}`: {reason}")))
                 }
                 Err(TestEventError::Store(e)) => Err(store_failure(scope, &e)),
-            },
-        )
+            };
+        if queued.is_ok() {
+            self.wrote();
+        }
+        guest(queued)
     }
 }
