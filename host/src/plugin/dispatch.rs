@@ -77,8 +77,15 @@ pub(crate) const PLUGIN_CSP: &str =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox";
 
 async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Response {
-    let mut response = respond(inner, target, request).await;
+    let request_id = match request.extensions().get::<crate::telemetry::RequestId>() {
+        Some(id) => id.0.clone(),
+        None => crate::telemetry::request_id(request.headers()),
+    };
+    let mut response = respond(inner, target, request, &request_id).await;
     let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", id);
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -92,15 +99,17 @@ async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Re
     response
 }
 
-async fn respond(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Response {
+async fn respond(
+    inner: Arc<RuntimeInner>,
+    target: Target,
+    request: Request,
+    request_id: &str,
+) -> Response {
     let plugin = &inner.plugins[target.plugin];
     let name = plugin.identity.name.as_str();
     let max_body = plugin.config.max_body_bytes;
     let (mut parts, body) = request.into_parts();
-    let request_id = match parts.extensions.get::<crate::telemetry::RequestId>() {
-        Some(id) => id.0.clone(),
-        None => crate::telemetry::request_id(&parts.headers),
-    };
+    let request_id = request_id.to_owned();
 
     let params: Vec<(String, String)> =
         match RawPathParams::from_request_parts(&mut parts, &()).await {

@@ -43,7 +43,10 @@ fn build() -> wasmtime::Result<Engine> {
         .total_tables(MAX_CONCURRENT_INSTANCES * 8)
         .total_stacks(MAX_CONCURRENT_INSTANCES)
         .max_core_instances_per_component(32)
+        // Several memories per component (and per module, as wasm allows) are fine: the
+        // per-instance cap covers all of them together (`limits::MemoryLimiter`).
         .max_memories_per_component(4)
+        .max_memories_per_module(4)
         .max_tables_per_component(32)
         .max_memory_size(MAX_MEMORY_BYTES);
 

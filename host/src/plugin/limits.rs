@@ -12,10 +12,12 @@
 //!   is the host's, not the plugin's. Running past it is the fault `deadline`.
 //! - the wall (`wall_ms`) counts everything, so a plugin cannot keep an instance alive
 //!   forever by looping on host calls. Which side is to blame depends on where the wall
-//!   is reached: in guest code (or at the entry of a further host call), the plugin kept
-//!   working: fault `deadline`; during a host call, the host itself was slow: the call
-//!   ends as [`HostOverloaded`] (503 with `Retry-After`, counted as an overload, not as a
-//!   plugin fault).
+//!   is reached: during a host call that has itself been running for a while (at least
+//!   [`SLOW_HOST_CALL`], or a tenth of the wall if that is less), the host was slow: the
+//!   call ends as [`HostOverloaded`] (503 with `Retry-After`, counted as an overload, not
+//!   as a plugin fault). Anywhere else (in guest code, at the entry of a further host
+//!   call, or in a quick host call of a plugin calling the host in a loop) the plugin kept
+//!   working: fault `deadline`.
 //!
 //! Once a call has written something (a host call that changes state returned success),
 //! the host never turns the call into a failure for its own slowness: a client must not
@@ -78,6 +80,28 @@ impl fmt::Display for HostOverloaded {
 
 impl std::error::Error for HostOverloaded {}
 
+/// A host call running at least this long when the wall passes means the host is slow
+/// (healthy host calls take milliseconds).
+pub(crate) const SLOW_HOST_CALL: Duration = Duration::from_millis(100);
+
+/// Why a host call may not return to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WallReached {
+    /// The plugin kept working past its wall.
+    ByGuest(DeadlineExceeded),
+    /// The host was too slow.
+    ByHost(HostOverloaded),
+}
+
+impl From<WallReached> for wasmtime::Error {
+    fn from(w: WallReached) -> Self {
+        match w {
+            WallReached::ByGuest(e) => wasmtime::Error::new(e),
+            WallReached::ByHost(e) => wasmtime::Error::new(e),
+        }
+    }
+}
+
 /// The time limits of one call (see the module docs), fed by the epoch callback and the
 /// store's call hook. All methods take `now` so the rules are testable without waiting.
 #[derive(Debug)]
@@ -89,6 +113,9 @@ pub(crate) struct CallClock {
     host_time: Duration,
     /// When the host call in progress started, if one is.
     in_host_since: Option<Instant>,
+    /// Host calls in progress: a host call may call back into the guest (to allocate
+    /// memory for its result), which may call the host again (an epoch check).
+    host_depth: u32,
     /// A host call that changes state succeeded during this call.
     wrote: bool,
 }
@@ -101,6 +128,7 @@ impl CallClock {
             wall_len,
             host_time: Duration::ZERO,
             in_host_since: None,
+            host_depth: 0,
             wrote: false,
         }
     }
@@ -123,6 +151,16 @@ impl CallClock {
             .saturating_sub(self.host_time + in_host)
     }
 
+    /// An epoch tick: the checks of [`CallClock::check_guest`], unless the guest code
+    /// running is a callback of a host call in progress (whose time is the host's, and
+    /// whose end is judged when it returns). The tick itself runs as a host call of depth 1.
+    pub fn on_tick(&self, now: Instant) -> Result<(), DeadlineExceeded> {
+        if self.host_depth > 1 {
+            return Ok(());
+        }
+        self.check_guest(now)
+    }
+
     /// Checks made while the guest runs (every epoch tick, every host-call entry).
     pub fn check_guest(&self, now: Instant) -> Result<(), DeadlineExceeded> {
         if self.guest_time(now) >= self.budget {
@@ -136,22 +174,33 @@ impl CallClock {
 
     /// The guest calls into the host.
     pub fn enter_host(&mut self, now: Instant) -> Result<(), DeadlineExceeded> {
-        self.check_guest(now)?;
-        self.in_host_since = Some(now);
+        if self.host_depth == 0 {
+            self.check_guest(now)?;
+            self.in_host_since = Some(now);
+        }
+        self.host_depth += 1;
         Ok(())
     }
 
     /// A host call returns to the guest.
-    pub fn leave_host(&mut self, now: Instant) -> Result<(), HostOverloaded> {
-        let since = self.in_host_since.take().unwrap_or(now);
-        self.host_time += now.saturating_duration_since(since);
-        let wall = self.started + self.wall_len;
-        if !self.wrote && since < wall && now >= wall {
-            return Err(HostOverloaded {
-                wall: self.wall_len,
-            });
+    pub fn leave_host(&mut self, now: Instant) -> Result<(), WallReached> {
+        self.host_depth = self.host_depth.saturating_sub(1);
+        if self.host_depth > 0 {
+            return Ok(());
         }
-        Ok(())
+        let since = self.in_host_since.take().unwrap_or(now);
+        let took = now.saturating_duration_since(since);
+        self.host_time += took;
+        if self.wrote || now < self.wall() {
+            return Ok(());
+        }
+        if since < self.wall() && took >= SLOW_HOST_CALL.min(self.wall_len / 10) {
+            Err(WallReached::ByHost(HostOverloaded {
+                wall: self.wall_len,
+            }))
+        } else {
+            Err(WallReached::ByGuest(DeadlineExceeded::Wall(self.wall_len)))
+        }
     }
 
     /// A host call that changes state succeeded.
@@ -368,15 +417,33 @@ mod tests {
     }
 
     #[test]
+    fn guest_callbacks_inside_a_host_call_leave_its_time_to_the_host() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = CallClock::new(t0, ms(100), ms(1000));
+        clock.enter_host(t0 + ms(10)).unwrap();
+        // The host allocates its result in guest memory; an epoch check fires in there.
+        clock.enter_host(t0 + ms(900)).unwrap();
+        assert!(
+            clock.on_tick(t0 + ms(1100)).is_ok(),
+            "judged when the host call returns"
+        );
+        assert!(clock.leave_host(t0 + ms(901)).is_ok());
+        clock.wrote();
+        assert!(clock.leave_host(t0 + ms(1200)).is_ok());
+        assert_eq!(clock.guest_time(t0 + ms(1250)), ms(60));
+    }
+
+    #[test]
     fn the_wall_blames_whoever_was_running_when_it_passed() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        // Reached inside a host call: the host was slow.
+        // Reached inside a slow host call: the host was slow.
         let mut clock = CallClock::new(t0, ms(100), ms(1000));
         clock.enter_host(t0 + ms(10)).unwrap();
         assert_eq!(
             clock.leave_host(t0 + ms(1200)),
-            Err(HostOverloaded { wall: ms(1000) })
+            Err(WallReached::ByHost(HostOverloaded { wall: ms(1000) }))
         );
         // Reached in guest code after many quick host calls: the plugin's doing.
         let mut clock = CallClock::new(t0, ms(500), ms(1000));
@@ -389,6 +456,13 @@ mod tests {
             Err(DeadlineExceeded::Wall(ms(1000)))
         );
         assert!(clock.enter_host(t0 + ms(1001)).is_err());
+        // Reached inside one of those quick host calls: still the plugin's doing.
+        let mut clock = CallClock::new(t0, ms(2000), ms(1000));
+        clock.enter_host(t0 + ms(995)).unwrap();
+        assert_eq!(
+            clock.leave_host(t0 + ms(1004)),
+            Err(WallReached::ByGuest(DeadlineExceeded::Wall(ms(1000))))
+        );
     }
 
     #[test]

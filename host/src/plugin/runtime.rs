@@ -376,7 +376,7 @@ impl RuntimeInner {
         // Each tick: past a limit → trap; otherwise yield to the executor so a busy
         // guest never starves other requests on the same worker.
         store.epoch_deadline_callback(|ctx| {
-            ctx.data().clock.check_guest(Instant::now())?;
+            ctx.data().clock.on_tick(Instant::now())?;
             Ok(UpdateDeadline::Yield(1))
         });
         // Host calls (and the yields above) are the host's time, not the guest's.
