@@ -110,6 +110,8 @@ pub struct Server {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub context: AppContext,
+    /// The mounted plugins (their routes, fault and overload counts).
+    pub plugins: PluginRuntime,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
@@ -211,6 +213,7 @@ impl Server {
             public_addr,
             admin_addr,
             context,
+            plugins,
             shutdown,
             tasks,
         })
