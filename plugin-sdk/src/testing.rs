@@ -378,22 +378,51 @@ fn digest(algorithm: crypto::DigestAlgorithm, data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Most secret-bearing parts and largest message of a digest over a secret: the real
+/// host's limits.
+const MAX_SECRET_PARTS: usize = 16;
+const MAX_DIGEST_INPUT: usize = 1 << 20;
+
+/// The digest of `parts` concatenated, under the real host's rules: no empty list, no
+/// empty `bytes` part, at least one and at most [`MAX_SECRET_PARTS`] secret-bearing
+/// parts, at most [`MAX_DIGEST_INPUT`] bytes in all.
 fn digest_parts(
     algorithm: crypto::DigestAlgorithm,
     parts: &[crypto::DigestPart],
     secret: &str,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, HostError> {
+    let invalid = |why: &str| Err(HostError::Invalid(why.to_owned()));
+    if parts.is_empty() {
+        return invalid("a digest over a secret needs parts");
+    }
     let mut message = Vec::new();
+    let mut secret_parts = 0;
     for part in parts {
         match part {
+            crypto::DigestPart::Bytes(b) if b.is_empty() => {
+                return invalid("empty `bytes` parts are refused: leave them out");
+            }
             crypto::DigestPart::Bytes(b) => message.extend_from_slice(b),
-            crypto::DigestPart::Secret => message.extend_from_slice(secret.as_bytes()),
+            crypto::DigestPart::Secret => {
+                secret_parts += 1;
+                message.extend_from_slice(secret.as_bytes())
+            }
             crypto::DigestPart::SecretDigestHex(a) => {
+                secret_parts += 1;
                 message.extend_from_slice(crate::hex(&digest(*a, secret.as_bytes())).as_bytes())
             }
         }
+        if message.len() > MAX_DIGEST_INPUT {
+            return invalid("a digest over a secret covers at most 1 MiB");
+        }
     }
-    digest(algorithm, &message)
+    if secret_parts == 0 {
+        return invalid("a digest over a secret needs a `secret` or `secret-digest-hex` part");
+    }
+    if secret_parts > MAX_SECRET_PARTS {
+        return invalid("at most 16 secret-bearing parts per digest");
+    }
+    Ok(digest(algorithm, &message))
 }
 
 fn hmac(secret: &str, message: &[u8]) -> Vec<u8> {
@@ -446,7 +475,7 @@ impl Host for FakeHost {
         let ok = match proof {
             merchants::Proof::HmacSha256(p) => hmac(&secret, &p.message) == p.mac,
             merchants::Proof::Digest(p) => {
-                digest_parts(p.algorithm, &p.parts, &secret) == p.expected
+                digest_parts(p.algorithm, &p.parts, &secret)? == p.expected
             }
         };
         if !ok {
@@ -925,11 +954,7 @@ impl Host for FakeHost {
         algorithm: crypto::DigestAlgorithm,
         parts: &[crypto::DigestPart],
     ) -> Result<Vec<u8>, HostError> {
-        Ok(digest_parts(
-            algorithm,
-            parts,
-            &self.secret_of(credential_id)?,
-        ))
+        digest_parts(algorithm, parts, &self.secret_of(credential_id)?)
     }
     fn digest_with_secret_verify(
         &self,
@@ -938,7 +963,7 @@ impl Host for FakeHost {
         parts: &[crypto::DigestPart],
         expected: &[u8],
     ) -> Result<bool, HostError> {
-        Ok(digest_parts(algorithm, parts, &self.secret_of(credential_id)?) == expected)
+        Ok(digest_parts(algorithm, parts, &self.secret_of(credential_id)?)? == expected)
     }
     fn digest(&self, algorithm: crypto::DigestAlgorithm, data: &[u8]) -> Vec<u8> {
         digest(algorithm, data)
@@ -980,5 +1005,57 @@ impl Host for FakeRandom {
         let host = FakeHost::new("random");
         host.rng.set(self.0);
         host.random_bytes(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::merchants::{DigestProof, Proof};
+
+    /// As the real host: a digest "proof" must involve the secret.
+    #[test]
+    fn digest_proofs_without_the_secret_are_refused_like_the_host_does() {
+        let host = FakeHost::new("p");
+        let merchant = host.add_merchant("shop");
+        host.add_credential(&merchant, "signing", Some("app-1"), "0123456789abcdef");
+        let proof = |parts: Vec<crypto::DigestPart>, message: &[u8]| {
+            Proof::Digest(DigestProof {
+                algorithm: crypto::DigestAlgorithm::Sha256,
+                parts,
+                expected: digest(crypto::DigestAlgorithm::Sha256, message),
+            })
+        };
+        let forged = proof(vec![crypto::DigestPart::Bytes(b"x".to_vec())], b"x");
+        assert!(matches!(
+            host.authenticate_signed("signing", "app-1", &forged),
+            Err(HostError::Invalid(_))
+        ));
+        assert!(matches!(
+            host.authenticate_signed("signing", "app-1", &proof(Vec::new(), b"")),
+            Err(HostError::Invalid(_))
+        ));
+        let empty_part = proof(
+            vec![
+                crypto::DigestPart::Bytes(Vec::new()),
+                crypto::DigestPart::Secret,
+            ],
+            b"0123456789abcdef",
+        );
+        assert!(matches!(
+            host.authenticate_signed("signing", "app-1", &empty_part),
+            Err(HostError::Invalid(_))
+        ));
+        let genuine = proof(
+            vec![
+                crypto::DigestPart::Bytes(b"x".to_vec()),
+                crypto::DigestPart::Secret,
+            ],
+            b"x0123456789abcdef",
+        );
+        assert!(
+            host.authenticate_signed("signing", "app-1", &genuine)
+                .is_ok()
+        );
     }
 }
