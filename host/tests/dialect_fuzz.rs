@@ -195,8 +195,15 @@ async fn fuzz_dialect(name: &str, wasm: &str, profile: &Profile) {
         routes.len()
     );
     let mut statuses = std::collections::BTreeMap::new();
-    for case in 0..cases {
-        let request = fuzzer.request(&routes);
+    // First every single-field edge case of every valid sample, authenticated, then
+    // random cases.
+    let mut edge_cases = fuzzer.edge_cases(&routes).into_iter();
+    let total = edge_cases.len() + cases;
+    for case in 0..total {
+        let request = match edge_cases.next() {
+            Some(request) => request,
+            None => fuzzer.request(&routes),
+        };
         let before = snapshot(&store).await;
         let what = || {
             format!(
@@ -329,6 +336,45 @@ const ADVERSARIAL_JSON: &[&str] = &[
 ];
 
 impl Fuzzer {
+    /// Each sample body with one field removed, duplicated with an adversarial value, or
+    /// replaced by each adversarial value, sent with a valid credential.
+    fn edge_cases(&mut self, routes: &[(String, String)]) -> Vec<Request> {
+        let mut out = Vec::new();
+        for (pattern, sample) in self.samples.clone() {
+            let Some((method, _)) = routes.iter().find(|(_, p)| *p == pattern) else {
+                panic!("a sample names {pattern}, which the dialect does not route");
+            };
+            let Value::Object(map) = sample else { continue };
+            let mut bodies = Vec::new();
+            for key in map.keys() {
+                let mut without = map.clone();
+                without.remove(key);
+                bodies.push(Value::Object(without).to_string());
+                for bad in ADVERSARIAL_JSON {
+                    let mut text = Value::Object(map.clone()).to_string();
+                    text.pop();
+                    bodies.push(format!("{text},{}:{bad}}}", Value::String(key.clone())));
+                    let mut replaced = map.clone();
+                    if let Ok(value) = serde_json::from_str(bad) {
+                        replaced.insert(key.clone(), value);
+                        bodies.push(Value::Object(replaced).to_string());
+                    }
+                }
+            }
+            for body in bodies {
+                let mut headers = (self.present)(&self.secret);
+                headers.push(("content-type".into(), "application/json".into()));
+                out.push(Request {
+                    method: method.clone(),
+                    path: self.path(&pattern),
+                    headers,
+                    body: body.into_bytes(),
+                });
+            }
+        }
+        out
+    }
+
     fn request(&mut self, routes: &[(String, String)]) -> Request {
         let (method, pattern) = routes[self.rng.random_range(0..routes.len())].clone();
         let path = self.path(&pattern);
