@@ -944,3 +944,26 @@ async fn check_invariants(store: &Store, chain: &str, ids: &[String], step: &Ste
         "a transfer stored twice after {step:?}"
     );
 }
+
+/// The release pass reads only the targets due (an index range), not the history of every
+/// expired invoice: checked on SQLite's query plan.
+#[tokio::test]
+async fn the_release_scan_reads_the_due_targets_through_their_index() {
+    use sqlx::Row;
+    let db = TestDb::sqlite().await;
+    let store = db.store().await;
+    let sql = format!(
+        "EXPLAIN QUERY PLAN {}",
+        polypay_host::store::invoices::RELEASE_DUE_TARGETS.replace("$1", "1")
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    let plan: Vec<String> = rows.iter().map(|r| r.try_get("detail").unwrap()).collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("SEARCH payment_targets USING INDEX payment_targets_release")),
+        "the release scan must be an index search: {plan:?}"
+    );
+}

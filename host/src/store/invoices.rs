@@ -410,18 +410,20 @@ pub async fn set_release_at(
     Ok(())
 }
 
+/// The statement of [`release_due_targets`] (`$1` = now), public so a test can check its
+/// query plan.
+pub const RELEASE_DUE_TARGETS: &str = "UPDATE payment_targets SET active = 0, released_at = $1 \
+     WHERE active = 1 AND release_at <= $1 \
+     AND release_at <= (SELECT c.processed_time FROM chain_cursors c WHERE c.chain = payment_targets.chain)";
+
 /// Releases the active targets whose `release_at` has passed at `now` *and* whose chain
 /// has been processed up to a block at least that recent (so every payment mined before
 /// it has been seen); returns how many. An indexed scan of the due targets only.
 pub async fn release_due_targets(conn: &mut AnyConnection, now: i64) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "UPDATE payment_targets SET active = 0, released_at = $1 \
-         WHERE active = 1 AND release_at <= $1 \
-         AND release_at <= (SELECT c.processed_time FROM chain_cursors c WHERE c.chain = payment_targets.chain)",
-    )
-    .bind(now)
-    .execute(conn)
-    .await?;
+    let done = sqlx::query(RELEASE_DUE_TARGETS)
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
 }
 
