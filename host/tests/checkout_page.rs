@@ -29,6 +29,8 @@ const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
 const CHAIN_ID: u64 = 11_155_111;
 const TXN_HASH: &str = "0xa477aae4aa81df7c7b108bcc65450c7fa36b77f671b2768759e6485acd10f507";
 
+static NEXT_LOG_INDEX: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
 /// A running server with one EVM network (`sepolia`, USDT) and a merchant.
 struct CheckoutApp {
     server: Server,
@@ -89,6 +91,12 @@ impl CheckoutApp {
 
     /// A 10.5 USDT fixed-address invoice expiring `expires_in_ms` from now.
     async fn invoice(&self, expires_in_ms: i64, return_url: &str) -> Invoice {
+        self.invoice_to(MERCHANT_ADDRESS, expires_in_ms, return_url)
+            .await
+    }
+
+    /// [`CheckoutApp::invoice`] paid to `address`.
+    async fn invoice_to(&self, address: &str, expires_in_ms: i64, return_url: &str) -> Invoice {
         let now = now_ms();
         self.server
             .context
@@ -106,7 +114,7 @@ impl CheckoutApp {
                 confirmations_required: 3,
                 strategy: MatchStrategy::FixedAddress,
                 target: NewTarget {
-                    address: MERCHANT_ADDRESS.into(),
+                    address: address.into(),
                     reserved_amount: None,
                     derivation_index: None,
                 },
@@ -125,16 +133,18 @@ impl CheckoutApp {
     /// listener does, which settles the invoice as paid.
     async fn pay(&self, invoice_id: &str) {
         let store = &self.server.context.store;
+        let to = store.invoice(invoice_id).await.unwrap().unwrap().pay_address;
         let now = now_ms();
         let mut tx = store.begin().await.unwrap();
         let transfer = ObservedTransfer {
             chain: "sepolia".into(),
             tx_hash: TXN_HASH.into(),
-            log_index: 0,
+            // Each payment its own log of the same transaction.
+            log_index: NEXT_LOG_INDEX.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             block_number: 100,
             block_hash: format!("0x{}", "11".repeat(32)),
             from: "0x00000000000000000000000000000000000000bb".into(),
-            to: MERCHANT_ADDRESS.into(),
+            to,
             asset: "USDT".into(),
             amount: Amount::from(10_500_000),
             reference: None,
@@ -469,10 +479,22 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     let return_url = format!("{shop}/orders/9/done");
     let pending = app.invoice(15 * 60_000, &return_url).await;
     let expired = app.invoice(-60_000, &return_url).await;
+    // Its own address: a fixed-address payment is matched by address and amount.
+    let late = app
+        .invoice_to("0x00000000000000000000000000000000000000Aa", -60_000, &return_url)
+        .await;
     let store = &app.server.context.store;
-    let expired_now = store.expire_due(now_ms(), 10).await.unwrap();
-    assert_eq!(expired_now.len(), 1);
-    assert_eq!(expired_now[0].id, expired.id);
+    let mut expired_now: Vec<String> = store
+        .expire_due(now_ms(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    expired_now.sort();
+    let mut want = vec![expired.id.clone(), late.id.clone()];
+    want.sort();
+    assert_eq!(expired_now, want);
     // Past its deadline, but the host's expiry job has not run yet.
     let overdue = app.invoice(-1_000, &return_url).await;
     let cancelled = app.invoice(15 * 60_000, &return_url).await;
@@ -485,6 +507,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         "invoices": {
             "pending": pending.id,
             "expired": expired.id,
+            "late": late.id,
             "overdue": overdue.id,
             "cancelled": cancelled.id,
             "unknown": "00000000-0000-0000-0000-000000000000",
@@ -500,12 +523,15 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         },
     });
     let (mut node, mut lines) = browser::start_script("checkout.mjs", &scenario);
-    let mut paid = false;
+    let (mut paid, mut paid_late) = (false, false);
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line == "READY_FOR_PAYMENT" {
                 app.pay(&pending.id).await;
                 paid = true;
+            } else if line == "READY_FOR_LATE_PAYMENT" {
+                app.pay(&late.id).await;
+                paid_late = true;
             } else {
                 println!("{line}");
             }
@@ -520,6 +546,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         "the browser checks failed (see checkout-browser lines above)"
     );
     assert!(paid, "the browser script asked for the payment");
+    assert!(paid_late, "the browser script asked for the late payment");
 
     app.server.shutdown().await.unwrap();
 }
