@@ -334,7 +334,10 @@ impl Config {
         }
         for (key, value) in [
             ("http.max_body_bytes", self.http.max_body_bytes as u64),
-            ("http.header_read_timeout_ms", self.http.header_read_timeout_ms),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
             ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
             ("http.idle_timeout_ms", self.http.idle_timeout_ms),
             ("http.max_connections", self.http.max_connections as u64),

@@ -16,8 +16,8 @@ use axum::routing::get;
 use common::browser::{self, repo_root};
 use polypay_host::app::Server;
 use polypay_host::chain::{ChainConfig, ObservedTransfer};
-use polypay_host::http::checkout::FeedStats;
 use polypay_host::config::Config;
+use polypay_host::http::checkout::FeedStats;
 use polypay_host::invoice::{Amount, MatchStrategy};
 use polypay_host::merchant::CredentialSpec;
 use polypay_host::store::invoices::{ChainView, Invoice, NewInvoice, NewTarget};
@@ -133,7 +133,12 @@ impl CheckoutApp {
     /// listener does, which settles the invoice as paid.
     async fn pay(&self, invoice_id: &str) {
         let store = &self.server.context.store;
-        let to = store.invoice(invoice_id).await.unwrap().unwrap().pay_address;
+        let to = store
+            .invoice(invoice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .pay_address;
         let now = now_ms();
         let mut tx = store.begin().await.unwrap();
         let transfer = ObservedTransfer {
@@ -375,7 +380,10 @@ async fn checkout_feed_shows_a_late_payment_until_the_monitoring_window_ends() {
     let over = app.invoice(-700_000, "https://merchant.example/done").await;
     store.expire_due(now_ms(), 10).await.unwrap();
     let (mut events, mut buffer, first) = open_stream(&app, &over.id).await;
-    assert_eq!((first["status"].as_str(), first["final"].as_bool()), (Some("expired"), Some(true)));
+    assert_eq!(
+        (first["status"].as_str(), first["final"].as_bool()),
+        (Some("expired"), Some(true))
+    );
     assert!(next_invoice_event(&mut events, &mut buffer).await.is_none());
     app.server.shutdown().await.unwrap();
 }
@@ -448,7 +456,10 @@ async fn checkout_streams_beyond_the_cap_are_refused_until_one_ends() {
             break;
         }
         assert_eq!(again.status(), 503);
-        assert!(std::time::Instant::now() < deadline, "the slot was never freed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     app.server.shutdown().await.unwrap();
@@ -481,7 +492,11 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     let expired = app.invoice(-60_000, &return_url).await;
     // Its own address: a fixed-address payment is matched by address and amount.
     let late = app
-        .invoice_to("0x00000000000000000000000000000000000000Aa", -60_000, &return_url)
+        .invoice_to(
+            "0x00000000000000000000000000000000000000Aa",
+            -60_000,
+            &return_url,
+        )
         .await;
     let store = &app.server.context.store;
     let mut expired_now: Vec<String> = store

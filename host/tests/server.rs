@@ -257,7 +257,10 @@ fn serve_in_development_creates_sqlite_and_secrets_warns_of_a_public_admin_and_l
         "embedded SQLite database created on first start"
     );
     let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
-    assert!(token.trim().len() >= 32, "an admin token generated: {token}");
+    assert!(
+        token.trim().len() >= 32,
+        "an admin token generated: {token}"
+    );
     assert!(dir.path().join("data/master.key").is_file());
     let metrics = |token: &str| {
         use std::io::{Read, Write};
@@ -267,7 +270,11 @@ fn serve_in_development_creates_sqlite_and_secrets_warns_of_a_public_admin_and_l
         stream.read_to_string(&mut text).unwrap();
         text[9..12].to_string()
     };
-    assert_eq!(metrics(token.trim()), "200", "the generated token opens the admin API");
+    assert_eq!(
+        metrics(token.trim()),
+        "200",
+        "the generated token opens the admin API"
+    );
     assert_eq!(metrics("wrong-token-wrong-token-wrong-token"), "401");
 
     let status = {
@@ -356,7 +363,10 @@ fn serve_outside_development_without_a_master_key_refuses_to_start_naming_the_se
             command.env("POLYPAY_MODE", mode);
         }
         let output = command.output().unwrap();
-        assert!(!output.status.success(), "mode {mode:?} started without a key");
+        assert!(
+            !output.status.success(),
+            "mode {mode:?} started without a key"
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
             stderr.contains("no master key configured") && stderr.contains("secrets.master_key"),
@@ -378,7 +388,11 @@ async fn production_without_an_admin_token_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_in(dir.path());
     config.admin.token = None;
-    let err = Server::start(config).await.err().expect("refused").to_string();
+    let err = Server::start(config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("admin.token"), "{err}");
 }
 
@@ -399,13 +413,26 @@ async fn admin_api_needs_the_bearer_token_and_a_host_that_cannot_be_rebound() {
     for path in ["/healthz", "/readyz"] {
         assert_eq!(status(anonymous.get(format!("{admin}{path}"))).await, 200);
         assert_eq!(
-            status(anonymous.get(format!("{admin}{path}")).header("host", "evil.example")).await,
+            status(
+                anonymous
+                    .get(format!("{admin}{path}"))
+                    .header("host", "evil.example")
+            )
+            .await,
             200
         );
     }
     // Everything else needs the token.
-    for path in ["/metrics", "/webhooks/deliveries", "/webhooks/stats?merchant_id=m"] {
-        let refused = anonymous.get(format!("{admin}{path}")).send().await.unwrap();
+    for path in [
+        "/metrics",
+        "/webhooks/deliveries",
+        "/webhooks/stats?merchant_id=m",
+    ] {
+        let refused = anonymous
+            .get(format!("{admin}{path}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(refused.status(), 401, "{path}");
         assert!(refused.headers().contains_key("www-authenticate"));
         assert_eq!(
@@ -417,7 +444,11 @@ async fn admin_api_needs_the_bearer_token_and_a_host_that_cannot_be_rebound() {
             .await,
             401
         );
-        assert_eq!(status(operator.get(format!("{admin}{path}"))).await, 200, "{path}");
+        assert_eq!(
+            status(operator.get(format!("{admin}{path}"))).await,
+            200,
+            "{path}"
+        );
     }
     assert_eq!(
         status(anonymous.post(format!("{admin}/webhooks/deliveries/1/replay"))).await,
@@ -425,12 +456,21 @@ async fn admin_api_needs_the_bearer_token_and_a_host_that_cannot_be_rebound() {
     );
     // DNS rebinding: a name the operator did not configure, even with the token.
     assert_eq!(
-        status(operator.get(format!("{admin}/metrics")).header("host", "attacker.example:9090"))
-            .await,
+        status(
+            operator
+                .get(format!("{admin}/metrics"))
+                .header("host", "attacker.example:9090")
+        )
+        .await,
         403
     );
     assert_eq!(
-        status(operator.get(format!("{admin}/metrics")).header("host", "ops.internal:9090")).await,
+        status(
+            operator
+                .get(format!("{admin}/metrics"))
+                .header("host", "ops.internal:9090")
+        )
+        .await,
         200
     );
     // A browser page elsewhere (CSRF) names its origin.

@@ -67,9 +67,7 @@ impl AdminAccess {
                 None => return false,
             },
             None => match host.rsplit_once(':') {
-                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                    name.to_string()
-                }
+                Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
                 _ => host.clone(),
             },
         };
@@ -86,7 +84,12 @@ impl AdminAccess {
         else {
             return false;
         };
-        bool::from(presented.trim().as_bytes().ct_eq(self.token.expose().as_bytes()))
+        bool::from(
+            presented
+                .trim()
+                .as_bytes()
+                .ct_eq(self.token.expose().as_bytes()),
+        )
     }
 }
 

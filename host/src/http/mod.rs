@@ -41,7 +41,10 @@ pub enum ApiError {
     Unavailable(String),
     /// Too busy right now; the client may retry after this many seconds.
     #[error("too busy: {what}; retry later")]
-    Overloaded { what: &'static str, retry_after_s: u32 },
+    Overloaded {
+        what: &'static str,
+        retry_after_s: u32,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -94,13 +97,15 @@ pub fn with_pipeline(router: Router, listener: &'static str, http: &HttpConfig) 
     // explicitly so that it bounds the listener, not each route.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(http.max_in_flight));
     let shed = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(move |_: tower::BoxError| async move {
-            metrics::counter!("polypay_http_shed_total", "listener" => listener).increment(1);
-            ApiError::Overloaded {
-                what: "too many requests in progress",
-                retry_after_s: 1,
-            }
-        }))
+        .layer(HandleErrorLayer::new(
+            move |_: tower::BoxError| async move {
+                metrics::counter!("polypay_http_shed_total", "listener" => listener).increment(1);
+                ApiError::Overloaded {
+                    what: "too many requests in progress",
+                    retry_after_s: 1,
+                }
+            },
+        ))
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
             in_flight,

@@ -96,7 +96,11 @@ async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Re
     let body = match axum::body::to_bytes(body, max_body).await {
         Ok(bytes) => bytes.to_vec(),
         Err(e) if crate::http::body_timed_out(&e) => {
-            return refused(StatusCode::REQUEST_TIMEOUT, "request body not received in time", &request_id);
+            return refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+                &request_id,
+            );
         }
         Err(_) => return too_large(&request_id),
     };
@@ -105,7 +109,12 @@ async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Re
         .extensions
         .get::<crate::http::client_ip::ClientIp>()
         .map(|c| c.0)
-        .or_else(|| parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip()))
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ci| ci.0.ip())
+        })
         .map(|ip| ip.to_string());
     let headers = parts
         .headers
@@ -201,12 +210,21 @@ fn to_http(
 }
 
 fn too_large(request_id: &str) -> Response {
-    refused(StatusCode::PAYLOAD_TOO_LARGE, "request body too large", request_id)
+    refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request body too large",
+        request_id,
+    )
 }
 
 fn refused(status: StatusCode, error: &str, request_id: &str) -> Response {
     let body = serde_json::json!({ "error": error, "request_id": request_id });
-    (status, [("x-request-id", request_id.to_owned())], axum::Json(body)).into_response()
+    (
+        status,
+        [("x-request-id", request_id.to_owned())],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// The generic 500 of a plugin fault: the details are in the log, not here.

@@ -146,7 +146,9 @@ pub const TEST_EVENT_WINDOW_MS: i64 = 10 * 60_000;
 pub enum TestEventError {
     #[error("invalid callback URL `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("at most {TEST_EVENT_LIMIT} test callbacks per merchant every 10 minutes; retry after {retry_after_ms} ms")]
+    #[error(
+        "at most {TEST_EVENT_LIMIT} test callbacks per merchant every 10 minutes; retry after {retry_after_ms} ms"
+    )]
     RateLimited { retry_after_ms: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),

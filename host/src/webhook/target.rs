@@ -31,7 +31,10 @@ const V4_RANGES: &[(&str, &str)] = &[
     ("255.255.255.255/32", "broadcast"),
     ("0.0.0.0/8", "unspecified (0.0.0.0/8)"),
     ("10.0.0.0/8", "private (10.0.0.0/8)"),
-    ("100.64.0.0/10", "shared address space (100.64.0.0/10, CGNAT)"),
+    (
+        "100.64.0.0/10",
+        "shared address space (100.64.0.0/10, CGNAT)",
+    ),
     ("127.0.0.0/8", "loopback"),
     ("169.254.0.0/16", "link-local"),
     ("172.16.0.0/12", "private (172.16.0.0/12)"),
@@ -89,16 +92,18 @@ fn table<T: Copy>(rows: &[(&str, T)]) -> Vec<(IpNet, T)> {
 
 static V4_TABLE: LazyLock<Vec<(IpNet, &str)>> = LazyLock::new(|| table(V4_RANGES));
 static V6_TABLE: LazyLock<Vec<(IpNet, &str)>> = LazyLock::new(|| table(V6_RANGES));
-static V6_EMBEDDING_TABLE: LazyLock<Vec<(IpNet, (usize, Option<&str>))>> =
-    LazyLock::new(|| {
-        V6_EMBEDDING
-            .iter()
-            .map(|(net, at, name)| (net.parse().expect("static network table"), (*at, *name)))
-            .collect()
-    });
+static V6_EMBEDDING_TABLE: LazyLock<Vec<(IpNet, (usize, Option<&str>))>> = LazyLock::new(|| {
+    V6_EMBEDDING
+        .iter()
+        .map(|(net, at, name)| (net.parse().expect("static network table"), (*at, *name)))
+        .collect()
+});
 
 fn lookup<T: Copy>(table: &[(IpNet, T)], ip: IpAddr) -> Option<T> {
-    table.iter().find(|(net, _)| net.contains(&ip)).map(|(_, what)| *what)
+    table
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, what)| *what)
 }
 
 /// Why an address is not a public unicast address, or `None` when it is.
@@ -371,7 +376,10 @@ mod tests {
         assert!(contains("fd00::/8", "fd12::1"));
         assert!(!contains("10.0.0.0/9", "10.128.0.1"));
         assert!(contains("0.0.0.0/0", "8.8.8.8"));
-        assert!(contains("10.1.2.3/8", "10.200.0.1"), "host bits are dropped");
+        assert!(
+            contains("10.1.2.3/8", "10.200.0.1"),
+            "host bits are dropped"
+        );
         assert!(crate::config::parse_network("10.0.0.0/33").is_err());
         assert!(crate::config::parse_network("nonsense").is_err());
     }
