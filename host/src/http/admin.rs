@@ -71,9 +71,7 @@ impl AdminAccess {
                 _ => host.clone(),
             },
         };
-        name == "localhost"
-            || name.parse::<IpAddr>().is_ok()
-            || self.allowed_hosts.iter().any(|h| *h == name)
+        name == "localhost" || name.parse::<IpAddr>().is_ok() || self.allowed_hosts.contains(&name)
     }
 
     fn token_matches(&self, headers: &HeaderMap) -> bool {

@@ -68,20 +68,23 @@ const V6_RANGES: &[(&str, &str)] = &[
     ("ff00::/8", "multicast"),
 ];
 
-/// IPv6 ranges that embed an IPv4 address: (range, which 16-bit segments hold it, what
-/// to call the range when the IPv4 address is public but the form itself is suspect).
-/// The IPv4 address inside is judged by [`V4_RANGES`].
-const V6_EMBEDDING: &[(&str, usize, Option<&str>)] = &[
+/// Where an IPv6 form carries an IPv4 address: the 16-bit segment it starts at, and what
+/// to call the form when the IPv4 address is public but the form itself is suspect.
+type Embedding = (usize, Option<&'static str>);
+
+/// IPv6 ranges that embed an IPv4 address; the IPv4 address inside is judged by
+/// [`V4_RANGES`].
+const V6_EMBEDDING: &[(&str, Embedding)] = &[
     // IPv4-mapped ::ffff:a.b.c.d
-    ("::ffff:0:0/96", 6, None),
+    ("::ffff:0:0/96", (6, None)),
     // SIIT IPv4-translated ::ffff:0:a.b.c.d (RFC 6052/7915)
-    ("::ffff:0:0:0/96", 6, None),
+    ("::ffff:0:0:0/96", (6, None)),
     // Well-known NAT64 prefix 64:ff9b::a.b.c.d
-    ("64:ff9b::/96", 6, None),
+    ("64:ff9b::/96", (6, None)),
     // 6to4 2002:AABB:CCDD::/48
-    ("2002::/16", 1, None),
+    ("2002::/16", (1, None)),
     // Deprecated IPv4-compatible ::a.b.c.d
-    ("::/96", 6, Some("IPv4-compatible IPv6")),
+    ("::/96", (6, Some("IPv4-compatible IPv6"))),
 ];
 
 fn table<T: Copy>(rows: &[(&str, T)]) -> Vec<(IpNet, T)> {
@@ -92,12 +95,8 @@ fn table<T: Copy>(rows: &[(&str, T)]) -> Vec<(IpNet, T)> {
 
 static V4_TABLE: LazyLock<Vec<(IpNet, &str)>> = LazyLock::new(|| table(V4_RANGES));
 static V6_TABLE: LazyLock<Vec<(IpNet, &str)>> = LazyLock::new(|| table(V6_RANGES));
-static V6_EMBEDDING_TABLE: LazyLock<Vec<(IpNet, (usize, Option<&str>))>> = LazyLock::new(|| {
-    V6_EMBEDDING
-        .iter()
-        .map(|(net, at, name)| (net.parse().expect("static network table"), (*at, *name)))
-        .collect()
-});
+static V6_EMBEDDING_TABLE: LazyLock<Vec<(IpNet, Embedding)>> =
+    LazyLock::new(|| table(V6_EMBEDDING));
 
 fn lookup<T: Copy>(table: &[(IpNet, T)], ip: IpAddr) -> Option<T> {
     table
