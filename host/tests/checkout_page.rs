@@ -15,16 +15,23 @@ use axum::response::Html;
 use axum::routing::get;
 use common::browser::{self, repo_root};
 use polypay_host::app::Server;
-use polypay_host::chain::{ChainConfig, ObservedTransfer};
+use polypay_host::chain::ChainConfig;
 use polypay_host::config::Config;
 use polypay_host::http::checkout::FeedStats;
-use polypay_host::invoice::{Amount, MatchStrategy};
+use polypay_host::invoice::{
+    Allocation, Amount, ChainView, Invoice, InvoiceService, NewInvoice, ObservedTransfer,
+};
 use polypay_host::merchant::CredentialSpec;
-use polypay_host::store::invoices::{ChainView, Invoice, NewInvoice, NewTarget};
 use polypay_host::store::now_ms;
 use serde_json::{Value, json};
 
 const MERCHANT_ADDRESS: &str = "0x889fB20cA7D3B2Bbb7bc888F18d1fE68742087Af";
+const OTHER_ADDRESSES: [&str; 4] = [
+    "0x00000000000000000000000000000000000000a1",
+    "0x00000000000000000000000000000000000000a2",
+    "0x00000000000000000000000000000000000000a3",
+    "0x00000000000000000000000000000000000000a4",
+];
 const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
 const CHAIN_ID: u64 = 11_155_111;
 const TXN_HASH: &str = "0xa477aae4aa81df7c7b108bcc65450c7fa36b77f671b2768759e6485acd10f507";
@@ -89,42 +96,30 @@ impl CheckoutApp {
         format!("http://{}{path}", self.server.public_addr)
     }
 
-    /// A 10.5 USDT fixed-address invoice expiring `expires_in_ms` from now.
+    /// A 10.5 USDT fixed-address invoice at [`MERCHANT_ADDRESS`] expiring `expires_in_ms`
+    /// from now.
     async fn invoice(&self, expires_in_ms: i64, return_url: &str) -> Invoice {
-        self.invoice_to(MERCHANT_ADDRESS, expires_in_ms, return_url)
+        self.invoice_at(MERCHANT_ADDRESS, expires_in_ms, return_url)
             .await
     }
 
-    /// [`CheckoutApp::invoice`] paid to `address`.
-    async fn invoice_to(&self, address: &str, expires_in_ms: i64, return_url: &str) -> Invoice {
+    /// The same at another address (one fixed-address invoice may be open per address).
+    async fn invoice_at(&self, address: &str, expires_in_ms: i64, return_url: &str) -> Invoice {
         let now = now_ms();
-        self.server
-            .context
-            .store
-            .create_invoice(&NewInvoice {
-                id: uuid::Uuid::new_v4().to_string(),
-                merchant_id: self.merchant_id.clone(),
-                plugin: "test".into(),
-                merchant_order_id: None,
-                chain: "sepolia".into(),
-                asset: "USDT".into(),
-                decimals: 6,
-                amount_due: Amount::from(10_500_000),
-                tolerance: Amount::ZERO,
-                confirmations_required: 3,
-                strategy: MatchStrategy::FixedAddress,
-                target: NewTarget {
-                    address: address.into(),
-                    reserved_amount: None,
-                    derivation_index: None,
-                },
-                pay_reference: None,
-                notify_url: Some("https://merchant.example/notify".into()),
-                return_url: Some(return_url.into()),
-                plugin_data: json!({ "title": "Order NO: 23435435646" }),
-                expires_at: now + expires_in_ms,
-                monitor_until: now + expires_in_ms + 600_000,
-            })
+        let mut new = NewInvoice::new(
+            &self.merchant_id,
+            "test",
+            "sepolia",
+            ("USDT", 6),
+            Amount::from(10_500_000),
+            now + expires_in_ms,
+        );
+        new.notify_url = Some("https://merchant.example/notify".into());
+        new.return_url = Some(return_url.into());
+        new.plugin_data = json!({ "title": "Order NO: 23435435646" });
+        new.monitor_until = now + expires_in_ms + 600_000;
+        InvoiceService::new(self.server.context.store.clone())
+            .create(&new, &Allocation::fixed_address(&new, address, 3))
             .await
             .unwrap()
     }
@@ -148,6 +143,7 @@ impl CheckoutApp {
             log_index: NEXT_LOG_INDEX.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             block_number: 100,
             block_hash: format!("0x{}", "11".repeat(32)),
+            block_time: now,
             from: "0x00000000000000000000000000000000000000bb".into(),
             to,
             asset: "USDT".into(),
@@ -161,15 +157,17 @@ impl CheckoutApp {
             credited.contains(invoice_id),
             "the transfer pays {invoice_id}"
         );
-        polypay_host::matcher::settle_invoices(
-            &mut tx,
-            store.backend(),
-            &credited,
-            ChainView { head_block: 110 },
-            now,
-        )
-        .await
-        .unwrap();
+        InvoiceService::new(store.clone())
+            .settle_in(
+                &mut tx,
+                &credited,
+                ChainView {
+                    processed_block: 110,
+                },
+                now,
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let paid = store.invoice(invoice_id).await.unwrap().unwrap();
         assert_eq!(paid.status.as_str(), "paid");
@@ -362,7 +360,14 @@ async fn checkout_feed_shows_a_late_payment_until_the_monitoring_window_ends() {
     // Past its deadline, inside the 10-minute monitoring window.
     let late = app.invoice(-60_000, "https://merchant.example/done").await;
     let store = &app.server.context.store;
-    assert_eq!(store.expire_due(now_ms(), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        InvoiceService::new(store.clone())
+            .expire_due(now_ms(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     let (mut events, mut buffer, first) = open_stream(&app, &late.id).await;
     assert_eq!(first["status"], "expired");
@@ -377,8 +382,17 @@ async fn checkout_feed_shows_a_late_payment_until_the_monitoring_window_ends() {
     assert!(next_invoice_event(&mut events, &mut buffer).await.is_none());
 
     // Once the window is over, expired is final: the stream says so and ends.
-    let over = app.invoice(-700_000, "https://merchant.example/done").await;
-    store.expire_due(now_ms(), 10).await.unwrap();
+    let over = app
+        .invoice_at(
+            OTHER_ADDRESSES[0],
+            -700_000,
+            "https://merchant.example/done",
+        )
+        .await;
+    InvoiceService::new(store.clone())
+        .expire_due(now_ms(), 10)
+        .await
+        .unwrap();
     let (mut events, mut buffer, first) = open_stream(&app, &over.id).await;
     assert_eq!(
         (first["status"].as_str(), first["final"].as_bool()),
@@ -393,7 +407,9 @@ async fn open_pages_of_one_invoice_share_one_watcher() {
     const PAGES: usize = 20;
     let app = CheckoutApp::start_with(|c| c.checkout.poll_interval_ms = 50).await;
     let popular = app.invoice(900_000, "https://merchant.example/done").await;
-    let other = app.invoice(900_000, "https://merchant.example/done").await;
+    let other = app
+        .invoice_at(OTHER_ADDRESSES[0], 900_000, "https://merchant.example/done")
+        .await;
     let mut streams = Vec::new();
     for _ in 0..PAGES {
         streams.push(open_stream(&app, &popular.id).await);
@@ -430,7 +446,9 @@ async fn checkout_streams_beyond_the_cap_are_refused_until_one_ends() {
     })
     .await;
     let a = app.invoice(900_000, "https://merchant.example/done").await;
-    let b = app.invoice(900_000, "https://merchant.example/done").await;
+    let b = app
+        .invoice_at(OTHER_ADDRESSES[0], 900_000, "https://merchant.example/done")
+        .await;
     let (mut first, mut buffer, _) = open_stream(&app, &a.id).await;
     let _second = open_stream(&app, &b.id).await;
     let refused = reqwest::get(app.url(&format!("/api/checkout/{}/events", b.id)))
@@ -489,17 +507,15 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     let shop = merchant_site().await;
     let return_url = format!("{shop}/orders/9/done");
     let pending = app.invoice(15 * 60_000, &return_url).await;
-    let expired = app.invoice(-60_000, &return_url).await;
-    // Its own address: a fixed-address payment is matched by address and amount.
-    let late = app
-        .invoice_to(
-            "0x00000000000000000000000000000000000000Aa",
-            -60_000,
-            &return_url,
-        )
+    let expired = app
+        .invoice_at(OTHER_ADDRESSES[0], -60_000, &return_url)
         .await;
     let store = &app.server.context.store;
-    let mut expired_now: Vec<String> = store
+    let invoices = InvoiceService::new(store.clone());
+    let late = app
+        .invoice_at(OTHER_ADDRESSES[3], -60_000, &return_url)
+        .await;
+    let mut expired_now: Vec<String> = invoices
         .expire_due(now_ms(), 10)
         .await
         .unwrap()
@@ -511,9 +527,13 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     want.sort();
     assert_eq!(expired_now, want);
     // Past its deadline, but the host's expiry job has not run yet.
-    let overdue = app.invoice(-1_000, &return_url).await;
-    let cancelled = app.invoice(15 * 60_000, &return_url).await;
-    store.cancel_invoice(&cancelled.id).await.unwrap();
+    let overdue = app
+        .invoice_at(OTHER_ADDRESSES[1], -1_000, &return_url)
+        .await;
+    let cancelled = app
+        .invoice_at(OTHER_ADDRESSES[2], 15 * 60_000, &return_url)
+        .await;
+    invoices.cancel(&cancelled.id).await.unwrap();
 
     let scenario = json!({
         "base": app.url(""),

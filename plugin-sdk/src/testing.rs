@@ -184,6 +184,8 @@ struct State {
     merchants: Vec<merchants::Merchant>,
     credentials: Vec<(merchants::Credential, String, bool)>,
     invoices: Vec<invoices::Invoice>,
+    /// (merchant, idempotency key) → (the request as created, invoice id).
+    idempotency: HashMap<(String, String), (String, String)>,
     kv: HashMap<String, (Vec<u8>, Option<i64>)>,
     windows: HashMap<String, (i64, u32)>,
     logs: Vec<(log::Level, String)>,
@@ -609,6 +611,42 @@ impl Host for FakeHost {
             .filter(|(c, _, live)| *live && c.merchant_id == merchant_id)
             .map(|(c, _, _)| c.clone())
             .collect())
+    }
+
+    fn create_invoice_idempotent(
+        &self,
+        new: &invoices::NewInvoice,
+        idempotency_key: &str,
+    ) -> Result<invoices::Invoice, HostError> {
+        if idempotency_key.is_empty() || idempotency_key.len() > 128 {
+            return Err(HostError::Invalid(
+                "idempotency key must be 1 to 128 bytes".into(),
+            ));
+        }
+        let merchant_id = self
+            .state
+            .borrow()
+            .authenticated
+            .clone()
+            .or_else(|| self.state.borrow().default_merchant.clone())
+            .ok_or(HostError::Unauthorized)?;
+        let request = format!("{new:?}");
+        let key = (merchant_id, idempotency_key.to_owned());
+        let earlier = self.state.borrow().idempotency.get(&key).cloned();
+        if let Some((earlier_request, id)) = earlier {
+            if earlier_request != request {
+                return Err(HostError::Conflict(format!(
+                    "idempotency key `{idempotency_key}` was used for a different request"
+                )));
+            }
+            return self.get_invoice(&id);
+        }
+        let invoice = self.create_invoice(new)?;
+        self.state
+            .borrow_mut()
+            .idempotency
+            .insert(key, (request, invoice.id.clone()));
+        Ok(invoice)
     }
 
     fn create_invoice(&self, new: &invoices::NewInvoice) -> Result<invoices::Invoice, HostError> {

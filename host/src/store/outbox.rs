@@ -29,6 +29,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, flag, read_flag};
+use crate::invoice::EventPayload;
 
 /// Where an outbox event is in its delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -720,7 +721,7 @@ pub async fn insert_test_event_limited(
          WHERE merchant_id = $1 AND kind = $2 AND created_at > $3",
     )
     .bind(event.merchant_id)
-    .bind(event.kind)
+    .bind(&event.payload.kind)
     .bind(since)
     .fetch_one(&mut *tx)
     .await?;
@@ -734,8 +735,8 @@ pub async fn insert_test_event_limited(
     )
     .bind(event.merchant_id)
     .bind(event.plugin)
-    .bind(event.kind)
-    .bind(event.payload.to_string())
+    .bind(&event.payload.kind)
+    .bind(event.payload.to_json())
     .bind(event.now)
     .bind(event.now)
     .fetch_one(&mut *tx)
@@ -748,9 +749,29 @@ pub async fn insert_test_event_limited(
 pub struct TestEvent<'a> {
     pub plugin: &'a str,
     pub merchant_id: &'a str,
-    pub kind: &'a str,
-    pub payload: &'a serde_json::Value,
+    pub payload: &'a EventPayload,
     pub now: i64,
+}
+
+/// The outbox events of an invoice with their payloads, oldest first.
+pub async fn invoice_events(
+    conn: &mut AnyConnection,
+    invoice_id: &str,
+) -> Result<Vec<(Delivery, EventPayload)>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DELIVERY_COLUMNS}, payload FROM outbox_events WHERE invoice_id = $1 ORDER BY id"
+    )))
+    .bind(invoice_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let payload: String = row.try_get("payload")?;
+            let payload = EventPayload::from_json(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+            Ok((delivery_from_row(row)?, payload))
+        })
+        .collect()
 }
 
 /// An invoice's callback delivery in one word (WIT `invoices.webhook-summary`).
