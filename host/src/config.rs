@@ -515,6 +515,53 @@ mod tests {
     }
 
     #[test]
+    fn mode_is_production_unless_set_and_dev_config_is_development() {
+        Jail::expect_with(|_| {
+            assert_eq!(Config::load(None).unwrap().mode, Mode::Production);
+            Ok(())
+        });
+        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/dev.toml");
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(Some(&dev)).unwrap().mode, Mode::Development);
+            jail.set_env("POLYPAY_MODE", "production");
+            assert_eq!(Config::load(Some(&dev)).unwrap().mode, Mode::Production);
+            jail.set_env("POLYPAY_MODE", "staging");
+            let err = Config::load(Some(&dev)).unwrap_err().to_string();
+            assert!(
+                err.to_lowercase().contains("mode") && err.contains("staging"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn listener_limits_trusted_proxies_and_admin_token_are_checked_naming_their_keys() {
+        for (key, value, named) in [
+            ("POLYPAY_HTTP__MAX_CONNECTIONS", "0", "http.max_connections"),
+            (
+                "POLYPAY_HTTP__HEADER_READ_TIMEOUT_MS",
+                "0",
+                "http.header_read_timeout_ms",
+            ),
+            ("POLYPAY_CHECKOUT__MAX_STREAMS", "0", "checkout.max_streams"),
+            (
+                "POLYPAY_HTTP__TRUSTED_PROXIES",
+                "[\"10.0.0.0/33\"]",
+                "http.trusted_proxies",
+            ),
+            ("POLYPAY_ADMIN__TOKEN", "short", "admin.token"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                let err = Config::load(None).unwrap_err().to_string();
+                assert!(err.contains(named), "{key}={value}: {err}");
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
     fn missing_file_is_an_error_naming_it() {
         let err = Config::load(Some(Path::new("/nonexistent/polypay.toml")))
             .unwrap_err()
