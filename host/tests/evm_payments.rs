@@ -375,6 +375,92 @@ async fn a_payment_to_nobody_we_watch_is_not_stored(db: TestDb) {
     );
 }
 
+async fn a_damaged_invoice_does_not_stall_its_chain(db: TestDb) {
+    let mut h = Harness::start(db).await;
+    let (payer, merchant) = (h.chain.account(1), h.chain.account(2));
+    h.mint_usdt(payer, "100").await;
+    h.spawn_listener();
+    let shared = || TargetSpec::UniqueAmount {
+        address: address(merchant),
+    };
+    let broken = h.open_for_an_hour("USDT", "10", shared()).await;
+    let healthy = h.open_for_an_hour("USDT", "10", shared()).await;
+    // A row the service cannot read (as after a bad manual edit or a failed migration).
+    sqlx::query("UPDATE invoices SET status = 'bogus' WHERE id = $1")
+        .bind(&broken.id)
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+
+    h.chain
+        .transfer_token(payer, merchant, broken.amount_due.as_u256())
+        .await;
+    h.chain
+        .transfer_token(payer, merchant, healthy.amount_due.as_u256())
+        .await;
+    h.chain.anvil.mine(3).await;
+
+    let paid = h.wait_for(&healthy.id, "paid", |i| i.status == Paid).await;
+    assert_eq!(paid.amount_paid, healthy.amount_due);
+    h.wait_caught_up().await;
+    let mut conn = h.store.pool().acquire().await.unwrap();
+    let quarantined = polypay_host::store::invoices::quarantined(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].id, broken.id);
+    let kept = h.store.transfers_of_invoice(&broken.id).await.unwrap();
+    assert_eq!(kept.len(), 1, "its payment is kept, attributed to it");
+
+    // The chain keeps moving: a later invoice is paid too.
+    let later = h.open_for_an_hour("USDT", "7", shared()).await;
+    h.chain
+        .transfer_token(payer, merchant, later.amount_due.as_u256())
+        .await;
+    h.chain.anvil.mine(3).await;
+    h.wait_for(&later.id, "paid", |i| i.status == Paid).await;
+
+    // Repaired, the operator's retry settles it from the stored payment.
+    sqlx::query("UPDATE invoices SET status = 'pending' WHERE id = $1")
+        .bind(&broken.id)
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+    let retried = polypay_host::invoice::InvoiceService::new(h.store.clone())
+        .retry_quarantined(&broken.id)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, Paid);
+}
+
+async fn a_second_payment_to_a_fixed_address_after_the_first_pays_nothing(db: TestDb) {
+    let mut h = Harness::start(db).await;
+    let (payer, merchant) = (h.chain.account(1), h.chain.account(5));
+    h.mint_usdt(payer, "100").await;
+    h.spawn_listener();
+    let invoice = h.open_fixed_usdt(merchant, "10").await;
+    h.chain.transfer_token(payer, merchant, usdt("10")).await;
+    h.chain.anvil.mine(3).await;
+    h.wait_for(&invoice.id, "paid", |i| i.status == Paid).await;
+
+    // The merchant's wallet keeps receiving: nothing more is credited to the paid invoice,
+    // and the address is free for the merchant's next invoice.
+    h.chain.transfer_token(payer, merchant, usdt("10")).await;
+    h.chain.anvil.mine(3).await;
+    h.wait_caught_up().await;
+    assert_eq!(
+        h.invoice(&invoice.id).await.amount_paid,
+        Amount::from(10_000_000)
+    );
+    let next = h.open_fixed_usdt(merchant, "10").await;
+    assert_eq!(
+        h.invoice(&next.id).await.status,
+        Pending,
+        "an earlier transfer never pays a newer invoice"
+    );
+}
+
 on_both_backends!(
     erc20_payment_to_a_unique_amount_invoice_is_confirming_then_paid_after_the_confirmations,
     concurrent_unique_amount_invoices_never_get_the_same_amount,
@@ -385,4 +471,6 @@ on_both_backends!(
     a_payment_after_expiry_inside_the_monitoring_window_is_paid_late,
     the_expiry_scheduler_expires_an_unpaid_invoice_with_its_event,
     a_payment_to_nobody_we_watch_is_not_stored,
+    a_damaged_invoice_does_not_stall_its_chain,
+    a_second_payment_to_a_fixed_address_after_the_first_pays_nothing,
 );

@@ -967,3 +967,69 @@ async fn the_release_scan_reads_the_due_targets_through_their_index() {
         "the release scan must be an index search: {plan:?}"
     );
 }
+
+/// `polypay invoice quarantined|retry`, run as an operator would against the data dir.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_retry_quarantined_invoices_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let url = format!("sqlite://{}", data_dir.join("polypay.db").display());
+    let store = Store::open(&url, 4).await.unwrap();
+    let service = InvoiceService::new(store.clone());
+    let m = merchant(&store).await;
+    let t0 = now_ms() - 60_000;
+    let mut chain = Chain::start(&store, "cli", t0).await;
+    let new = new_invoice(&m, "cli", t0 + 3_600_000);
+    let invoice = service
+        .create(&new, &unique(&new, 10_000_001, 1))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE invoices SET amount_paid = '-1' WHERE id = $1")
+        .bind(&invoice.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let payment = chain.transfer(SHARED, 10_000_001);
+    chain.mine(t0 + 1_000, vec![payment], &[], now_ms()).await;
+    store.close().await;
+
+    let polypay = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_polypay"))
+            .args(args)
+            .env("POLYPAY_DATA_DIR", &data_dir)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (ok, out, err) = polypay(&["invoice", "quarantined", "--json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["id"], invoice.id.as_str());
+    assert!(
+        listed[0]["reason"].as_str().unwrap().contains("amount"),
+        "{listed}"
+    );
+
+    let (ok, _, err) = polypay(&["invoice", "retry", &invoice.id]);
+    assert!(!ok && err.contains("stays quarantined"), "{err}");
+
+    let store = Store::open(&url, 4).await.unwrap();
+    sqlx::query("UPDATE invoices SET amount_paid = '0' WHERE id = $1")
+        .bind(&invoice.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    let (ok, out, err) = polypay(&["invoice", "retry", &invoice.id]);
+    assert!(ok, "{err}");
+    assert!(out.contains("settled: paid"), "{out}");
+    let (ok, out, _) = polypay(&["invoice", "quarantined"]);
+    assert!(ok && out.contains("no invoice is quarantined"), "{out}");
+    let (ok, _, err) = polypay(&["invoice", "retry", &invoice.id]);
+    assert!(!ok && err.contains("is not quarantined"), "{err}");
+}

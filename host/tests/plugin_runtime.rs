@@ -585,6 +585,56 @@ async fn a_self_registered_merchant_creates_and_reads_its_invoice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_idempotent_create_returns_the_first_invoice_and_a_changed_one_conflicts() {
+    let app = TestApp::init()
+        .with_storage()
+        .await
+        .with_echo()
+        .start()
+        .await;
+    let m = app.register("", "Shop").await;
+    let body = json!({ "amount": "1500000", "chain": "ethereum", "asset": "USDT", "order_id": "o-7",
+                       "fixed_address": PAY_TO, "idempotency_key": "o-7" });
+    let create = |body: Value| {
+        let request = app
+            .request(reqwest::Method::POST, "/echo/invoices", Some(&m.token))
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = create(body.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    // The client never saw that answer and sends the same request again.
+    let (status, again) = create(body.clone()).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(
+        again["id"], first["id"],
+        "the retry gets the invoice already made"
+    );
+    let mut changed = body.clone();
+    changed["amount"] = json!("2500000");
+    let (status, conflict) = create(changed).await;
+    assert_eq!(status, 409, "{conflict}");
+    assert!(
+        conflict["detail"]
+            .as_str()
+            .unwrap()
+            .contains("idempotency key"),
+        "{conflict}"
+    );
+    let mut empty = body;
+    empty["idempotency_key"] = json!("");
+    assert_eq!(create(empty).await.0, 400);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices")
+        .fetch_one(app.storage().store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_cannot_read_another_plugins_invoice_or_keys() {
     let app = TestApp::init()
         .with_storage()

@@ -1020,3 +1020,42 @@ impl Host for FakeRandom {
         host.random_bytes(len)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::invoices::{MatchStrategy, NewInvoice, Price};
+
+    fn new_invoice(amount: &str) -> NewInvoice {
+        NewInvoice {
+            merchant_order_id: Some("o-1".into()),
+            price: Price::BaseUnits(amount.into()),
+            chain: "ethereum".into(),
+            asset: "USDT".into(),
+            matching: MatchStrategy::FixedAddress("0xabc".into()),
+            expires_in_secs: 60,
+            notify_url: None,
+            return_url: None,
+            plugin_data: None,
+        }
+    }
+
+    #[test]
+    fn the_fake_host_creates_once_per_idempotency_key_like_the_real_one() {
+        let host = FakeHost::new("p");
+        let merchant = host.add_merchant("Shop");
+        host.set_default_merchant(&merchant);
+        let first = host.create_invoice_idempotent(&new_invoice("100"), "o-1").unwrap();
+        let again = host.create_invoice_idempotent(&new_invoice("100"), "o-1").unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!(host.invoices().len(), 1);
+        assert!(matches!(
+            host.create_invoice_idempotent(&new_invoice("200"), "o-1"),
+            Err(HostError::Conflict(_))
+        ));
+        assert!(matches!(
+            host.create_invoice_idempotent(&new_invoice("100"), ""),
+            Err(HostError::Invalid(_))
+        ));
+    }
+}

@@ -17,6 +17,7 @@
 //! - **the service** ([`service`]): [`InvoiceService`], through which every change of an
 //!   invoice goes, in one transaction with its outbox event ([`EventPayload`], versioned).
 //! - **observed transfers** ([`ObservedTransfer`]): what a chain listener hands over.
+//! - **the operator's commands** ([`cli`]): `polypay invoice quarantined|retry`.
 //!
 //! Dialect plugins map the canonical statuses to their own vocabulary; that mapping lives
 //! in each plugin, never here (see `ARCHITECTURE.md`, "Canonical invoice lifecycle").
@@ -113,6 +114,7 @@ macro_rules! stable_names {
     };
 }
 
+pub mod cli;
 pub mod event;
 pub mod lifecycle;
 pub mod model;
