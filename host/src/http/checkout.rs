@@ -274,15 +274,13 @@ async fn invoice_events(
     State(ctx): State<AppContext>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let slot = ctx.checkout.reserve().ok_or(ApiError::Overloaded {
+        what: "too many open checkout streams",
+        retry_after_s: 5,
+    })?;
     // An unknown id is a plain 404, not a stream that says nothing.
     let first = load_view(&ctx, &id).await?;
-    let subscription = ctx
-        .checkout
-        .subscribe(&id, &first)
-        .ok_or(ApiError::Overloaded {
-            what: "too many open checkout streams",
-            retry_after_s: 5,
-        })?;
+    let subscription = ctx.checkout.subscribe(slot, &id, &first);
     Ok((
         // Tells nginx-style proxies not to buffer the stream.
         [("x-accel-buffering", "no")],

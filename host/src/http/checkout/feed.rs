@@ -57,6 +57,9 @@ pub struct FeedStats {
     pub reads: u64,
 }
 
+/// A reserved place for one stream (`checkout.max_streams`).
+pub struct StreamSlot(OwnedSemaphorePermit);
+
 /// One stream's place in the feed: its slot and, unless its first view was already
 /// final, its watcher's channel.
 pub struct Subscription {
@@ -98,16 +101,26 @@ impl CheckoutFeed {
         }
     }
 
-    /// A stream slot and the updates of invoice `id`, whose current view is `first`.
-    /// `None` when every slot is taken.
-    pub fn subscribe(&self, id: &str, first: &CheckoutView) -> Option<Subscription> {
-        let slot = self.inner.streams.clone().try_acquire_owned().ok()?;
+    /// A stream slot, taken before anything else is done for the stream (so a refused
+    /// stream costs no query); `None` when every slot is taken.
+    pub fn reserve(&self) -> Option<StreamSlot> {
+        self.inner
+            .streams
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(StreamSlot)
+    }
+
+    /// The updates of invoice `id`, whose current view is `first`, for the stream that
+    /// holds `slot`.
+    pub fn subscribe(&self, slot: StreamSlot, id: &str, first: &CheckoutView) -> Subscription {
         let updates = (!first.is_final()).then(|| self.watch(id, first));
-        Some(Subscription {
+        Subscription {
             updates,
             shutdown: self.inner.shutdown.clone(),
-            _slot: slot,
-        })
+            _slot: slot.0,
+        }
     }
 
     fn watch(&self, id: &str, first: &CheckoutView) -> watch::Receiver<CheckoutView> {
