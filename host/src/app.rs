@@ -129,6 +129,10 @@ pub fn load_admin_token(config: &Config) -> anyhow::Result<Secret> {
 pub async fn context(config: Config) -> anyhow::Result<AppContext> {
     // Refuse before touching the database: a missing key is a configuration error.
     let key = load_master_key(&config)?;
+    context_with_key(config, key).await
+}
+
+async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppContext> {
     let store = open_store(&config).await?;
     let shutdown = CancellationToken::new();
     Ok(AppContext {
@@ -215,8 +219,13 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics_handle();
-        let admin_token = load_admin_token(&config)?;
-        let context = context(config).await?;
+        // Both secrets are checked before anything else, and both problems told at once.
+        let (key, admin_token) = match (load_master_key(&config), load_admin_token(&config)) {
+            (Ok(key), Ok(token)) => (key, token),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+            (Err(key), Err(token)) => anyhow::bail!("{key:#}\n{token:#}"),
+        };
+        let context = context_with_key(config, key).await?;
         let config = context.config.clone();
         let public = TcpListener::bind(config.listen.public)
             .await

@@ -384,16 +384,26 @@ fn serve_outside_development_without_a_master_key_refuses_to_start_naming_the_se
 }
 
 #[tokio::test]
-async fn production_without_an_admin_token_refuses_to_start() {
+async fn production_without_an_admin_token_refuses_to_start_naming_every_missing_secret() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config_in(dir.path());
     config.admin.token = None;
-    let err = Server::start(config)
-        .await
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(err.contains("admin.token"), "{err}");
+    let err = Server::start(config.clone()).await.err().expect("refused");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("no admin token configured") && err.contains("admin.token"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data/admin.token").exists(),
+        "nothing generated"
+    );
+    config.secrets.master_key = None;
+    let err = format!("{:#}", Server::start(config).await.err().expect("refused"));
+    assert!(
+        err.contains("no admin token configured") && err.contains("no master key configured"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

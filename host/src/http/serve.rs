@@ -197,8 +197,12 @@ impl Activity {
         Handling(self.clone())
     }
 
-    /// When the connection would have been idle for `timeout` if nothing happens.
+    /// When to look again whether the connection has been idle for `timeout`.
     fn idle_deadline(&self, timeout: Duration) -> Instant {
+        if self.handling.load(Ordering::Relaxed) > 0 {
+            // Not idle while a request is handled; its end counts as activity.
+            return Instant::now() + timeout;
+        }
         let last = self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
         (last + timeout).max(Instant::now() + Duration::from_millis(10))
     }
