@@ -14,6 +14,8 @@
 //! `POLYPAY_FUZZ_CASES=20000` and other seeds with `POLYPAY_FUZZ_SEED=N`. A failure
 //! prints the seed, the case number and the request, which replays it.
 
+mod common;
+
 use polypay_host::plugin::PluginConfig;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -145,11 +147,7 @@ async fn every_route_of_every_dialect_survives_adversarial_input() {
 async fn fuzz_dialect(name: &str, wasm: &str, profile: &Profile) {
     let plugin = PluginConfig::new(name, wasm).with_settings((profile.settings)());
     let dir = tempfile::tempdir().unwrap();
-    let mut config = polypay_host::config::Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.secrets.master_key = Some("42".repeat(32));
-    config.listen.public = "127.0.0.1:0".parse().unwrap();
-    config.listen.admin = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::polypay::server_config(dir.path());
     config.webhooks.workers = 0;
     config.chains = vec![
         serde_json::from_value(json!({

@@ -295,19 +295,24 @@ async fn a_flooded_plugin_answers_503_with_retry_after_while_other_plugins_and_i
     );
 }
 
-/// A serialised invoice as the outbox keeps it, for rendering tests.
-fn sample_invoice() -> Value {
-    json!({
-        "id": "00000000-0000-4000-8000-000000000001", "merchant_id": "m", "plugin": "rogue",
-        "merchant_order_id": null, "status": "pending", "outcome": {},
-        "chain": "ethereum", "asset": "USDT", "decimals": 6, "amount_due": "1000000",
-        "amount_paid": "0", "amount_confirmed": "0", "tolerance": "0",
-        "confirmations_required": 1, "strategy": "fixed-address", "pay_address": "0x1",
-        "pay_reference": null, "txn_hash": null, "notify_url": null, "return_url": null,
-        "plugin_data": {}, "expires_at": 1, "monitor_until": 2, "first_paid_at": null,
-        "paid_at": null, "submitted_at": null, "cancelled_at": null, "created_at": 0,
-        "updated_at": 0, "version": 0
-    })
+/// An invoice of the rogue plugin, for rendering tests.
+fn sample_invoice() -> polypay_host::invoice::Invoice {
+    use polypay_host::invoice::{Allocation, Amount, Invoice, NewInvoice};
+    let new = NewInvoice::new(
+        "m",
+        "rogue",
+        "ethereum",
+        ("USDT", 6),
+        Amount::from(1_000_000u64),
+        now_ms() + 60_000,
+    );
+    let allocation = Allocation::fixed_address(&new, "0x1", 1);
+    Invoice::open(
+        uuid::Uuid::new_v4().to_string(),
+        &new,
+        &allocation,
+        now_ms(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,11 +486,7 @@ async fn the_key_value_quota_stops_a_plugin_and_leaves_others_unaffected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_running_server_sweeps_expired_key_value_entries() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = polypay_host::config::Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.secrets.master_key = Some("42".repeat(32));
-    config.listen.public = "127.0.0.1:0".parse().unwrap();
-    config.listen.admin = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::polypay::server_config(dir.path());
     config.webhooks.workers = 0;
     config.plugin_runtime.maintenance_interval_ms = 50;
     let server = polypay_host::app::Server::start(config).await.unwrap();
@@ -595,9 +596,9 @@ fn the_cli_issues_and_rotates_one_plugins_credentials_of_an_operator_merchant() 
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n[secrets]\nmaster_key = \"{}\"\n\n[[plugins]]\nname = \"rogue\"\nwasm = \"{TEST_ROGUE}\"\n",
+            "data_dir = \"{}\"\n{}\n[[plugins]]\nname = \"rogue\"\nwasm = \"{TEST_ROGUE}\"\n",
             dir.path().display(),
-            "42".repeat(32)
+            common::polypay::secrets_toml()
         ),
     )
     .unwrap();

@@ -276,14 +276,15 @@ impl PluginRuntime {
         Ok(swept)
     }
 
-    /// Runs [`PluginRuntime::maintain_once`] every `interval` until `stop` turns true.
+    /// Runs [`PluginRuntime::maintain_once`] every `interval` until `stop` resolves.
     /// A failed pass is logged and retried at the next interval.
     pub async fn maintain(
         &self,
         interval: std::time::Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: impl std::future::Future<Output = ()>,
     ) {
-        while !*stop.borrow() {
+        let mut stop = std::pin::pin!(stop);
+        loop {
             match self.maintain_once().await {
                 Ok(swept) if swept > 0 => {
                     tracing::debug!(swept, "expired plugin key-value entries deleted")
@@ -293,7 +294,7 @@ impl PluginRuntime {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
-                _ = stop.wait_for(|stop| *stop) => {}
+                _ = &mut stop => return,
             }
         }
     }

@@ -18,6 +18,7 @@ pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
     pub storage: Option<TestStorage>,
+    pub invoices_created: std::sync::atomic::AtomicU64,
 }
 
 /// The database behind a [`TestApp`] started `with_storage`.
@@ -33,8 +34,18 @@ pub struct TestAppBuilder {
     pub storage: Option<TestStorage>,
 }
 
-/// A receiving address on the test chain.
+/// The fixed address of the first invoice an app creates; each later one gets the next
+/// address (one fixed-address invoice may be open per address).
 pub const PAY_TO: &str = "0x1111111111111111111111111111111111111111";
+
+/// The fixed address of an app's `n`-th invoice (0-based).
+pub fn pay_to(n: u64) -> String {
+    if n == 0 {
+        PAY_TO.to_string()
+    } else {
+        format!("0x{:040x}", 0x2222_0000_u64 + n)
+    }
+}
 
 impl TestApp {
     pub fn init() -> TestAppBuilder {
@@ -118,8 +129,11 @@ impl TestApp {
         token: Option<&str>,
         order_id: &str,
     ) -> (u16, Value) {
+        let n = self
+            .invoices_created
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let body = json!({ "amount": "1500000", "chain": "ethereum", "asset": "USDT", "order_id": order_id,
-                           "fixed_address": PAY_TO, "notify_url": "https://merchant.example/cb" });
+                           "fixed_address": pay_to(n), "notify_url": "https://merchant.example/cb" });
         let r = self
             .request(
                 reqwest::Method::POST,
@@ -218,6 +232,7 @@ impl TestAppBuilder {
             base,
             http,
             storage: self.storage,
+            invoices_created: Default::default(),
         })
     }
 
