@@ -364,7 +364,7 @@ impl Fuzzer {
                 headers.push(("content-type".into(), "application/json".into()));
                 out.push(Request {
                     method: method.clone(),
-                    path: self.path(&pattern),
+                    path: self.path(pattern),
                     headers,
                     body: body.into_bytes(),
                 });
