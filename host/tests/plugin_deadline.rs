@@ -65,20 +65,25 @@ async fn invoice_ids(app: &TestApp, order_id: &str) -> Vec<String> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_create_waiting_on_the_database_past_the_cpu_budget_commits_once_and_succeeds() {
-    let app = Arc::new(
+/// `test-echo` with a 300 ms CPU budget and the given wall, on a fresh SQLite database.
+async fn echo_app(wall_ms: u64) -> Arc<TestApp> {
+    Arc::new(
         TestApp::init()
             .with_storage()
             .await
             .with_plugin(
                 PluginConfig::new("echo", TEST_ECHO)
                     .with_deadline_ms(300)
-                    .with_wall_ms(20_000),
+                    .with_wall_ms(wall_ms),
             )
             .start()
             .await,
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_waiting_on_the_database_past_the_cpu_budget_commits_once_and_succeeds() {
+    let app = echo_app(20_000).await;
     let merchant = app.register("", "Shop").await;
     let lock = hold_write_lock(&app).await;
     let creating = tokio::spawn({
@@ -100,18 +105,7 @@ async fn a_create_waiting_on_the_database_past_the_cpu_budget_commits_once_and_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_wall_the_host_answers_503_with_retry_after_and_nothing_is_committed() {
-    let app = Arc::new(
-        TestApp::init()
-            .with_storage()
-            .await
-            .with_plugin(
-                PluginConfig::new("echo", TEST_ECHO)
-                    .with_deadline_ms(300)
-                    .with_wall_ms(1000),
-            )
-            .start()
-            .await,
-    );
+    let app = echo_app(1000).await;
     let merchant = app.register("", "Shop").await;
     let lock = hold_write_lock(&app).await;
     let creating = tokio::spawn({

@@ -50,9 +50,36 @@ pub(crate) struct RuntimeInner {
     /// Instances created so far (for tests and the admin API).
     pub instances_started: AtomicU64,
     /// Faults so far, per (plugin index, kind); mirrors the metric.
-    faults: Mutex<HashMap<(usize, FaultKind), u64>>,
+    faults: Tally<(usize, FaultKind)>,
     /// Overloads so far, per (plugin index, cause); mirrors the metric.
-    overloads: Mutex<HashMap<(usize, Overload), u64>>,
+    overloads: Tally<(usize, Overload)>,
+}
+
+/// Counts per key, for tests and the admin API (the metrics say the same).
+struct Tally<K>(Mutex<HashMap<K, u64>>);
+
+impl<K: std::hash::Hash + Eq> Tally<K> {
+    fn new() -> Self {
+        Tally(Mutex::new(HashMap::new()))
+    }
+
+    fn add(&self, key: K) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    fn get(&self, key: &K) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// A failed plugin call: why, and what the log should say.
@@ -241,8 +268,8 @@ impl RuntimeInner {
             claims: Vec::new(),
             services,
             instances_started: AtomicU64::new(0),
-            faults: Mutex::new(HashMap::new()),
-            overloads: Mutex::new(HashMap::new()),
+            faults: Tally::new(),
+            overloads: Tally::new(),
         };
         let mut claims = Vec::new();
         for index in 0..inner.plugins.len() {
@@ -488,21 +515,11 @@ impl RuntimeInner {
         tracing::error!(plugin, request_id, kind = fault.kind.as_str(), detail = %fault.detail, "plugin fault");
         metrics::counter!("polypay_plugin_faults_total", "plugin" => plugin.to_owned(), "kind" => fault.kind.as_str())
             .increment(1);
-        *self
-            .faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((index, fault.kind))
-            .or_default() += 1;
+        self.faults.add((index, fault.kind));
     }
 
     pub fn fault_count(&self, index: usize, kind: FaultKind) -> u64 {
-        self.faults
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(index, kind))
-            .copied()
-            .unwrap_or(0)
+        self.faults.get(&(index, kind))
     }
 
     /// Records an overload: one metric increment (the log line was written where it
@@ -511,21 +528,11 @@ impl RuntimeInner {
         let plugin = self.plugins[index].identity.name.as_str();
         metrics::counter!("polypay_plugin_overloads_total", "plugin" => plugin.to_owned(), "cause" => overload.as_str())
             .increment(1);
-        *self
-            .overloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((index, overload))
-            .or_default() += 1;
+        self.overloads.add((index, overload));
     }
 
     pub fn overload_count(&self, index: usize, overload: Overload) -> u64 {
-        self.overloads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&(index, overload))
-            .copied()
-            .unwrap_or(0)
+        self.overloads.get(&(index, overload))
     }
 
     /// Calls of `kind` plugin `index` is running now.

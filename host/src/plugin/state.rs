@@ -88,6 +88,17 @@ impl PluginState {
     pub fn wrote(&mut self) {
         self.clock.wrote();
     }
+
+    /// The result of a host call that writes, recording the write when it succeeded.
+    pub fn after_write<T>(
+        &mut self,
+        result: Result<T, super::bindings::HostError>,
+    ) -> wasmtime::Result<Result<T, super::bindings::HostError>> {
+        if result.is_ok() {
+            self.wrote();
+        }
+        Ok(result)
+    }
 }
 
 impl WasiView for PluginState {

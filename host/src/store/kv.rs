@@ -93,31 +93,10 @@ impl Store {
         // out of the way of `make_room`, which removes expired entries.
         let usage = delete_if_expired(&mut tx, plugin, key, usage, now).await?;
         let old = value_len(&mut tx, plugin, key).await?;
-        let usage = make_room(
-            &mut tx,
-            plugin,
-            usage,
-            old.is_none(),
-            change(old, value),
-            quota,
-            now,
+        put(
+            &mut tx, plugin, key, value, expires_at, usage, old, quota, now,
         )
         .await?;
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-        )
-        .bind(plugin)
-        .bind(key)
-        .bind(value)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let usage = Usage {
-            entries: usage.entries + i64::from(old.is_none()),
-            bytes: usage.bytes + change(old, value),
-        };
-        save_usage(&mut tx, plugin, usage).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
@@ -140,21 +119,10 @@ impl Store {
             tx.commit().await.map_err(StoreError::from)?;
             return Ok(false);
         }
-        let usage = make_room(&mut tx, plugin, usage, true, len(value), quota, now).await?;
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4)",
+        put(
+            &mut tx, plugin, key, value, expires_at, usage, None, quota, now,
         )
-        .bind(plugin)
-        .bind(key)
-        .bind(value)
-        .bind(expires_at)
-        .execute(&mut *tx)
         .await?;
-        let usage = Usage {
-            entries: usage.entries + 1,
-            bytes: usage.bytes + len(value),
-        };
-        save_usage(&mut tx, plugin, usage).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(true)
     }
@@ -261,31 +229,10 @@ impl Store {
         };
         let text = next.to_string().into_bytes();
         let old_len = old_value.as_ref().map(|v| len(v));
-        let usage = make_room(
-            &mut tx,
-            plugin,
-            usage,
-            old_len.is_none(),
-            change(old_len, &text),
-            quota,
-            now,
+        put(
+            &mut tx, plugin, key, &text, expiry, usage, old_len, quota, now,
         )
         .await?;
-        sqlx::query(
-            "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(plugin)
-        .bind(key)
-        .bind(&text)
-        .bind(expiry)
-        .execute(&mut *tx)
-        .await?;
-        let usage = Usage {
-            entries: usage.entries + i64::from(old_len.is_none()),
-            bytes: usage.bytes + change(old_len, &text),
-        };
-        save_usage(&mut tx, plugin, usage).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(next)
     }
@@ -322,6 +269,48 @@ fn len(value: &[u8]) -> i64 {
 /// How many value bytes replacing a value of `old` bytes (or none) with `new` adds.
 fn change(old: Option<i64>, new: &[u8]) -> i64 {
     len(new) - old.unwrap_or(0)
+}
+
+/// Writes `value` at (`plugin`, `key`), which held a value of `old` bytes (or none),
+/// within `quota`, and saves the plugin's usage.
+#[allow(clippy::too_many_arguments)]
+async fn put(
+    tx: &mut Tx,
+    plugin: &str,
+    key: &str,
+    value: &[u8],
+    expires_at: Option<i64>,
+    usage: Usage,
+    old: Option<i64>,
+    quota: KvQuota,
+    now: i64,
+) -> Result<(), KvError> {
+    let usage = make_room(
+        tx,
+        plugin,
+        usage,
+        old.is_none(),
+        change(old, value),
+        quota,
+        now,
+    )
+    .await?;
+    sqlx::query(
+        "INSERT INTO plugin_kv (plugin, key, value, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (plugin, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+    )
+    .bind(plugin)
+    .bind(key)
+    .bind(value)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    let usage = Usage {
+        entries: usage.entries + i64::from(old.is_none()),
+        bytes: usage.bytes + change(old, value),
+    };
+    save_usage(tx, plugin, usage).await?;
+    Ok(())
 }
 
 /// The length of the value at (`plugin`, `key`), live or expired, if there is one.

@@ -170,17 +170,7 @@ impl Dispatcher {
                 // (or to this one once upgraded), like an event of an unmounted plugin.
                 tracing::warn!(event_id = id, %problem, "webhook event waits: written by a newer polypay");
                 let retry_at = now_ms() + self.config.unmounted_plugin_retry_ms as i64;
-                let reason = problem.to_string();
-                outbox::unclaim(
-                    &self.store,
-                    id,
-                    attempt,
-                    DeliveryState::Pending,
-                    retry_at,
-                    &reason,
-                )
-                .await?;
-                return Ok(());
+                return self.postpone(&claim, retry_at, &problem.to_string()).await;
             }
             Err(problem) => {
                 // Nothing to render from: retrying cannot help; keep it visible as dead.
@@ -238,16 +228,8 @@ impl Dispatcher {
                     "webhook event waits: its plugin is not mounted here"
                 );
                 let retry_at = now_ms() + self.config.unmounted_plugin_retry_ms as i64;
-                outbox::unclaim(
-                    &self.store,
-                    id,
-                    attempt,
-                    DeliveryState::Pending,
-                    retry_at,
-                    &format!("plugin `{plugin}` is not mounted"),
-                )
-                .await?;
-                return Ok(());
+                let reason = format!("plugin `{plugin}` is not mounted");
+                return self.postpone(&claim, retry_at, &reason).await;
             }
             Err(RenderError::Busy {
                 reason,
@@ -257,16 +239,7 @@ impl Dispatcher {
                 tracing::info!(event_id = id, plugin = %event.plugin, %reason, retry_in_ms = retry_after.as_millis() as u64, "webhook rendering deferred");
                 metrics::counter!("polypay_webhook_renders_deferred_total", "plugin" => event.plugin.clone()).increment(1);
                 let retry_at = now_ms().saturating_add(retry_after.as_millis() as i64);
-                outbox::unclaim(
-                    &self.store,
-                    id,
-                    attempt,
-                    DeliveryState::Pending,
-                    retry_at,
-                    &reason,
-                )
-                .await?;
-                return Ok(());
+                return self.postpone(&claim, retry_at, &reason).await;
             }
             Err(RenderError::Failed(problem)) => {
                 tracing::warn!(event_id = id, plugin = %event.plugin, attempt = round_attempt, %problem, "webhook rendering failed");
@@ -373,6 +346,14 @@ impl Dispatcher {
                 )
             }
         }
+    }
+
+    /// Gives a claimed event back, due again at `at`, without counting the attempt: nobody
+    /// failed (its plugin is elsewhere or busy, or a newer polypay wrote it).
+    async fn postpone(&self, claim: &Claim, at: i64, reason: &str) -> Result<(), StoreError> {
+        let (id, attempt) = (claim.delivery.id, claim.delivery.attempts);
+        outbox::unclaim(&self.store, id, attempt, DeliveryState::Pending, at, reason).await?;
+        Ok(())
     }
 
     async fn finish(

@@ -79,10 +79,7 @@ impl Host for PluginState {
             )
             .await
             .map_err(|e| kv_error(scope, &key, e));
-        if stored.is_ok() {
-            self.wrote();
-        }
-        guest(stored)
+        self.after_write(stored)
     }
 
     async fn set_if_absent(
@@ -108,10 +105,7 @@ impl Host for PluginState {
             )
             .await
             .map_err(|e| kv_error(scope, &key, e));
-        if matches!(stored, Ok(true)) {
-            self.wrote();
-        }
-        guest(stored)
+        self.after_write(stored)
     }
 
     async fn increment(
@@ -137,10 +131,7 @@ impl Host for PluginState {
             )
             .await
             .map_err(|e| kv_error(scope, &key, e));
-        if result.is_ok() {
-            self.wrote();
-        }
-        guest(result)
+        self.after_write(result)
     }
 
     async fn delete(&mut self, key: String) -> HostResult<()> {
@@ -155,9 +146,6 @@ impl Host for PluginState {
             .await
             .map(|_| ())
             .map_err(|e| store_error(scope, e));
-        if deleted.is_ok() {
-            self.wrote();
-        }
-        guest(deleted)
+        self.after_write(deleted)
     }
 }

@@ -503,10 +503,7 @@ impl Host for PluginState {
             secret,
         )
         .await;
-        if issued.is_ok() {
-            self.wrote();
-        }
-        guest(issued)
+        self.after_write(issued)
     }
 
     async fn rotate_credential(

@@ -52,9 +52,6 @@ impl Host for PluginState {
                 }
                 Err(TestEventError::Store(e)) => Err(store_failure(scope, &e)),
             };
-        if queued.is_ok() {
-            self.wrote();
-        }
-        guest(queued)
+        self.after_write(queued)
     }
 }
