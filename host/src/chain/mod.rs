@@ -33,6 +33,7 @@
 
 mod config;
 pub mod evm;
+pub mod tron;
 
 pub use config::{
     AssetConfig, ChainConfig, ChainConfigError, ChainKind, PaymentContractConfig, validate_chains,
