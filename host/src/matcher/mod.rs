@@ -49,7 +49,7 @@ mod derive;
 pub mod expiry;
 
 pub use allocate::{AllocationError, TargetSpec, open_invoice};
-pub use derive::{DerivationError, derive_evm_address, parse_xpub, xpub_id};
+pub use derive::{DerivationError, derive_evm_address, derive_tron_address, parse_xpub, xpub_id};
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -6,3 +6,4 @@ pub mod anvil;
 pub mod browser;
 pub mod db;
 pub mod polypay;
+pub mod tron;
