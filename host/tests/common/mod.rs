@@ -7,3 +7,4 @@ pub mod browser;
 pub mod db;
 pub mod polypay;
 pub mod tron;
+pub mod tron_chain;

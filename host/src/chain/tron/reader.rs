@@ -172,9 +172,11 @@ impl BlockReader {
         Ok(block.number())
     }
 
-    /// Block `number`'s identity, or `None` when the node has no such block any more (a
-    /// reorg to a shorter chain). A node that answers "no such block" only because it is
-    /// behind (a fallback endpoint still syncing) is an error, not a vanished block.
+    /// Block `number`'s identity, or `None` when the node says it has no such block though
+    /// its head is past it. A node whose head is below `number` answers
+    /// [`ReadError::NodeBehind`]: a fallback endpoint still syncing must never make a
+    /// processed block look vanished. A reorg to a shorter chain therefore shows up once
+    /// the new branch has grown past the old tip (seconds on TRON), as a different id.
     pub async fn block(&self, number: u64) -> Result<Option<BlockRef>, ReadError> {
         let answer: Answered<Option<Block>> = self
             .client
@@ -471,4 +473,103 @@ fn word_address(word: &[u8; 32]) -> TronAddress {
     let mut evm = [0u8; 20];
     evm.copy_from_slice(&word[12..]);
     TronAddress::from_evm(evm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{AssetConfig, ChainConfig, ChainKind};
+    use wire::Answer as _;
+
+    const TOKEN: &str = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+    const PAYER: &str = "41ce8a0cf0c16d48bcf22825f6053248df653c89ca";
+    const MERCHANT_WORD: &str = "000000000000000000000000d0b69631440f0a494bb51f7eee68ff5c593c00f0";
+    const MERCHANT: &str = "TUznHJfHe6gdYY7gvWmf6bNZHuPHDZtowf";
+
+    fn reader() -> BlockReader {
+        let asset = |symbol: &str, contract: Option<&str>| AssetConfig {
+            symbol: symbol.into(),
+            decimals: 6,
+            native: contract.is_none(),
+            contract: contract.map(str::to_string),
+            unique_amount_step: None,
+            unique_amount_slots: 1,
+            payment_tolerance: None,
+        };
+        let config = ChainConfig {
+            name: "tron".into(),
+            kind: ChainKind::Tron,
+            chain_id: None,
+            rpc_url: "http://127.0.0.1:9".into(),
+            fallback_rpc_urls: Vec::new(),
+            solidity_rpc_urls: Vec::new(),
+            api_key: None,
+            confirmations: 1,
+            solidified_depth: 0,
+            poll_interval_ms: 1,
+            rpc_timeout_ms: 1,
+            max_retry_interval_ms: 1,
+            start_block: None,
+            max_block_range: 1,
+            reorg_window: 1,
+            max_reorg_depth: 1,
+            assets: vec![asset("TRX", None), asset("USDT", Some(TOKEN))],
+            payment_contracts: Vec::new(),
+        };
+        BlockReader::new(Arc::new(Network::from_config(&config, 0).unwrap())).unwrap()
+    }
+
+    /// A block with one TRC20 `transfer` call whose execution ended with `ret`, and its
+    /// info, which (as the documentation warns may happen) still carries the logs.
+    fn token_call(ret: &str, failed: bool) -> (Block, TransactionInfos) {
+        let block = format!(
+            r#"{{"blockID":"0000000000000005aa","block_header":{{"raw_data":{{"number":5,"parentHash":"00","timestamp":15000}}}},
+            "transactions":[{{"ret":[{{"contractRet":"{ret}"}}],"txID":"ab","raw_data":{{"contract":[{{"parameter":{{"value":
+            {{"data":"a9059cbb","owner_address":"{PAYER}","contract_address":"41a614f803b6fd780986a42c78ec9c7f77e6ded13c"}},
+            "type_url":"type.googleapis.com/protocol.TriggerSmartContract"}},"type":"TriggerSmartContract"}}]}}}}]}}"#
+        );
+        let result = if failed { r#","result":"FAILED""# } else { "" };
+        let infos = format!(
+            r#"[{{"id":"ab","blockNumber":5,"blockTimeStamp":15000,"receipt":{{"result":"{ret}"}},"log":[{{
+            "address":"a614f803b6fd780986a42c78ec9c7f77e6ded13c","topics":["{}","000000000000000000000000ce8a0cf0c16d48bcf22825f6053248df653c89ca","{MERCHANT_WORD}"],
+            "data":"00000000000000000000000000000000000000000000000000000000000f4240"}}]{result}}}]"#,
+            wire::TRANSFER_TOPIC
+        );
+        (
+            <Option<Block>>::decode(block.as_bytes()).unwrap().unwrap(),
+            TransactionInfos::decode(infos.as_bytes()).unwrap(),
+        )
+    }
+
+    fn transfers(block: &Block, infos: &TransactionInfos) -> Vec<ObservedTransfer> {
+        let watch = WatchSet {
+            token_recipients: [TronAddress::parse(MERCHANT).unwrap()].into(),
+            ..WatchSet::default()
+        };
+        let mut out = Vec::new();
+        reader()
+            .block_transfers(block, Some(infos), &watch, &mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn logs_of_a_failed_execution_pay_nothing() {
+        let (block, infos) = token_call("SUCCESS", false);
+        let paid = transfers(&block, &infos);
+        assert_eq!(paid.len(), 1);
+        assert_eq!(paid[0].amount, Amount::from(1_000_000));
+        assert_eq!(paid[0].to, MERCHANT);
+        for (ret, failed) in [("REVERT", true), ("OUT_OF_ENERGY", true), ("SUCCESS", true)] {
+            let (block, infos) = token_call(ret, failed);
+            assert!(
+                transfers(&block, &infos).is_empty(),
+                "{ret} failed={failed}"
+            );
+        }
+        // The block's own verdict counts too.
+        let (block, _) = token_call("REVERT", false);
+        let (_, infos) = token_call("SUCCESS", false);
+        assert!(transfers(&block, &infos).is_empty());
+    }
 }
