@@ -659,6 +659,56 @@ mod tests {
         );
     }
 
+    /// The `[[chains]]` examples of `config/polypay.toml`, uncommented.
+    fn documented_chains() -> Vec<ChainConfig> {
+        let text = include_str!("../../../config/polypay.toml");
+        let section = text
+            .split("# Networks the chain listeners follow")
+            .nth(1)
+            .expect("chains section");
+        let toml: String = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                let key = line.split(" = ").next().unwrap_or("");
+                line.starts_with("[[chains")
+                    || (line.contains(" = ")
+                        && !key.is_empty()
+                        && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            chains: Vec<ChainConfig>,
+        }
+        figment::Figment::from(figment::providers::Toml::string(&toml))
+            .extract::<Doc>()
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+            .chains
+    }
+
+    #[test]
+    fn the_documented_tron_examples_validate() {
+        let chains = documented_chains();
+        let tron: Vec<_> = chains
+            .into_iter()
+            .filter(|c| c.kind == ChainKind::Tron)
+            .collect();
+        assert_eq!(tron.len(), 2, "a mainnet and a testnet example");
+        validate_chains(&tron).unwrap();
+        let mainnet = crate::chain::tron::Network::from_config(&tron[0], 0).unwrap();
+        assert_eq!(
+            mainnet
+                .token_at(
+                    crate::chain::tron::TronAddress::parse("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")
+                        .unwrap()
+                )
+                .map(|t| t.symbol.as_str()),
+            Some("USDT")
+        );
+    }
+
     #[test]
     fn two_chains_with_one_name_are_refused() {
         let err = validate_chains(&[chain(), chain()]).unwrap_err();
