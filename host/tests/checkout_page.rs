@@ -148,7 +148,10 @@ impl CheckoutApp {
             &mut tx,
             store.backend(),
             &credited,
-            ChainView { head_block: 110 },
+            ChainView {
+                head_block: 110,
+                final_block: None,
+            },
             now,
         )
         .await

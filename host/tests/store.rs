@@ -116,9 +116,17 @@ async fn settle(
         .await
         .unwrap()
         .unwrap();
-    let changed = invoices::settle(&mut tx, &invoice, Some(ChainView { head_block: head }), now)
-        .await
-        .unwrap();
+    let changed = invoices::settle(
+        &mut tx,
+        &invoice,
+        Some(ChainView {
+            head_block: head,
+            final_block: None,
+        }),
+        now,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     changed
 }

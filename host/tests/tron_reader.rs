@@ -74,7 +74,7 @@ async fn scan_keeps_trx_and_usdt_paid_to_watched_addresses_only() {
         assert!(pair[1].timestamp_ms > pair[0].timestamp_ms);
     }
     assert_eq!(scan.last().id, last.id_hex());
-    assert_eq!(scan.last().timestamp_ms, last.timestamp);
+    assert_eq!(scan.last().timestamp_ms, Some(last.timestamp));
     assert_eq!(scan.transfers.len(), 2, "{:#?}", scan.transfers);
     let paid_trx = &scan.transfers[0];
     assert_eq!(paid_trx.chain, CHAIN);

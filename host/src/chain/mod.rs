@@ -33,6 +33,7 @@
 
 mod config;
 pub mod evm;
+pub mod follow;
 pub mod tron;
 
 pub use config::{
@@ -96,6 +97,9 @@ pub struct ChainStatus {
     pub chain: String,
     /// The node's latest block number, as last seen.
     pub head_block: Option<u64>,
+    /// The newest block the node declares irreversible (TRON: the solidified block,
+    /// minus `solidified_depth`); `None` on chains without one.
+    pub final_block: Option<u64>,
     /// The highest block fully processed.
     pub processed_block: Option<u64>,
     /// `head_block - processed_block`, when both are known.

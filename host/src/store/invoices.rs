@@ -566,6 +566,9 @@ pub async fn release_targets(tx: &mut Tx, invoice_id: &str, now: i64) -> Result<
 pub struct ChainView {
     /// The chain's current head block number.
     pub head_block: i64,
+    /// The newest block the chain declares irreversible (TRON's solidified block), on
+    /// chains that have one: a credit in a later block is not confirmed, however deep.
+    pub final_block: Option<i64>,
 }
 
 /// A matched transfer as [`settle`] sums it.
@@ -577,7 +580,8 @@ struct Credit {
 }
 
 /// Recomputes an invoice from its matched, non-removed transfers: paid and confirmed totals
-/// (confirmed: at least `confirmations_required` blocks deep at `chain.head_block`; without
+/// (confirmed: at least `confirmations_required` blocks deep at `chain.head_block`, and at
+/// or below `chain.final_block` when the chain has one; without
 /// a chain view the stored totals are kept), the time the cumulative payment first covered
 /// the amount due, the transaction that completed it; then asks the lifecycle which status
 /// the facts call for. Writes the change and its event (or, when only the amounts changed, a
@@ -615,7 +619,8 @@ pub async fn settle(
         let mut completed: Option<&Credit> = None;
         for credit in &credits {
             paid = paid.saturating_add(credit.amount);
-            if chain.head_block - credit.block_number + 1 >= depth_needed {
+            let deep_enough = chain.head_block - credit.block_number + 1 >= depth_needed;
+            if deep_enough && chain.final_block.is_none_or(|f| credit.block_number <= f) {
                 confirmed = confirmed.saturating_add(credit.amount);
             }
             if completed.is_none() && paid >= invoice.amount_due {

@@ -5,6 +5,7 @@
 pub mod anvil;
 pub mod browser;
 pub mod db;
+pub mod merchant;
 pub mod polypay;
 pub mod tron;
 pub mod tron_chain;

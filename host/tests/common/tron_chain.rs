@@ -1,11 +1,14 @@
 //! A TRON test network: the java-tron simulator ([`super::tron`]) with a USDT-like TRC20
-//! token, and the `[[chains]]` entry that points a listener at its nodes.
+//! token, the `[[chains]]` entry that points a listener at its nodes, and
+//! [`TronHarness`] for end-to-end payment tests.
 
 use polypay_host::chain::tron::TronAddress;
-use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind};
+use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind, ChainStatus};
 use polypay_host::invoice::Amount;
 
-use super::tron::SimChain;
+use super::db::TestDb;
+use super::merchant::Merchant;
+use super::tron::{SimChain, SimNode};
 
 /// The chain name tests use.
 pub const CHAIN: &str = "tron";
@@ -57,5 +60,98 @@ pub fn config(urls: &[String], start_block: u64) -> ChainConfig {
         max_reorg_depth: 256,
         assets: vec![asset("TRX", None), asset("USDT", Some(usdt().to_string()))],
         payment_contracts: Vec::new(),
+    }
+}
+
+/// Simulated nodes of one chain, a fresh database, a merchant, and (when spawned) a TRON
+/// listener following the chain into the database: what an end-to-end payment test needs.
+/// Derefs to its [`Merchant`].
+pub struct TronHarness {
+    /// The preferred node (`rpc_url`).
+    pub node: SimNode,
+    /// Nodes listed in `fallback_rpc_urls`, in order.
+    pub fallbacks: Vec<SimNode>,
+    pub merchant: Merchant,
+    listener: Option<tokio::task::JoinHandle<()>>,
+    /// The status channel of the last listener spawned.
+    pub status: Option<tokio::sync::watch::Receiver<ChainStatus>>,
+}
+
+impl std::ops::Deref for TronHarness {
+    type Target = Merchant;
+
+    fn deref(&self) -> &Merchant {
+        &self.merchant
+    }
+}
+
+impl TronHarness {
+    /// One node over a fresh chain; the listener starts at the next block.
+    pub async fn start(db: TestDb) -> TronHarness {
+        TronHarness::start_with(db, 0, |_| {}).await
+    }
+
+    /// A node and `fallbacks` more over one fresh chain, the config changed by `edit`.
+    pub async fn start_with(
+        db: TestDb,
+        fallbacks: usize,
+        edit: impl FnOnce(&mut ChainConfig),
+    ) -> TronHarness {
+        let node = SimNode::start().await;
+        let mut others = Vec::new();
+        for _ in 0..fallbacks {
+            others.push(SimNode::serve(node.chain.clone()).await);
+        }
+        let urls: Vec<String> = std::iter::once(&node)
+            .chain(&others)
+            .map(SimNode::url)
+            .collect();
+        let mut config = config(&urls, node.chain.head() + 1);
+        edit(&mut config);
+        TronHarness {
+            merchant: Merchant::open_shop(db, config).await,
+            node,
+            fallbacks: others,
+            listener: None,
+            status: None,
+        }
+    }
+
+    pub fn chain(&self) -> &SimChain {
+        &self.node.chain
+    }
+
+    /// Starts a listener task (replacing a running one).
+    pub fn spawn_listener(&mut self) {
+        self.kill_listener();
+        let listener = polypay_host::chain::tron::listener(&self.config, 0, self.store.clone())
+            .expect("listener");
+        self.status = Some(listener.status());
+        self.listener = Some(tokio::spawn(listener.run(std::future::pending())));
+    }
+
+    /// Kills the listener task wherever it is (the task is aborted, like a crash).
+    pub fn kill_listener(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
+        }
+    }
+
+    /// Polls until the listener has processed the chain's current head.
+    pub async fn wait_caught_up(&self) {
+        self.wait_processed(self.chain().head()).await;
+    }
+
+    /// Mines until block `number` is solidified, then waits for the listener to process
+    /// the head.
+    pub async fn solidify(&self, number: u64) {
+        self.chain().mine_until_solidified(number);
+        self.wait_caught_up().await;
+    }
+}
+
+impl Drop for TronHarness {
+    fn drop(&mut self) {
+        self.kill_listener();
     }
 }

@@ -300,6 +300,7 @@ impl EvmListener {
         );
         let view = ChainView {
             head_block: to as i64,
+            final_block: None,
         };
         matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
         tx.commit().await?;
@@ -377,6 +378,7 @@ impl EvmListener {
         );
         let view = ChainView {
             head_block: ancestor,
+            final_block: None,
         };
         let changed =
             matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;

@@ -182,7 +182,7 @@ impl TronClient {
                 }
                 Err(problem) => {
                     let label = endpoint_label(&endpoints.urls[index]);
-                    self.count_error();
+                    self.count_error(&label);
                     if endpoints.rest(index) {
                         tracing::warn!(chain = %self.chain, path, endpoint = %label, %problem, "endpoint failed; trying the next one");
                     }
@@ -206,14 +206,12 @@ impl TronClient {
         self.attempt(endpoints, index, path, body)
             .await
             .map_err(|problem| {
-                self.count_error();
+                let label = endpoint_label(&endpoints.urls[index]);
+                self.count_error(&label);
                 endpoints.rest(index);
                 ClientError::AllFailed {
                     path,
-                    failures: vec![format!(
-                        "{}: {problem}",
-                        endpoint_label(&endpoints.urls[index])
-                    )],
+                    failures: vec![format!("{label}: {problem}")],
                 }
             })
     }
@@ -257,9 +255,15 @@ impl TronClient {
         })
     }
 
-    fn count_error(&self) {
-        metrics::counter!("polypay_chain_rpc_errors_total", "chain" => self.chain.clone())
-            .increment(1);
+    /// One failed request to one endpoint (the listener's step may still succeed on
+    /// another): `polypay_chain_endpoint_errors_total{chain, endpoint}`.
+    fn count_error(&self, endpoint: &str) {
+        metrics::counter!(
+            "polypay_chain_endpoint_errors_total",
+            "chain" => self.chain.clone(),
+            "endpoint" => endpoint.to_string()
+        )
+        .increment(1);
     }
 }
 

@@ -33,10 +33,12 @@
 pub mod address;
 pub mod client;
 mod reader;
+mod source;
 pub mod wire;
 
 pub use address::{AddressError, TronAddress};
-pub use reader::{BLOCKS_PER_CALL, BlockReader, BlockRef, ReadError, Scan, WatchSet};
+pub use reader::{BLOCKS_PER_CALL, BlockReader, ReadError, WatchSet};
+pub use source::{TronListener, TronSource, listener};
 
 use std::time::Duration;
 

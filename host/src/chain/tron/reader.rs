@@ -1,7 +1,7 @@
 //! Reading blocks, TRX transfers and TRC20 `Transfer` logs from a java-tron node.
 //!
 //! [`BlockReader::scan`] returns everything blocks `from..=to` hold for the watched
-//! addresses, with every block's identity and timestamp:
+//! addresses, with every block's id, parent id and timestamp:
 //!
 //! - **TRX**: a transaction whose contract is a `TransferContract` to a watched address,
 //!   kept only when its `ret[0].contractRet` is `SUCCESS`; amount in sun. TRX moved by
@@ -34,6 +34,7 @@ use super::Network;
 use super::address::TronAddress;
 use super::client::{Answered, Api, ClientError, TronClient};
 use super::wire::{self, Block, BlockList, DecodeError, TransactionInfos};
+use crate::chain::follow::{Scan, ScannedBlock};
 use crate::chain::{NATIVE_LOG_INDEX, ObservedTransfer};
 use crate::invoice::Amount;
 
@@ -42,25 +43,14 @@ pub const BLOCKS_PER_CALL: u64 = 100;
 /// Transaction-info lists fetched concurrently while scanning a range.
 const INFO_FETCH_CONCURRENCY: usize = 4;
 
-/// A block's identity, its link to its parent and its time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockRef {
-    pub number: u64,
-    /// `blockID`: 64 lowercase hex digits.
-    pub id: String,
-    pub parent_id: String,
-    /// `block_header.raw_data.timestamp`, unix milliseconds.
-    pub timestamp_ms: i64,
-}
-
-impl BlockRef {
-    fn of(block: &Block) -> BlockRef {
-        BlockRef {
-            number: block.number(),
-            id: block.block_id.to_ascii_lowercase(),
-            parent_id: block.parent_id().to_ascii_lowercase(),
-            timestamp_ms: block.timestamp_ms(),
-        }
+/// A block's identity (`blockID`, 64 lowercase hex digits), its link to its parent and
+/// its time (`block_header.raw_data.timestamp`, unix milliseconds).
+fn block_ref(block: &Block) -> ScannedBlock {
+    ScannedBlock {
+        number: block.number(),
+        id: block.block_id.to_ascii_lowercase(),
+        parent_id: block.parent_id().to_ascii_lowercase(),
+        timestamp_ms: Some(block.timestamp_ms()),
     }
 }
 
@@ -71,33 +61,6 @@ pub struct WatchSet {
     pub token_recipients: HashSet<TronAddress>,
     /// Recipients of TRX transfers.
     pub native_recipients: HashSet<TronAddress>,
-}
-
-/// What one block range holds for the watched addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scan {
-    /// Every block of the range, ascending.
-    pub blocks: Vec<BlockRef>,
-    /// Transfers in chain order.
-    pub transfers: Vec<ObservedTransfer>,
-}
-
-impl Scan {
-    pub fn first(&self) -> &BlockRef {
-        &self.blocks[0]
-    }
-
-    pub fn last(&self) -> &BlockRef {
-        &self.blocks[self.blocks.len() - 1]
-    }
-
-    /// The time of block `number` of this scan.
-    pub fn timestamp_of(&self, number: u64) -> Option<i64> {
-        self.blocks
-            .iter()
-            .find(|b| b.number == number)
-            .map(|b| b.timestamp_ms)
-    }
 }
 
 /// A failed read. Every variant is transient from the listener's point of view: it
@@ -149,7 +112,7 @@ impl BlockReader {
     }
 
     /// The node's latest block.
-    pub async fn head(&self) -> Result<BlockRef, ReadError> {
+    pub async fn head(&self) -> Result<ScannedBlock, ReadError> {
         let answer: Answered<Option<Block>> = self
             .client
             .call(Api::Full, "/wallet/getnowblock", &json!({}))
@@ -157,7 +120,7 @@ impl BlockReader {
         let block = answer
             .value
             .ok_or_else(|| ReadError::Inconsistent("the node has no latest block".into()))?;
-        Ok(BlockRef::of(&block))
+        Ok(block_ref(&block))
     }
 
     /// The newest solidified (irreversible) block number.
@@ -177,7 +140,7 @@ impl BlockReader {
     /// [`ReadError::NodeBehind`]: a fallback endpoint still syncing must never make a
     /// processed block look vanished. A reorg to a shorter chain therefore shows up once
     /// the new branch has grown past the old tip (seconds on TRON), as a different id.
-    pub async fn block(&self, number: u64) -> Result<Option<BlockRef>, ReadError> {
+    pub async fn block(&self, number: u64) -> Result<Option<ScannedBlock>, ReadError> {
         let answer: Answered<Option<Block>> = self
             .client
             .call(
@@ -187,7 +150,7 @@ impl BlockReader {
             )
             .await?;
         match answer.value {
-            Some(block) if block.number() == number => Ok(Some(BlockRef::of(&block))),
+            Some(block) if block.number() == number => Ok(Some(block_ref(&block))),
             Some(block) => Err(ReadError::Inconsistent(format!(
                 "asked for block {number}, got block {}",
                 block.number()
@@ -306,7 +269,7 @@ impl BlockReader {
             self.block_transfers(block, infos, watch, &mut transfers)?;
         }
         Ok(Scan {
-            blocks: blocks.iter().map(BlockRef::of).collect(),
+            blocks: blocks.iter().map(block_ref).collect(),
             transfers,
         })
     }
@@ -325,7 +288,7 @@ impl BlockReader {
             Some(infos) => self.check_infos(block, infos)?,
             None => HashMap::new(),
         };
-        let block_ref = BlockRef::of(block);
+        let (number, block_id) = (block.number(), block.block_id.to_ascii_lowercase());
         let transfer = |tx_id: &str,
                         log_index: i64,
                         from: TronAddress,
@@ -335,8 +298,8 @@ impl BlockReader {
             chain: network.name.clone(),
             tx_hash: tx_id.to_ascii_lowercase(),
             log_index,
-            block_number: block_ref.number,
-            block_hash: block_ref.id.clone(),
+            block_number: number,
+            block_hash: block_id.clone(),
             from: from.to_string(),
             to: to.to_string(),
             asset: asset.to_string(),

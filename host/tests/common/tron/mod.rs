@@ -36,4 +36,5 @@ pub use chain::{
 };
 #[allow(unused_imports)]
 pub use render::Form;
+#[allow(unused_imports)]
 pub use server::{Fault, SimNode};

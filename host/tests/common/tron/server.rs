@@ -35,6 +35,8 @@ pub(super) struct NodeState {
     /// The node serves the chain as if its head were this many blocks lower.
     behind: AtomicU64,
     requests: Mutex<HashMap<String, u64>>,
+    /// Every request's path and parameters, in arrival order.
+    log: Mutex<Vec<(String, Value)>>,
 }
 
 /// A java-tron HTTP API over a [`SimChain`], on a loopback port.
@@ -135,6 +137,33 @@ impl SimNode {
             .get(path)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every request answered (not faulted), path and parameters, oldest first.
+    pub fn request_log(&self) -> Vec<(String, Value)> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    /// The block numbers asked for by `getblockbynum` and `getblockbylimitnext` since
+    /// request `since` of the log.
+    pub fn blocks_requested(&self, since: usize) -> Vec<u64> {
+        let number = |v: &Value| match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        };
+        let mut blocks = Vec::new();
+        for (path, params) in self.request_log().iter().skip(since) {
+            if path.ends_with("/getblockbynum") {
+                blocks.extend(number(&params["num"]));
+            } else if path.ends_with("/getblockbylimitnext")
+                && let (Some(start), Some(end)) =
+                    (number(&params["startNum"]), number(&params["endNum"]))
+            {
+                blocks.extend(start..end);
+            }
+        }
+        blocks
     }
 
     /// Requests received on any path.
@@ -308,6 +337,12 @@ async fn handle(
         Ok(p) => p,
         Err(response) => return response,
     };
+    shared
+        .node
+        .log
+        .lock()
+        .unwrap()
+        .push((path.clone(), params.clone()));
     match answer(&shared, &path, &params) {
         Ok(body) => json(body),
         Err(response) => response,

@@ -1,0 +1,169 @@
+//! A merchant in a fresh database, opening invoices on one configured chain through the
+//! host's Rust API and watching them change: the chain-neutral half of an end-to-end
+//! payment harness (`anvil::Harness`, `tron_chain::TronHarness`).
+
+use std::time::{Duration, Instant};
+
+use polypay_host::chain::ChainConfig;
+use polypay_host::invoice::Amount;
+use polypay_host::matcher::{TargetSpec, open_invoice};
+use polypay_host::store::Store;
+use polypay_host::store::invoices::{Invoice, NewInvoice, NewTarget, OutboxEvent};
+use serde_json::json;
+
+use super::db::TestDb;
+
+pub struct Merchant {
+    pub config: ChainConfig,
+    pub store: Store,
+    pub merchant_id: String,
+    _db: TestDb,
+}
+
+impl Merchant {
+    /// A merchant in `db`, selling on the chain `config` describes (validated here).
+    pub async fn open_shop(db: TestDb, config: ChainConfig) -> Merchant {
+        polypay_host::chain::validate_chains(std::slice::from_ref(&config))
+            .expect("valid chain config");
+        let store = db.store().await;
+        let merchant_id = uuid::Uuid::new_v4().to_string();
+        let now = polypay_host::store::now_ms();
+        sqlx::query(
+            "INSERT INTO merchants (id, name, plugin, profile, disabled, created_at, updated_at) \
+             VALUES ($1, 'test merchant', NULL, '{}', 0, $2, $2)",
+        )
+        .bind(&merchant_id)
+        .bind(now)
+        .execute(store.pool())
+        .await
+        .expect("insert merchant");
+        Merchant {
+            config,
+            store,
+            merchant_id,
+            _db: db,
+        }
+    }
+
+    /// Opens an invoice for `amount` (a decimal in the asset's units) that expires after
+    /// `expires_in`, with a post-expiry monitoring window of `window`.
+    pub async fn open(
+        &self,
+        asset: &str,
+        amount: &str,
+        spec: TargetSpec,
+        expires_in: Duration,
+        window: Duration,
+    ) -> Invoice {
+        let decimals = self
+            .config
+            .asset(asset)
+            .expect("asset of the test chain")
+            .decimals;
+        let now = polypay_host::store::now_ms();
+        let expires_at = now + expires_in.as_millis() as i64;
+        let new = NewInvoice {
+            id: uuid::Uuid::new_v4().to_string(),
+            merchant_id: self.merchant_id.clone(),
+            plugin: "test".into(),
+            merchant_order_id: None,
+            chain: self.config.name.clone(),
+            asset: asset.into(),
+            decimals,
+            amount_due: Amount::parse_decimal(amount, decimals).expect("amount"),
+            tolerance: Amount::ZERO,
+            confirmations_required: self.config.confirmations,
+            strategy: spec.strategy(),
+            target: NewTarget {
+                address: String::new(),
+                reserved_amount: None,
+                derivation_index: None,
+            },
+            pay_reference: None,
+            notify_url: None,
+            return_url: None,
+            plugin_data: json!({}),
+            expires_at,
+            monitor_until: expires_at + window.as_millis() as i64,
+        };
+        open_invoice(&self.store, &self.config, new, &spec)
+            .await
+            .expect("open invoice")
+    }
+
+    /// Opens an invoice that expires in an hour.
+    pub async fn open_for_an_hour(&self, asset: &str, amount: &str, spec: TargetSpec) -> Invoice {
+        self.open(
+            asset,
+            amount,
+            spec,
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )
+        .await
+    }
+
+    pub async fn invoice(&self, id: &str) -> Invoice {
+        self.store
+            .invoice(id)
+            .await
+            .expect("read invoice")
+            .expect("invoice exists")
+    }
+
+    /// Polls the invoice until `condition` holds (up to 60 s), and returns it.
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        what: &str,
+        condition: impl Fn(&Invoice) -> bool,
+    ) -> Invoice {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let invoice = self.invoice(id).await;
+            if condition(&invoice) {
+                return invoice;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "invoice never became {what}: {invoice:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls until the listener has processed block `number` (up to 60 s).
+    pub async fn wait_processed(&self, number: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let cursor = self
+                .store
+                .chain_cursor(&self.config.name)
+                .await
+                .expect("cursor");
+            if cursor
+                .and_then(|c| c.processed_block)
+                .is_some_and(|p| p >= number as i64)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "block {number} never processed: {cursor:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The kinds of the invoice's outbox events, oldest first.
+    pub async fn event_kinds(&self, id: &str) -> Vec<String> {
+        self.events(id).await.into_iter().map(|e| e.kind).collect()
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<OutboxEvent> {
+        let mut conn = self.store.pool().acquire().await.expect("connection");
+        polypay_host::store::invoices::events_of(&mut conn, id)
+            .await
+            .expect("events")
+    }
+}
