@@ -174,7 +174,7 @@ impl Server {
             Ok(())
         });
         // Chain listeners (one per `[[chains]]` entry) and the expiry scheduler.
-        let listeners = crate::chain::evm_listeners(&context.config.chains, &context.store)
+        let listeners = crate::chain::listeners(&context.config.chains, &context.store)
             .map_err(|e| anyhow::anyhow!("chains: {e}"))?;
         for listener in listeners {
             let mut stop = shutdown.subscribe();

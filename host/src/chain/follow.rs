@@ -520,8 +520,9 @@ impl<S: ChainSource> Follower<S> {
         Ok(Progress::RolledBack { ancestor })
     }
 
-    /// Brings the watch set up to date with the active payment targets.
-    async fn refresh_watch(&mut self) -> Result<(), StoreError> {
+    /// Brings the watch set up to date with the active payment targets (every step does;
+    /// a caller may do it ahead of the first step).
+    pub async fn refresh_watch(&mut self) -> Result<(), StoreError> {
         let now = now_ms();
         let full =
             self.watch_loaded_at.is_none() || self.watch_full_reload.elapsed() >= WATCH_FULL_RELOAD;

@@ -12,10 +12,12 @@
 //! - **what a listener is doing** ([`ChainStatus`]), published live on a
 //!   `tokio::sync::watch` channel, kept in `chain_cursors`, and exported as
 //!   `polypay_chain_*` metrics;
-//! - **the EVM listener** ([`evm`]): alloy over JSON-RPC/HTTP.
-//!
-//! A TRON listener (`chain::tron`) will sit beside [`evm`] and produce the same
-//! [`ObservedTransfer`]s; `kind = "tron"` is already a recognised config value.
+//! - **following a chain** ([`follow`]): the chain-neutral loop (cursor, reorg rollback,
+//!   watch set, committing transfers with the settlement they cause) that drives a
+//!   chain-specific [`follow::ChainSource`];
+//! - **the EVM listener** ([`evm`]): alloy over JSON-RPC/HTTP;
+//! - **the TRON listener** ([`tron`]): java-tron's HTTP API, TRX and TRC20, finality by
+//!   the solidified block.
 //!
 //! # Guarantees every listener keeps
 //!
@@ -43,24 +45,52 @@ pub use config::{
 use crate::invoice::Amount;
 use crate::store::Store;
 
-/// A listener for every `[[chains]]` entry this host can follow, ready to `run`. Entries of
-/// kind `tron` are skipped with a warning until `chain::tron` exists.
-pub fn evm_listeners(
-    chains: &[ChainConfig],
-    store: &Store,
-) -> Result<Vec<evm::EvmListener>, ChainConfigError> {
-    let mut listeners = Vec::new();
-    for (index, chain) in chains.iter().enumerate() {
-        match chain.kind {
-            ChainKind::Evm => {
-                listeners.push(evm::EvmListener::from_config(chain, index, store.clone())?)
-            }
-            ChainKind::Tron => {
-                tracing::warn!(chain = %chain.name, "no TRON listener yet; chain not followed")
-            }
+/// The listener of one `[[chains]]` entry, ready to `run`.
+pub enum Listener {
+    Evm(evm::EvmListener),
+    Tron(tron::TronListener),
+}
+
+impl Listener {
+    /// The chain's name.
+    pub fn chain(&self) -> &str {
+        match self {
+            Listener::Evm(l) => &l.network().name,
+            Listener::Tron(l) => &l.settings().chain,
         }
     }
-    Ok(listeners)
+
+    /// The live state of this listener.
+    pub fn status(&self) -> tokio::sync::watch::Receiver<ChainStatus> {
+        match self {
+            Listener::Evm(l) => l.status(),
+            Listener::Tron(l) => l.status(),
+        }
+    }
+
+    /// Follows the chain until `shutdown` resolves (see [`follow`]).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        match self {
+            Listener::Evm(l) => l.run(shutdown).await,
+            Listener::Tron(l) => l.run(shutdown).await,
+        }
+    }
+}
+
+/// A listener for every `[[chains]]` entry.
+pub fn listeners(chains: &[ChainConfig], store: &Store) -> Result<Vec<Listener>, ChainConfigError> {
+    chains
+        .iter()
+        .enumerate()
+        .map(|(index, chain)| {
+            Ok(match chain.kind {
+                ChainKind::Evm => {
+                    Listener::Evm(evm::EvmListener::from_config(chain, index, store.clone())?)
+                }
+                ChainKind::Tron => Listener::Tron(tron::listener(chain, index, store.clone())?),
+            })
+        })
+        .collect()
 }
 
 /// A transfer a listener saw to a watched address (or a payment-contract event), as the
