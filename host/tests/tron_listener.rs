@@ -36,6 +36,20 @@ async fn wait_status(
     }
 }
 
+/// Waits until the listener has published a state with a final block (it settled).
+async fn wait_settled(status: &tokio::sync::watch::Receiver<polypay_host::chain::ChainStatus>) {
+    let mut status = status.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status.borrow().final_block.is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "no final block: {:?}",
+            *status.borrow()
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), status.changed()).await;
+    }
+}
+
 /// The listener stored, for every block from `from` to the head, the id the chain has.
 async fn every_block_recorded(h: &TronHarness, from: u64) {
     let head = h.chain().head();
@@ -344,7 +358,44 @@ async fn a_listener_killed_at_random_points_counts_every_transfer_exactly_once(d
     }
 }
 
+async fn a_node_with_a_lagging_solidified_view_never_unconfirms_a_paid_invoice(db: TestDb) {
+    let mut h = TronHarness::start(db).await;
+    let (payer, shop) = (SimChain::account(1), SimChain::account(10));
+    h.chain().set_solidified_lag(0);
+    h.spawn_listener();
+    let invoice = h
+        .open_for_an_hour(
+            "TRX",
+            "2",
+            TargetSpec::FixedAddress {
+                address: shop.to_string(),
+            },
+        )
+        .await;
+    h.chain().transfer_trx(payer, shop, 2_000_000);
+    h.chain().mine();
+    h.wait_for(&invoice.id, "paid", |i| i.status == Paid).await;
+
+    // Restarted against a node whose solidified block lags far behind the paying block,
+    // the listener settles the invoices paid in recent blocks again.
+    h.kill_listener();
+    h.chain().set_solidified_lag(19);
+    h.spawn_listener();
+    h.chain().mine_blocks(2);
+    h.wait_caught_up().await;
+    wait_settled(h.status.as_ref().unwrap()).await;
+    let after = h.invoice(&invoice.id).await;
+    assert_eq!(after.status, Paid);
+    assert_eq!(after.amount_confirmed, Amount::from(2_000_000));
+    let kinds = h.event_kinds(&invoice.id).await;
+    assert!(
+        !kinds.contains(&"invoice.reverted".to_string()),
+        "{kinds:?}"
+    );
+}
+
 on_both_backends!(
+    a_node_with_a_lagging_solidified_view_never_unconfirms_a_paid_invoice,
     a_reorg_near_the_head_rolls_the_payment_back_and_the_remined_payment_pays_once,
     failing_nodes_hand_over_without_a_skipped_block_or_a_doubled_transfer,
     a_restarted_listener_resumes_from_the_stored_cursor,

@@ -28,7 +28,9 @@
 //! Confirmations are counted against the *processed* block, not the node's head: a
 //! listener that lags never confirms blocks it has not checked for reorgs. On a chain
 //! with a final block (TRON's solidified block), a payment is confirmed only once its
-//! block is also at or below that block.
+//! block is also at or below that block. The final block only grows: it is kept in the
+//! cursor, and a node reporting a lower one (a lagging fallback, after a restart) does not
+//! move it back, so a paid invoice is never "un-confirmed" by a slower node.
 //!
 //! [`Follower::run`] repeats steps; a failed step is retried after a pause that doubles
 //! from half a second up to `max_retry_interval_ms`, so an outage never skips a block. The
@@ -299,13 +301,16 @@ impl<S: ChainSource> Follower<S> {
             self.source.check().await.map_err(FollowError::Source)?;
             self.checked = true;
         }
-        let head = self.source.head().await.map_err(FollowError::Source)?;
-        let processed = match self
-            .store
-            .chain_cursor(&chain)
-            .await?
-            .and_then(|c| c.processed_block)
-        {
+        let mut head = self.source.head().await.map_err(FollowError::Source)?;
+        let cursor = self.store.chain_cursor(&chain).await?;
+        // Irreversible is irreversible: a node whose solidified view lags (another
+        // endpoint, a restart) never lowers the final block invoices were settled against.
+        let stored_final = cursor.and_then(|c| c.final_block).map(|f| f as u64);
+        head.final_block = head.final_block.map(|f| {
+            f.max(stored_final.unwrap_or(0))
+                .max(self.settled_final.unwrap_or(0))
+        });
+        let processed = match cursor.and_then(|c| c.processed_block) {
             Some(processed) => processed,
             None => {
                 let start = self.settings.start_block.unwrap_or(head.number);
@@ -376,13 +381,16 @@ impl<S: ChainSource> Follower<S> {
         let keep_from = to as i64 - self.settings.max_reorg_depth as i64;
         chain_queries::save_block_hashes(&mut tx, &chain, &ids, keep_from).await?;
         chain_queries::set_processed(&mut tx, &chain, to as i64, head.number, now).await?;
+        if let Some(f) = head.final_block {
+            chain_queries::raise_final_block(&mut tx, &chain, f).await?;
+        }
         // Confirmations advance: every confirming invoice, and every invoice paid (maybe
         // partly) in a block that this range, or the final block's move, confirms.
         touched.extend(
             chain_queries::invoice_ids_in_status(&mut tx, &chain, InvoiceStatus::Confirming)
                 .await?,
         );
-        let low = self.confirmation_window_low(processed);
+        let low = self.confirmation_window_low(processed, head);
         touched
             .extend(chain_queries::invoices_paid_in_blocks(&mut tx, &chain, low, to as i64).await?);
         let view = view(to as i64, head.final_block);
@@ -401,10 +409,14 @@ impl<S: ChainSource> Follower<S> {
     }
 
     /// The lowest block whose payments this step may newly confirm: `confirmations` deep
-    /// below the previous processed block, or just above the final block the invoices
-    /// were last settled against (after a restart: as far back as reorgs are followed).
-    fn confirmation_window_low(&self, processed: i64) -> i64 {
+    /// below the previous processed block, and on a chain with a final block, just above
+    /// the final block the invoices were last settled against (after a restart: as far
+    /// back as reorgs are followed).
+    fn confirmation_window_low(&self, processed: i64, head: Head) -> i64 {
         let by_depth = processed - i64::from(self.settings.confirmations.max(1)) + 1;
+        if head.final_block.is_none() {
+            return by_depth;
+        }
         let by_final = match self.settled_final {
             Some(f) => f as i64 + 1,
             None => processed - self.settings.max_reorg_depth as i64,
@@ -426,11 +438,14 @@ impl<S: ChainSource> Follower<S> {
                 .await?
                 .into_iter()
                 .collect();
-        let low = self.confirmation_window_low(processed);
+        let low = self.confirmation_window_low(processed, head);
         touched
             .extend(chain_queries::invoices_paid_in_blocks(&mut tx, &chain, low, processed).await?);
         let view = view(processed, head.final_block);
         matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
+        if let Some(f) = head.final_block {
+            chain_queries::raise_final_block(&mut tx, &chain, f).await?;
+        }
         tx.commit().await?;
         self.settled_final = head.final_block;
         Ok(())
@@ -501,6 +516,9 @@ impl<S: ChainSource> Follower<S> {
                 .into_iter()
                 .collect();
         chain_queries::set_processed(&mut tx, &chain, ancestor, head.number, now).await?;
+        if let Some(f) = head.final_block {
+            chain_queries::raise_final_block(&mut tx, &chain, f).await?;
+        }
         touched.extend(
             chain_queries::invoice_ids_in_status(&mut tx, &chain, InvoiceStatus::Confirming)
                 .await?,
