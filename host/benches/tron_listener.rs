@@ -89,6 +89,7 @@ fn config(url: &str) -> ChainConfig {
         contract,
         unique_amount_step: None,
         unique_amount_slots: 1_000,
+        unique_amount_reuse_after_secs: 0,
         payment_tolerance: None,
     };
     ChainConfig {

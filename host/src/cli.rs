@@ -43,6 +43,9 @@ pub enum Command {
     /// Inspect and replay webhook deliveries.
     #[command(subcommand)]
     Webhook(crate::webhook::cli::WebhookCommand),
+    /// Inspect invoices set aside because settling them failed, and retry them.
+    #[command(subcommand)]
+    Invoice(crate::invoice::cli::InvoiceCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +95,7 @@ impl Cli {
             }
             Command::Merchant(command) => run_merchant(config, command).await,
             Command::Webhook(command) => crate::webhook::cli::run(config, command).await,
+            Command::Invoice(command) => crate::invoice::cli::run(config, command).await,
         }
     }
 }

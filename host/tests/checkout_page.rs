@@ -15,15 +15,21 @@ use axum::response::Html;
 use axum::routing::get;
 use common::browser::{self, repo_root};
 use polypay_host::app::Server;
-use polypay_host::chain::{ChainConfig, ObservedTransfer};
+use polypay_host::chain::ChainConfig;
 use polypay_host::config::{Config, ListenConfig};
-use polypay_host::invoice::{Amount, MatchStrategy};
+use polypay_host::invoice::{
+    Allocation, Amount, ChainView, Invoice, InvoiceService, NewInvoice, ObservedTransfer,
+};
 use polypay_host::merchant::CredentialSpec;
-use polypay_host::store::invoices::{ChainView, Invoice, NewInvoice, NewTarget};
 use polypay_host::store::now_ms;
 use serde_json::{Value, json};
 
 const MERCHANT_ADDRESS: &str = "0x889fB20cA7D3B2Bbb7bc888F18d1fE68742087Af";
+const OTHER_ADDRESSES: [&str; 3] = [
+    "0x00000000000000000000000000000000000000a1",
+    "0x00000000000000000000000000000000000000a2",
+    "0x00000000000000000000000000000000000000a3",
+];
 const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
 const CHAIN_ID: u64 = 11_155_111;
 const TXN_HASH: &str = "0xa477aae4aa81df7c7b108bcc65450c7fa36b77f671b2768759e6485acd10f507";
@@ -85,36 +91,30 @@ impl CheckoutApp {
         format!("http://{}{path}", self.server.public_addr)
     }
 
-    /// A 10.5 USDT fixed-address invoice expiring `expires_in_ms` from now.
+    /// A 10.5 USDT fixed-address invoice at [`MERCHANT_ADDRESS`] expiring `expires_in_ms`
+    /// from now.
     async fn invoice(&self, expires_in_ms: i64, return_url: &str) -> Invoice {
+        self.invoice_at(MERCHANT_ADDRESS, expires_in_ms, return_url)
+            .await
+    }
+
+    /// The same at another address (one fixed-address invoice may be open per address).
+    async fn invoice_at(&self, address: &str, expires_in_ms: i64, return_url: &str) -> Invoice {
         let now = now_ms();
-        self.server
-            .context
-            .store
-            .create_invoice(&NewInvoice {
-                id: uuid::Uuid::new_v4().to_string(),
-                merchant_id: self.merchant_id.clone(),
-                plugin: "test".into(),
-                merchant_order_id: None,
-                chain: "sepolia".into(),
-                asset: "USDT".into(),
-                decimals: 6,
-                amount_due: Amount::from(10_500_000),
-                tolerance: Amount::ZERO,
-                confirmations_required: 3,
-                strategy: MatchStrategy::FixedAddress,
-                target: NewTarget {
-                    address: MERCHANT_ADDRESS.into(),
-                    reserved_amount: None,
-                    derivation_index: None,
-                },
-                pay_reference: None,
-                notify_url: Some("https://merchant.example/notify".into()),
-                return_url: Some(return_url.into()),
-                plugin_data: json!({ "title": "Order NO: 23435435646" }),
-                expires_at: now + expires_in_ms,
-                monitor_until: now + expires_in_ms + 600_000,
-            })
+        let mut new = NewInvoice::new(
+            &self.merchant_id,
+            "test",
+            "sepolia",
+            ("USDT", 6),
+            Amount::from(10_500_000),
+            now + expires_in_ms,
+        );
+        new.notify_url = Some("https://merchant.example/notify".into());
+        new.return_url = Some(return_url.into());
+        new.plugin_data = json!({ "title": "Order NO: 23435435646" });
+        new.monitor_until = now + expires_in_ms + 600_000;
+        InvoiceService::new(self.server.context.store.clone())
+            .create(&new, &Allocation::fixed_address(&new, address, 3))
             .await
             .unwrap()
     }
@@ -131,6 +131,7 @@ impl CheckoutApp {
             log_index: 0,
             block_number: 100,
             block_hash: format!("0x{}", "11".repeat(32)),
+            block_time: now,
             from: "0x00000000000000000000000000000000000000bb".into(),
             to: MERCHANT_ADDRESS.into(),
             asset: "USDT".into(),
@@ -144,18 +145,18 @@ impl CheckoutApp {
             credited.contains(invoice_id),
             "the transfer pays {invoice_id}"
         );
-        polypay_host::matcher::settle_invoices(
-            &mut tx,
-            store.backend(),
-            &credited,
-            ChainView {
-                head_block: 110,
-                final_block: None,
-            },
-            now,
-        )
-        .await
-        .unwrap();
+        InvoiceService::new(store.clone())
+            .settle_in(
+                &mut tx,
+                &credited,
+                ChainView {
+                    processed_block: 110,
+                    final_block: None,
+                },
+                now,
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let paid = store.invoice(invoice_id).await.unwrap().unwrap();
         assert_eq!(paid.status.as_str(), "paid");
@@ -319,15 +320,22 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     let shop = merchant_site().await;
     let return_url = format!("{shop}/orders/9/done");
     let pending = app.invoice(15 * 60_000, &return_url).await;
-    let expired = app.invoice(-60_000, &return_url).await;
+    let expired = app
+        .invoice_at(OTHER_ADDRESSES[0], -60_000, &return_url)
+        .await;
     let store = &app.server.context.store;
-    let expired_now = store.expire_due(now_ms(), 10).await.unwrap();
+    let invoices = InvoiceService::new(store.clone());
+    let expired_now = invoices.expire_due(now_ms(), 10).await.unwrap();
     assert_eq!(expired_now.len(), 1);
     assert_eq!(expired_now[0].id, expired.id);
     // Past its deadline, but the host's expiry job has not run yet.
-    let overdue = app.invoice(-1_000, &return_url).await;
-    let cancelled = app.invoice(15 * 60_000, &return_url).await;
-    store.cancel_invoice(&cancelled.id).await.unwrap();
+    let overdue = app
+        .invoice_at(OTHER_ADDRESSES[1], -1_000, &return_url)
+        .await;
+    let cancelled = app
+        .invoice_at(OTHER_ADDRESSES[2], 15 * 60_000, &return_url)
+        .await;
+    invoices.cancel(&cancelled.id).await.unwrap();
 
     let scenario = json!({
         "base": app.url(""),

@@ -111,7 +111,7 @@ async fn a_reorg_near_the_head_rolls_the_payment_back_and_the_remined_payment_pa
         ["invoice.created", "invoice.confirming", "invoice.reverted"]
     );
     let reverted = h.events(&invoice.id).await.pop().unwrap();
-    assert_eq!(reverted.payload["previous_status"], "confirming");
+    assert_eq!(reverted.1.previous_status, Some(Confirming));
     let transfers = h.store.transfers_of_invoice(&invoice.id).await.unwrap();
     assert_eq!(transfers.len(), 1);
     assert!(transfers[0].removed, "kept, marked removed");
@@ -251,16 +251,16 @@ async fn a_restarted_listener_resumes_from_the_stored_cursor(db: TestDb) {
     })
     .await;
     h.chain().set_solidified_lag(0);
-    let (payer, shop) = (SimChain::account(1), SimChain::account(10));
+    let payer = SimChain::account(1);
+    // A derived address: partial payments accumulate.
     let invoice = h
         .open_for_an_hour(
             "TRX",
             "10",
-            TargetSpec::FixedAddress {
-                address: shop.to_string(),
-            },
+            TargetSpec::DerivedAddress { xpub: XPUB.into() },
         )
         .await;
+    let shop = invoice.pay_address.parse().unwrap();
     h.spawn_listener();
     h.chain().transfer_trx(payer, shop, 4_000_000);
     h.chain().mine_blocks(5);

@@ -157,7 +157,7 @@ async fn derived_addresses_are_the_wallets_tron_addresses_and_get_paid(db: TestD
     assert_eq!(second.pay_address, "TFz2CJn9CJb8C4i1Gke3jmZX2fRMJxniH2");
 
     let payer = SimChain::account(1);
-    let to = |i: &polypay_host::store::invoices::Invoice| i.pay_address.parse().unwrap();
+    let to = |i: &polypay_host::invoice::Invoice| i.pay_address.parse().unwrap();
     h.chain().transfer_trc20(
         usdt(),
         payer,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::db::TestDb;
+use polypay_host::invoice::InvoiceService;
 use polypay_host::store::now_ms;
 use polypay_host::store::outbox::{
     self, AttemptOutcome, DeliveryState, Next, ReplayError, SummaryState,
@@ -289,8 +290,14 @@ async fn later_event_of_an_invoice_waits_for_the_earlier_one_while_other_invoice
     })
     .await;
     let a = invoice(&store, &merchant, Some(&receiver.url("/a"))).await;
-    store.mark_submitted(&a.id).await.unwrap();
-    store.cancel_invoice(&a.id).await.unwrap();
+    InvoiceService::new(store.clone())
+        .mark_submitted(&a.id)
+        .await
+        .unwrap();
+    InvoiceService::new(store.clone())
+        .cancel(&a.id)
+        .await
+        .unwrap();
     let b = invoice(&store, &merchant, Some(&receiver.url("/b"))).await;
     let a_events = events_of(&store, &a.id).await;
     assert_eq!(
@@ -347,7 +354,10 @@ async fn dead_lettered_earlier_event_does_not_block_later_ones(db: TestDb) {
     })
     .await;
     let invoice = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
-    store.cancel_invoice(&invoice.id).await.unwrap();
+    InvoiceService::new(store.clone())
+        .cancel(&invoice.id)
+        .await
+        .unwrap();
     let events = events_of(&store, &invoice.id).await;
     let mut config = fast_config();
     config.retry.max_attempts = 2;
@@ -462,7 +472,10 @@ async fn events_the_plugin_declines_or_without_callback_url_are_skipped(db: Test
     let receiver = Receiver::accepting().await;
     let merchant = merchant(&store).await;
     let with_url = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
-    store.cancel_invoice(&with_url.id).await.unwrap();
+    InvoiceService::new(store.clone())
+        .cancel(&with_url.id)
+        .await
+        .unwrap();
     let without_url = invoice(&store, &merchant, None).await;
     let renderer = Arc::new(TestRenderer {
         skip_kinds: vec!["invoice.created".into()],
@@ -941,7 +954,10 @@ async fn two_workers_on_one_postgres_database_never_send_the_same_attempt_twice(
     let mut invoices = Vec::new();
     for _ in 0..INVOICES {
         let invoice = invoice(&setup, &merchant, Some(&receiver.url("/notify"))).await;
-        setup.cancel_invoice(&invoice.id).await.unwrap();
+        InvoiceService::new(setup.clone())
+            .cancel(&invoice.id)
+            .await
+            .unwrap();
         invoices.push(invoice.id);
     }
     let mut config = fast_config();

@@ -43,10 +43,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::{ChainConfig, ChainStatus, ObservedTransfer};
-use crate::invoice::InvoiceStatus;
+use crate::invoice::{ChainView, InvoiceError, InvoiceService, InvoiceStatus};
 use crate::matcher;
 use crate::store::chain_queries;
-use crate::store::invoices::{ChainView, InvoiceError};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The watch set is rebuilt from scratch this often (dropping released targets); in
@@ -115,11 +114,12 @@ pub trait ChainSource: Send + 'static {
 
     fn head(&mut self) -> impl Future<Output = Result<Head, Self::Error>> + Send;
 
-    /// Block `number`'s id, `None` when the node has no such block any more.
-    fn block_id(
+    /// Block `number` (its id, parent id and time), `None` when the node has no such
+    /// block any more.
+    fn block(
         &mut self,
         number: u64,
-    ) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Option<ScannedBlock>, Self::Error>> + Send;
 
     /// Everything blocks `from..=to` hold for `watch`.
     fn scan(
@@ -207,6 +207,7 @@ pub struct Follower<S: ChainSource> {
     source: S,
     settings: Settings,
     store: Store,
+    invoices: InvoiceService,
     status: watch::Sender<ChainStatus>,
     watch: S::Watch,
     watch_loaded_at: Option<i64>,
@@ -234,6 +235,7 @@ impl<S: ChainSource> Follower<S> {
             ranges_under_ceiling: 0,
             source,
             settings,
+            invoices: InvoiceService::new(store.clone()),
             store,
             status,
             watch: S::Watch::default(),
@@ -334,10 +336,10 @@ impl<S: ChainSource> Follower<S> {
             if let Some(stored) = &tip_id {
                 let on_node = self
                     .source
-                    .block_id(processed as u64)
+                    .block(processed as u64)
                     .await
                     .map_err(FollowError::Source)?;
-                if on_node.as_deref() != Some(stored.as_str()) {
+                if on_node.map(|b| b.id).as_deref() != Some(stored.as_str()) {
                     return self.roll_back(processed, head).await;
                 }
             }
@@ -380,7 +382,8 @@ impl<S: ChainSource> Follower<S> {
             .collect();
         let keep_from = to as i64 - self.settings.max_reorg_depth as i64;
         chain_queries::save_block_hashes(&mut tx, &chain, &ids, keep_from).await?;
-        chain_queries::set_processed(&mut tx, &chain, to as i64, head.number, now).await?;
+        let processed_to = (to as i64, scan.last().timestamp_ms);
+        chain_queries::set_processed(&mut tx, &chain, processed_to, head.number, now).await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
@@ -394,7 +397,9 @@ impl<S: ChainSource> Follower<S> {
         touched
             .extend(chain_queries::invoices_paid_in_blocks(&mut tx, &chain, low, to as i64).await?);
         let view = view(to as i64, head.final_block);
-        matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
+        self.invoices
+            .settle_in(&mut tx, &touched, view, now)
+            .await?;
         tx.commit().await?;
         self.settled_final = head.final_block;
 
@@ -442,7 +447,9 @@ impl<S: ChainSource> Follower<S> {
         touched
             .extend(chain_queries::invoices_paid_in_blocks(&mut tx, &chain, low, processed).await?);
         let view = view(processed, head.final_block);
-        matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
+        self.invoices
+            .settle_in(&mut tx, &touched, view, now)
+            .await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
@@ -493,15 +500,15 @@ impl<S: ChainSource> Follower<S> {
         {
             let on_node = self
                 .source
-                .block_id(number as u64)
+                .block(number as u64)
                 .await
                 .map_err(FollowError::Source)?;
-            if on_node.as_deref() == Some(stored.as_str()) {
-                ancestor = Some(number);
+            if let Some(block) = on_node.filter(|b| b.id == stored) {
+                ancestor = Some((number, block.timestamp_ms));
                 break;
             }
         }
-        let Some(ancestor) = ancestor else {
+        let Some((ancestor, ancestor_time)) = ancestor else {
             return Err(FollowError::ReorgTooDeep {
                 depth: self.settings.max_reorg_depth,
                 low,
@@ -515,7 +522,8 @@ impl<S: ChainSource> Follower<S> {
                 .await?
                 .into_iter()
                 .collect();
-        chain_queries::set_processed(&mut tx, &chain, ancestor, head.number, now).await?;
+        chain_queries::set_processed(&mut tx, &chain, (ancestor, ancestor_time), head.number, now)
+            .await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
@@ -524,8 +532,11 @@ impl<S: ChainSource> Follower<S> {
                 .await?,
         );
         let view = view(ancestor, head.final_block);
-        let changed =
-            matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
+        let changed = self
+            .invoices
+            .settle_in(&mut tx, &touched, view, now)
+            .await?
+            .changed;
         tx.commit().await?;
 
         metrics::counter!("polypay_chain_reorgs_total", "chain" => chain.clone()).increment(1);
@@ -629,7 +640,7 @@ impl<S: ChainSource> Follower<S> {
 /// (never beyond what was processed).
 fn view(processed: i64, final_block: Option<u64>) -> ChainView {
     ChainView {
-        head_block: processed,
+        processed_block: processed,
         final_block: final_block.map(|f| (f as i64).min(processed)),
     }
 }

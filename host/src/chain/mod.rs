@@ -42,7 +42,7 @@ pub use config::{
     AssetConfig, ChainConfig, ChainConfigError, ChainKind, PaymentContractConfig, validate_chains,
 };
 
-use crate::invoice::Amount;
+pub use crate::invoice::{NATIVE_LOG_INDEX, ObservedTransfer};
 use crate::store::Store;
 
 /// The listener of one `[[chains]]` entry, ready to `run`.
@@ -55,7 +55,7 @@ impl Listener {
     /// The chain's name.
     pub fn chain(&self) -> &str {
         match self {
-            Listener::Evm(l) => &l.network().name,
+            Listener::Evm(l) => &l.settings().chain,
             Listener::Tron(l) => &l.settings().chain,
         }
     }
@@ -84,42 +84,19 @@ pub fn listeners(chains: &[ChainConfig], store: &Store) -> Result<Vec<Listener>,
         .enumerate()
         .map(|(index, chain)| {
             Ok(match chain.kind {
-                ChainKind::Evm => {
-                    Listener::Evm(evm::EvmListener::from_config(chain, index, store.clone())?)
-                }
+                ChainKind::Evm => Listener::Evm(evm::listener(chain, index, store.clone())?),
                 ChainKind::Tron => Listener::Tron(tron::listener(chain, index, store.clone())?),
             })
         })
         .collect()
 }
 
-/// A transfer a listener saw to a watched address (or a payment-contract event), as the
-/// matcher and the `observed_transfers` table take it.
+/// A chain's native coin (ETH, BNB, TRX, …), as its listener needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedTransfer {
-    /// The config name of the chain (`ethereum`, `bsc`, …).
-    pub chain: String,
-    /// Transaction hash, `0x`-prefixed lowercase hex.
-    pub tx_hash: String,
-    /// Index of the log within its block; [`NATIVE_LOG_INDEX`] for a native transfer.
-    pub log_index: i64,
-    pub block_number: u64,
-    /// Block hash, `0x`-prefixed lowercase hex.
-    pub block_hash: String,
-    /// The payer (for a payment-contract event: the sender of the transaction).
-    pub from: String,
-    /// The receiving address (for a payment-contract event: its `recipient`).
-    pub to: String,
-    /// Asset symbol from the chain's config.
-    pub asset: String,
-    /// Amount in the asset's base units.
-    pub amount: Amount,
-    /// The invoice reference a payment-contract event names; `None` for plain transfers.
-    pub reference: Option<String>,
+pub struct NativeAsset {
+    pub symbol: String,
+    pub decimals: u8,
 }
-
-/// `log_index` of a native-coin transfer, which has no log.
-pub const NATIVE_LOG_INDEX: i64 = -1;
 
 /// What a listener is doing, as published on its status channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

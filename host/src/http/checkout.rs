@@ -43,8 +43,8 @@ use tokio::time::Instant;
 use super::ApiError;
 use crate::app::AppContext;
 use crate::chain::{ChainConfig, ChainKind};
+use crate::invoice::Invoice;
 use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, Outcome};
-use crate::store::invoices::Invoice;
 
 /// The page's files, built into `OUT_DIR` by `build.rs`: `ASSETS`, a list of
 /// (path relative to the build output, bytes).

@@ -29,6 +29,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, flag, read_flag};
+use crate::invoice::EventPayload;
 
 /// Where an outbox event is in its delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -702,8 +703,7 @@ pub async fn insert_test_event(
     store: &Store,
     plugin: &str,
     merchant_id: &str,
-    kind: &str,
-    payload: &serde_json::Value,
+    payload: &EventPayload,
     now: i64,
 ) -> Result<i64, StoreError> {
     let id: i64 = sqlx::query_scalar(
@@ -712,13 +712,34 @@ pub async fn insert_test_event(
     )
     .bind(merchant_id)
     .bind(plugin)
-    .bind(kind)
-    .bind(payload.to_string())
+    .bind(&payload.kind)
+    .bind(payload.to_json())
     .bind(now)
     .bind(now)
     .fetch_one(store.pool())
     .await?;
     Ok(id)
+}
+
+/// The outbox events of an invoice with their payloads, oldest first.
+pub async fn invoice_events(
+    conn: &mut AnyConnection,
+    invoice_id: &str,
+) -> Result<Vec<(Delivery, EventPayload)>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DELIVERY_COLUMNS}, payload FROM outbox_events WHERE invoice_id = $1 ORDER BY id"
+    )))
+    .bind(invoice_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let payload: String = row.try_get("payload")?;
+            let payload = EventPayload::from_json(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+            Ok((delivery_from_row(row)?, payload))
+        })
+        .collect()
 }
 
 /// An invoice's callback delivery in one word (WIT `invoices.webhook-summary`).

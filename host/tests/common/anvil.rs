@@ -20,18 +20,15 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::sol_types::{SolCall, SolValue};
-use polypay_host::chain::evm::EvmListener;
 use polypay_host::chain::{
     AssetConfig, ChainConfig, ChainKind, ChainStatus, PaymentContractConfig,
 };
-use polypay_host::invoice::Amount;
-use polypay_host::matcher::expiry::ExpiryScheduler;
-use polypay_host::matcher::{TargetSpec, open_invoice};
-use polypay_host::store::Store;
-use polypay_host::store::invoices::{Invoice, NewInvoice, NewTarget, OutboxEvent};
+use polypay_host::invoice::{Amount, Invoice};
+use polypay_host::matcher::TargetSpec;
 use serde_json::{Value, json};
 
 use super::db::TestDb;
+use super::merchant::Merchant;
 use super::polypay::free_port;
 
 alloy::sol! {
@@ -45,6 +42,10 @@ alloy::sol! {
 const TEST_TOKEN_ARTIFACT: &str = include_str!("../../../contracts/artifacts/TestToken.json");
 const INVOICE_PAYMENT_ARTIFACT: &str =
     include_str!("../../../contracts/artifacts/InvoicePayment.json");
+
+/// BIP32 test vector 1, chain m/0H/1: an extended public key whose children nobody uses,
+/// for derived-address invoices (public derivation only).
+pub const TEST_XPUB: &str = "xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ";
 
 /// anvil's default chain id.
 pub const CHAIN_ID: u64 = 31337;
@@ -257,6 +258,13 @@ impl Anvil {
             .await;
     }
 
+    /// Gives the next mined block the timestamp `time_ms` (unix ms, rounded up to the
+    /// second, the unit of EVM block times); later blocks follow from it.
+    pub async fn set_next_block_time(&self, time_ms: i64) {
+        let secs = (time_ms + 999) / 1000;
+        self.rpc("evm_setNextBlockTimestamp", json!([secs])).await;
+    }
+
     /// Turns automine (one block per transaction) on or off.
     pub async fn set_automine(&self, on: bool) {
         self.rpc("evm_setAutomine", json!([on])).await;
@@ -443,6 +451,7 @@ impl TestChain {
                     contract: None,
                     unique_amount_step: None,
                     unique_amount_slots: 1_000,
+                    unique_amount_reuse_after_secs: 0,
                     payment_tolerance: None,
                 },
                 AssetConfig {
@@ -452,6 +461,7 @@ impl TestChain {
                     contract: Some(self.token.to_checksum(None)),
                     unique_amount_step: None,
                     unique_amount_slots: 1_000,
+                    unique_amount_reuse_after_secs: 0,
                     payment_tolerance: None,
                 },
             ],
@@ -531,16 +541,22 @@ impl TestChain {
 }
 
 /// A test chain, a fresh database, a merchant, and (when spawned) an EVM listener
-/// following the chain into the database: what an end-to-end payment test needs.
+/// following the chain into the database: what an end-to-end payment test needs. Derefs
+/// to its [`Merchant`].
 pub struct Harness {
     pub chain: TestChain,
-    pub config: ChainConfig,
-    pub store: Store,
-    pub merchant_id: String,
+    pub merchant: Merchant,
     listener: Option<tokio::task::JoinHandle<()>>,
     /// The status channel of the last listener spawned.
     pub status: Option<tokio::sync::watch::Receiver<ChainStatus>>,
-    _db: TestDb,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Merchant;
+
+    fn deref(&self) -> &Merchant {
+        &self.merchant
+    }
 }
 
 impl Harness {
@@ -557,36 +573,19 @@ impl Harness {
     ) -> Harness {
         let mut config = chain.config().await;
         edit(&mut config);
-        polypay_host::chain::validate_chains(std::slice::from_ref(&config))
-            .expect("valid chain config");
-        let store = db.store().await;
-        let merchant_id = uuid::Uuid::new_v4().to_string();
-        let now = polypay_host::store::now_ms();
-        sqlx::query(
-            "INSERT INTO merchants (id, name, plugin, profile, disabled, created_at, updated_at) \
-             VALUES ($1, 'test merchant', NULL, '{}', 0, $2, $2)",
-        )
-        .bind(&merchant_id)
-        .bind(now)
-        .execute(store.pool())
-        .await
-        .expect("insert merchant");
         Harness {
             chain,
-            config,
-            store,
-            merchant_id,
+            merchant: Merchant::open_shop(db, config).await,
             listener: None,
             status: None,
-            _db: db,
         }
     }
 
     /// Starts a listener task (replacing a running one).
     pub fn spawn_listener(&mut self) {
         self.kill_listener();
-        let listener =
-            EvmListener::from_config(&self.config, 0, self.store.clone()).expect("listener");
+        let listener = polypay_host::chain::evm::listener(&self.config, 0, self.store.clone())
+            .expect("listener");
         self.status = Some(listener.status());
         self.listener = Some(tokio::spawn(listener.run(std::future::pending())));
     }
@@ -598,70 +597,6 @@ impl Harness {
         }
     }
 
-    /// Starts the expiry scheduler (runs until the test ends).
-    pub fn spawn_expiry(&self) {
-        let scheduler = ExpiryScheduler::new(self.store.clone()).tick(Duration::from_millis(100));
-        tokio::spawn(scheduler.run(std::future::pending()));
-    }
-
-    /// Opens an invoice for `amount` (a decimal in the asset's units) that expires after
-    /// `expires_in`, with a post-expiry monitoring window of `window`.
-    pub async fn open(
-        &self,
-        asset: &str,
-        amount: &str,
-        spec: TargetSpec,
-        expires_in: Duration,
-        window: Duration,
-    ) -> Invoice {
-        let decimals = self
-            .config
-            .asset(asset)
-            .expect("asset of the test chain")
-            .decimals;
-        let now = polypay_host::store::now_ms();
-        let expires_at = now + expires_in.as_millis() as i64;
-        let new = NewInvoice {
-            id: uuid::Uuid::new_v4().to_string(),
-            merchant_id: self.merchant_id.clone(),
-            plugin: "test".into(),
-            merchant_order_id: None,
-            chain: self.config.name.clone(),
-            asset: asset.into(),
-            decimals,
-            amount_due: Amount::parse_decimal(amount, decimals).expect("amount"),
-            tolerance: Amount::ZERO,
-            confirmations_required: self.config.confirmations,
-            strategy: spec.strategy(),
-            target: NewTarget {
-                address: String::new(),
-                reserved_amount: None,
-                derivation_index: None,
-            },
-            pay_reference: None,
-            notify_url: None,
-            return_url: None,
-            plugin_data: json!({}),
-            expires_at,
-            monitor_until: expires_at + window.as_millis() as i64,
-        };
-        open_invoice(&self.store, &self.config, new, &spec)
-            .await
-            .expect("open invoice")
-    }
-
-    /// Opens an invoice that expires in an hour.
-    pub async fn open_for_an_hour(&self, asset: &str, amount: &str, spec: TargetSpec) -> Invoice {
-        self.open(
-            asset,
-            amount,
-            spec,
-            Duration::from_secs(3600),
-            Duration::from_secs(3600),
-        )
-        .await
-    }
-
     /// Opens a fixed-address USDT invoice paid to `to`, expiring in an hour.
     pub async fn open_fixed_usdt(&self, to: Address, amount: &str) -> Invoice {
         let spec = TargetSpec::FixedAddress {
@@ -670,70 +605,19 @@ impl Harness {
         self.open_for_an_hour("USDT", amount, spec).await
     }
 
-    pub async fn invoice(&self, id: &str) -> Invoice {
-        self.store
-            .invoice(id)
-            .await
-            .expect("read invoice")
-            .expect("invoice exists")
-    }
-
-    /// Polls the invoice until `condition` holds (up to 60 s), and returns it.
-    pub async fn wait_for(
-        &self,
-        id: &str,
-        what: &str,
-        condition: impl Fn(&Invoice) -> bool,
-    ) -> Invoice {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let invoice = self.invoice(id).await;
-            if condition(&invoice) {
-                return invoice;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "invoice never became {what}: {invoice:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// Polls until the listener has processed block `number` (up to 60 s).
-    pub async fn wait_processed(&self, number: u64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let cursor = self.store.chain_cursor(CHAIN).await.expect("cursor");
-            if cursor
-                .and_then(|c| c.processed_block)
-                .is_some_and(|p| p >= number as i64)
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "block {number} never processed: {cursor:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+    /// Opens a USDT invoice paid to an address derived from [`TEST_XPUB`], expiring in an
+    /// hour: any amount to that address counts, so partial payments accumulate.
+    pub async fn open_derived_usdt(&self, amount: &str) -> Invoice {
+        let spec = TargetSpec::DerivedAddress {
+            xpub: TEST_XPUB.into(),
+        };
+        self.open_for_an_hour("USDT", amount, spec).await
     }
 
     /// Polls until the listener has processed the node's current head.
     pub async fn wait_caught_up(&self) {
         self.wait_processed(self.chain.anvil.block_number().await)
             .await;
-    }
-
-    /// The kinds of the invoice's outbox events, oldest first.
-    pub async fn event_kinds(&self, id: &str) -> Vec<String> {
-        self.events(id).await.into_iter().map(|e| e.kind).collect()
-    }
-
-    pub async fn events(&self, id: &str) -> Vec<OutboxEvent> {
-        let mut conn = self.store.pool().acquire().await.expect("connection");
-        polypay_host::store::invoices::events_of(&mut conn, id)
-            .await
-            .expect("events")
     }
 
     /// Mints `amount` (decimal) test tokens to `to`.

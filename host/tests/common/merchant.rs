@@ -1,15 +1,15 @@
 //! A merchant in a fresh database, opening invoices on one configured chain through the
 //! host's Rust API and watching them change: the chain-neutral half of an end-to-end
-//! payment harness (`anvil::Harness`, `tron_chain::TronHarness`).
+//! payment harness (`anvil::Harness`, `tron_chain::TronHarness`, which deref to it).
 
 use std::time::{Duration, Instant};
 
 use polypay_host::chain::ChainConfig;
-use polypay_host::invoice::Amount;
-use polypay_host::matcher::{TargetSpec, open_invoice};
+use polypay_host::invoice::{Amount, EventPayload, Invoice, InvoiceService, NewInvoice};
+use polypay_host::matcher::TargetSpec;
+use polypay_host::matcher::expiry::ExpiryScheduler;
 use polypay_host::store::Store;
-use polypay_host::store::invoices::{Invoice, NewInvoice, NewTarget, OutboxEvent};
-use serde_json::json;
+use polypay_host::store::outbox::{self, Delivery};
 
 use super::db::TestDb;
 
@@ -45,6 +45,12 @@ impl Merchant {
         }
     }
 
+    /// Starts the expiry scheduler (runs until the test ends).
+    pub fn spawn_expiry(&self) {
+        let scheduler = ExpiryScheduler::new(self.store.clone()).tick(Duration::from_millis(100));
+        tokio::spawn(scheduler.run(std::future::pending()));
+    }
+
     /// Opens an invoice for `amount` (a decimal in the asset's units) that expires after
     /// `expires_in`, with a post-expiry monitoring window of `window`.
     pub async fn open(
@@ -62,31 +68,17 @@ impl Merchant {
             .decimals;
         let now = polypay_host::store::now_ms();
         let expires_at = now + expires_in.as_millis() as i64;
-        let new = NewInvoice {
-            id: uuid::Uuid::new_v4().to_string(),
-            merchant_id: self.merchant_id.clone(),
-            plugin: "test".into(),
-            merchant_order_id: None,
-            chain: self.config.name.clone(),
-            asset: asset.into(),
-            decimals,
-            amount_due: Amount::parse_decimal(amount, decimals).expect("amount"),
-            tolerance: Amount::ZERO,
-            confirmations_required: self.config.confirmations,
-            strategy: spec.strategy(),
-            target: NewTarget {
-                address: String::new(),
-                reserved_amount: None,
-                derivation_index: None,
-            },
-            pay_reference: None,
-            notify_url: None,
-            return_url: None,
-            plugin_data: json!({}),
+        let mut new = NewInvoice::new(
+            &self.merchant_id,
+            "test",
+            &self.config.name,
+            (asset, decimals),
+            Amount::parse_decimal(amount, decimals).expect("amount"),
             expires_at,
-            monitor_until: expires_at + window.as_millis() as i64,
-        };
-        open_invoice(&self.store, &self.config, new, &spec)
+        );
+        new.monitor_until = expires_at + window.as_millis() as i64;
+        InvoiceService::new(self.store.clone())
+            .open(&self.config, &new, &spec)
             .await
             .expect("open invoice")
     }
@@ -157,13 +149,16 @@ impl Merchant {
 
     /// The kinds of the invoice's outbox events, oldest first.
     pub async fn event_kinds(&self, id: &str) -> Vec<String> {
-        self.events(id).await.into_iter().map(|e| e.kind).collect()
+        self.events(id)
+            .await
+            .into_iter()
+            .map(|(e, _)| e.kind)
+            .collect()
     }
 
-    pub async fn events(&self, id: &str) -> Vec<OutboxEvent> {
+    /// The invoice's outbox events with their payloads, oldest first.
+    pub async fn events(&self, id: &str) -> Vec<(Delivery, EventPayload)> {
         let mut conn = self.store.pool().acquire().await.expect("connection");
-        polypay_host::store::invoices::events_of(&mut conn, id)
-            .await
-            .expect("events")
+        outbox::invoice_events(&mut conn, id).await.expect("events")
     }
 }

@@ -39,6 +39,7 @@ pub fn config(urls: &[String], start_block: u64) -> ChainConfig {
         contract,
         unique_amount_step: None,
         unique_amount_slots: 1_000,
+        unique_amount_reuse_after_secs: 0,
         payment_tolerance: None,
     };
     ChainConfig {

@@ -42,6 +42,7 @@ pub use source::{TronListener, TronSource, listener};
 
 use std::time::Duration;
 
+pub use super::NativeAsset;
 use super::{ChainConfig, ChainConfigError, ChainKind};
 
 /// TRX has 6 decimals: 1 TRX = 1 000 000 sun.
@@ -56,25 +57,12 @@ pub struct Network {
     /// Endpoints serving `/walletsolidity/*`, in order of preference.
     pub solidity_rpc_urls: Vec<String>,
     pub api_key: Option<String>,
-    pub confirmations: u32,
     /// Blocks a payment must be below the solidified block before it is final.
     pub solidified_depth: u32,
-    pub poll_interval: Duration,
     pub rpc_timeout: Duration,
-    pub max_retry_interval: Duration,
-    pub start_block: Option<u64>,
-    pub max_block_range: u64,
-    pub reorg_window: u64,
-    pub max_reorg_depth: u64,
     /// TRX, if the chain's assets include it.
     pub native: Option<NativeAsset>,
     pub tokens: Vec<Token>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NativeAsset {
-    pub symbol: String,
-    pub decimals: u8,
 }
 
 /// A TRC20 token.
@@ -170,15 +158,8 @@ impl Network {
             rpc_urls,
             solidity_rpc_urls,
             api_key: config.api_key.clone(),
-            confirmations: config.confirmations,
             solidified_depth: config.solidified_depth,
-            poll_interval: Duration::from_millis(config.poll_interval_ms),
             rpc_timeout: Duration::from_millis(config.rpc_timeout_ms),
-            max_retry_interval: Duration::from_millis(config.max_retry_interval_ms.max(1)),
-            start_block: config.start_block,
-            max_block_range: config.max_block_range.max(1),
-            reorg_window: config.reorg_window,
-            max_reorg_depth: config.max_reorg_depth,
             native,
             tokens,
         })

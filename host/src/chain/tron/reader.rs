@@ -300,6 +300,7 @@ impl BlockReader {
             log_index,
             block_number: number,
             block_hash: block_id.clone(),
+            block_time: block.timestamp_ms(),
             from: from.to_string(),
             to: to.to_string(),
             asset: asset.to_string(),
@@ -457,6 +458,7 @@ mod tests {
             contract: contract.map(str::to_string),
             unique_amount_step: None,
             unique_amount_slots: 1,
+            unique_amount_reuse_after_secs: 0,
             payment_tolerance: None,
         };
         let config = ChainConfig {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{BlockReader, Network, ReadError, TronAddress, WatchSet};
-use crate::chain::follow::{ChainSource, Follower, Head, Scan, Settings};
+use crate::chain::follow::{ChainSource, Follower, Head, Scan, ScannedBlock, Settings};
 use crate::chain::{ChainConfig, ChainConfigError};
 use crate::store::Store;
 
@@ -54,8 +54,8 @@ impl ChainSource for TronSource {
         })
     }
 
-    async fn block_id(&mut self, number: u64) -> Result<Option<String>, ReadError> {
-        Ok(self.reader.block(number).await?.map(|b| b.id))
+    async fn block(&mut self, number: u64) -> Result<Option<ScannedBlock>, ReadError> {
+        self.reader.block(number).await
     }
 
     async fn scan(&mut self, from: u64, to: u64, watch: &WatchSet) -> Result<Scan, ReadError> {

@@ -25,38 +25,22 @@ fn chains() -> Vec<ChainConfig> {
 }
 
 fn invoice(asset: &str, decimals: u8, amount: u64, strategy: MatchStrategy) -> Invoice {
-    Invoice {
-        id: "inv_123".into(),
-        merchant_id: "merchant-secret-id".into(),
-        plugin: "trino".into(),
-        merchant_order_id: Some("order-9".into()),
-        status: InvoiceStatus::Pending,
-        outcome: Outcome::default(),
-        chain: "sepolia".into(),
-        asset: asset.into(),
-        decimals,
-        amount_due: Amount::from(amount),
-        amount_paid: Amount::ZERO,
-        amount_confirmed: Amount::ZERO,
-        tolerance: Amount::ZERO,
-        confirmations_required: 3,
-        strategy,
-        pay_address: MERCHANT.into(),
-        pay_reference: None,
-        txn_hash: None,
-        notify_url: Some("https://merchant.example/notify".into()),
-        return_url: Some("https://merchant.example/order/9".into()),
-        plugin_data: json!({ "title": "Order NO: 23435435646", "metadata": "secret-ish" }),
-        expires_at: 1_700_000_900_000,
-        monitor_until: 1_700_001_800_000,
-        first_paid_at: None,
-        paid_at: None,
-        submitted_at: None,
-        cancelled_at: None,
-        created_at: 1_700_000_000_000,
-        updated_at: 1_700_000_000_000,
-        version: 0,
-    }
+    let mut new = crate::invoice::NewInvoice::new(
+        "merchant-secret-id",
+        "trino",
+        "sepolia",
+        (asset, decimals),
+        Amount::from(amount),
+        1_700_000_900_000,
+    );
+    new.merchant_order_id = Some("order-9".into());
+    new.notify_url = Some("https://merchant.example/notify".into());
+    new.return_url = Some("https://merchant.example/order/9".into());
+    new.plugin_data = json!({ "title": "Order NO: 23435435646", "metadata": "secret-ish" });
+    new.monitor_until = 1_700_001_800_000;
+    let mut allocation = crate::invoice::Allocation::fixed_address(&new, MERCHANT, 3);
+    allocation.strategy = strategy;
+    Invoice::open("inv_123".into(), &new, &allocation, 1_700_000_000_000)
 }
 
 const NOW: i64 = 1_700_000_100_000;

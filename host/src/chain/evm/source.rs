@@ -1,0 +1,111 @@
+//! The EVM side of a listener: a [`ChainSource`] over JSON-RPC, driven by the
+//! chain-neutral [`Follower`] (cursor, reorgs, watch set, settlement; see
+//! [`crate::chain::follow`]).
+//!
+//! What is EVM-specific: the node's chain id is checked against the config before the
+//! first step (a listener pointed at another chain reads nothing), addresses are EIP-55,
+//! block ids are `0x` hashes, and a node refusing an `eth_getLogs` range makes the
+//! follower halve the range.
+
+use std::sync::Arc;
+
+use super::reader::hash_text;
+use super::{BlockReader, BlockRef, Network, ReadError, WatchSet, parse_address};
+use crate::chain::follow::{ChainSource, Follower, Head, Scan, ScannedBlock, Settings};
+use crate::chain::{ChainConfig, ChainConfigError};
+use crate::store::Store;
+
+/// Follows one EVM network.
+pub type EvmListener = Follower<EvmSource>;
+
+/// A listener of the `index`-th `[[chains]]` entry (of kind `evm`).
+pub fn listener(
+    config: &ChainConfig,
+    index: usize,
+    store: Store,
+) -> Result<EvmListener, ChainConfigError> {
+    let network = Arc::new(Network::from_config(config, index)?);
+    let reader = BlockReader::new(network)
+        .map_err(|e| ChainConfigError::new(format!("chains[{index}]"), e.to_string()))?;
+    Ok(Follower::new(
+        EvmSource { reader },
+        Settings::from_config(config),
+        store,
+    ))
+}
+
+/// Reads an EVM network for a [`Follower`].
+#[derive(Debug, Clone)]
+pub struct EvmSource {
+    reader: BlockReader,
+}
+
+impl EvmSource {
+    pub fn reader(&self) -> &BlockReader {
+        &self.reader
+    }
+}
+
+fn scanned(block: &BlockRef) -> ScannedBlock {
+    ScannedBlock {
+        number: block.number,
+        id: hash_text(block.hash),
+        parent_id: hash_text(block.parent_hash),
+        timestamp_ms: Some(block.time_ms),
+    }
+}
+
+impl ChainSource for EvmSource {
+    type Watch = WatchSet;
+    type Error = ReadError;
+
+    /// The node must report the configured chain id.
+    async fn check(&mut self) -> Result<(), ReadError> {
+        let network = self.reader.network();
+        let actual = self.reader.chain_id().await?;
+        if actual != network.chain_id {
+            return Err(ReadError::WrongChain {
+                chain: network.name.clone(),
+                expected: network.chain_id,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    async fn head(&mut self) -> Result<Head, ReadError> {
+        Ok(Head {
+            number: self.reader.head().await?,
+            final_block: None,
+        })
+    }
+
+    async fn block(&mut self, number: u64) -> Result<Option<ScannedBlock>, ReadError> {
+        Ok(self.reader.block(number).await?.as_ref().map(scanned))
+    }
+
+    async fn scan(&mut self, from: u64, to: u64, watch: &WatchSet) -> Result<Scan, ReadError> {
+        let scan = self.reader.scan(from, to, watch).await?;
+        Ok(Scan {
+            blocks: scan.blocks.iter().map(scanned).collect(),
+            transfers: scan.transfers,
+        })
+    }
+
+    fn watch_address(&self, watch: &mut WatchSet, address: &str, asset: &str) -> bool {
+        let Ok(address) = parse_address(address) else {
+            return false;
+        };
+        let native = self.reader.network().native.as_ref();
+        if native.is_some_and(|n| n.symbol == asset) {
+            watch.native_recipients.insert(address);
+        } else {
+            watch.token_recipients.insert(address);
+        }
+        true
+    }
+
+    fn range_refused(&self, error: &ReadError) -> bool {
+        error.is_get_logs()
+    }
+}
