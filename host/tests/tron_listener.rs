@@ -99,7 +99,7 @@ async fn a_reorg_near_the_head_rolls_the_payment_back_and_the_remined_payment_pa
 
     // The two newest blocks are replaced by a longer branch without the payment.
     let orphaned = h.chain().fork(2);
-    assert_eq!(orphaned, [payment.clone()]);
+    assert_eq!(orphaned, std::slice::from_ref(&payment));
     h.chain().mine_blocks(3);
 
     let back = h

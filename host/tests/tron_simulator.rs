@@ -410,7 +410,7 @@ async fn the_solidified_head_lags_and_a_fork_replaces_the_newest_blocks() {
     let paying = chain.mine();
     let before = chain.block(24).unwrap();
     let orphaned = chain.fork(2);
-    assert_eq!(orphaned, [tx.clone()]);
+    assert_eq!(orphaned, std::slice::from_ref(&tx));
     assert_eq!(chain.head(), 24);
     let replacement = chain.mine();
     assert_eq!(replacement.number, 25);

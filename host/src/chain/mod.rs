@@ -7,8 +7,6 @@
 //!   [`PaymentContractConfig`]): the `[[chains]]` entries of the main config, their
 //!   defaults and their validation (every error names its key, e.g.
 //!   `chains[1].assets[0].contract`);
-//! - **what a listener observed** ([`ObservedTransfer`]), chain-neutral: addresses, hashes
-//!   and amounts as the strings the database keeps;
 //! - **what a listener is doing** ([`ChainStatus`]), published live on a
 //!   `tokio::sync::watch` channel, kept in `chain_cursors`, and exported as
 //!   `polypay_chain_*` metrics;
@@ -19,7 +17,12 @@
 //! - **the TRON listener** ([`tron`]): java-tron's HTTP API, TRX and TRC20, finality by
 //!   the solidified block.
 //!
+//! What a listener observed is an [`ObservedTransfer`] (the invoice domain's type,
+//! re-exported here), with the block's time.
+//!
 //! # Guarantees every listener keeps
+//!
+//! They are kept once, by [`follow::Follower`], for every kind of chain.
 //!
 //! - Blocks are processed strictly in order from a stored cursor (`chain_cursors`); a
 //!   range's transfers, block hashes and the cursor advance commit in one transaction, so

@@ -181,7 +181,7 @@ fn revert_reason(message: &str) -> String {
     let mut data = String::from("08c379a0");
     write!(data, "{:064x}{:064x}", 32, message.len()).unwrap();
     let mut text = hex::encode(message);
-    while text.len() % 64 != 0 {
+    while !text.len().is_multiple_of(64) {
         text.push('0');
     }
     data + &text

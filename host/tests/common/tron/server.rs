@@ -215,12 +215,32 @@ fn json(body: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn java_error(class: &str, message: &str) -> Response {
-    json(serde_json::json!({ "Error": format!("class {class} : {message}") }).to_string())
+/// An answer other than the requested data: java-tron's `{"Error": …}` (HTTP 200), or a
+/// bare status.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self.0 {
+            StatusCode::OK => json(self.1),
+            status => (status, self.1).into_response(),
+        }
+    }
+}
+
+fn java_error(class: &str, message: &str) -> Refusal {
+    Refusal(
+        StatusCode::OK,
+        serde_json::json!({ "Error": format!("class {class} : {message}") }).to_string(),
+    )
+}
+
+fn not_found() -> Refusal {
+    Refusal(StatusCode::NOT_FOUND, "404 Not Found".into())
 }
 
 /// A request's parameters: the query for GET, the JSON body for POST.
-fn params(method: &Method, uri: &Uri, body: &[u8]) -> Result<Value, Response> {
+fn params(method: &Method, uri: &Uri, body: &[u8]) -> Result<Value, Refusal> {
     if *method == Method::GET {
         let mut map = serde_json::Map::new();
         for pair in uri
@@ -241,7 +261,7 @@ fn params(method: &Method, uri: &Uri, body: &[u8]) -> Result<Value, Response> {
         .map_err(|e| java_error("org.tron.json.JSONException", &e.to_string()))
 }
 
-fn number(params: &Value, key: &str) -> Result<i64, Response> {
+fn number(params: &Value, key: &str) -> Result<i64, Refusal> {
     match &params[key] {
         Value::Null => Ok(0),
         Value::Number(n) => n
@@ -309,7 +329,8 @@ async fn handle(
             return java_error(
                 "java.lang.IllegalAccessException",
                 "lack of computing resources",
-            );
+            )
+            .into_response();
         }
         Some(Fault::LiteFullNode) => {
             return (
@@ -335,7 +356,7 @@ async fn handle(
     }
     let params = match params(&method, &uri, &body) {
         Ok(p) => p,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     shared
         .node
@@ -345,11 +366,11 @@ async fn handle(
         .push((path.clone(), params.clone()));
     match answer(&shared, &path, &params) {
         Ok(body) => json(body),
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
-fn answer(shared: &Shared, path: &str, params: &Value) -> Result<String, Response> {
+fn answer(shared: &Shared, path: &str, params: &Value) -> Result<String, Refusal> {
     let form = visible(params);
     let state = shared.chain.lock();
     let behind = shared.node.behind.load(std::sync::atomic::Ordering::SeqCst);
@@ -359,7 +380,7 @@ fn answer(shared: &Shared, path: &str, params: &Value) -> Result<String, Respons
         .strip_prefix("/walletsolidity/")
         .map(|e| ("solidity", e))
         .or_else(|| path.strip_prefix("/wallet/").map(|e| ("full", e)))
-        .ok_or_else(|| (StatusCode::NOT_FOUND, "404 Not Found").into_response())?;
+        .ok_or_else(not_found)?;
     let newest = if api == "solidity" { solidified } else { head };
     let block = |n: i64| -> Option<&SimBlock> {
         (n >= 0 && n as u64 <= newest)
@@ -410,6 +431,6 @@ fn answer(shared: &Shared, path: &str, params: &Value) -> Result<String, Respons
                 Some((tx, b)) => render::info(tx, b, form),
             }
         }
-        _ => return Err((StatusCode::NOT_FOUND, "404 Not Found").into_response()),
+        _ => return Err(not_found()),
     })
 }
