@@ -15,8 +15,10 @@
 //!   cursor, with the default ranges (`max_block_range` 1000, read 100 blocks per
 //!   request; the newest 64 blocks, the reorg window, one at a time), 100 open invoices.
 //! - `watched_set`: time per block for 100 blocks behind a 64-block window, as the
-//!   watched set (open invoices, one address each) grows from 10 to 100 000. The watch
-//!   set is loaded before the timing starts, as a running listener has it.
+//!   watched set (invoices opened an hour ago, one address each) grows from 10 to
+//!   100 000. The watch set is loaded before the timing starts, as a running listener has
+//!   it; targets created in the last minute are re-read at every step (the listener's
+//!   incremental refresh), so recent ones would cost more.
 //!
 //! Each sample starts from a fresh database (its setup is not timed).
 
@@ -120,7 +122,9 @@ async fn database(n: u32) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::open(&url, 8).await.expect("open store");
-    let now = polypay_host::store::now_ms();
+    // Opened an hour ago: the listener's incremental watch refresh looks only at targets
+    // created in the last minute, so these are the steady-state watched set.
+    let now = polypay_host::store::now_ms() - 3_600_000;
     let far = now + 86_400_000;
     let mut tx = store.begin().await.expect("begin");
     sqlx::query(
