@@ -22,25 +22,30 @@
 //!
 //! Each sample starts from a fresh database (its setup is not timed).
 
+#[path = "../tests/common/db.rs"]
+#[allow(dead_code, unused_macros)]
+mod db;
+#[path = "../tests/common/merchant.rs"]
+#[allow(dead_code)]
+mod merchant;
 #[path = "../tests/common/tron/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod tron;
+#[path = "../tests/common/tron_chain.rs"]
+#[allow(dead_code)]
+mod tron_chain;
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use polypay_host::chain::ChainConfig;
 use polypay_host::chain::follow::Progress;
 use polypay_host::chain::tron::{TronAddress, TronListener};
-use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind};
 use polypay_host::store::Store;
 use tron::{Outcome, SimChain, SimNode};
 
 const TXS_PER_BLOCK: usize = 200;
-const CHAIN: &str = "tron";
-
-fn usdt() -> TronAddress {
-    SimChain::contract(0)
-}
+use tron_chain::{CHAIN, usdt};
 
 /// The `k`-th watched address.
 fn watched(k: u32) -> TronAddress {
@@ -83,37 +88,14 @@ fn mine(chain: &SimChain, blocks: u64) {
     }
 }
 
+/// The test suite's TRON chain entry, with the default ranges and a patient timeout.
 fn config(url: &str) -> ChainConfig {
-    let asset = |symbol: &str, contract: Option<String>| AssetConfig {
-        symbol: symbol.into(),
-        decimals: 6,
-        native: contract.is_none(),
-        contract,
-        unique_amount_step: None,
-        unique_amount_slots: 1_000,
-        unique_amount_reuse_after_secs: 0,
-        payment_tolerance: None,
-    };
-    ChainConfig {
-        name: CHAIN.into(),
-        kind: ChainKind::Tron,
-        chain_id: None,
-        rpc_url: url.into(),
-        fallback_rpc_urls: Vec::new(),
-        solidity_rpc_urls: Vec::new(),
-        api_key: None,
-        confirmations: 1,
-        solidified_depth: 0,
-        poll_interval_ms: 1_000,
-        rpc_timeout_ms: 30_000,
-        max_retry_interval_ms: 1_000,
-        start_block: Some(1),
-        max_block_range: 1_000,
-        reorg_window: 64,
-        max_reorg_depth: 256,
-        assets: vec![asset("TRX", None), asset("USDT", Some(usdt().to_string()))],
-        payment_contracts: Vec::new(),
-    }
+    let mut config = tron_chain::config(&[url.to_string()], 1);
+    config.poll_interval_ms = 1_000;
+    config.rpc_timeout_ms = 30_000;
+    config.max_block_range = 1_000;
+    config.reorg_window = 64;
+    config
 }
 
 /// A fresh database with `n` open derived-address invoices, one watched address each

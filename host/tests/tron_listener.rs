@@ -223,7 +223,7 @@ async fn failing_nodes_hand_over_without_a_skipped_block_or_a_doubled_transfer(d
             "no transfer missed or counted twice"
         );
     }
-    let transfers = h.store.observed_transfers(&h.config.name).await.unwrap();
+    let transfers = h.observed_transfers().await;
     let keys: BTreeSet<_> = transfers
         .iter()
         .map(|t| (t.tx_hash.clone(), t.log_index))
@@ -291,14 +291,7 @@ async fn a_restarted_listener_resumes_from_the_stored_cursor(db: TestDb) {
     assert_eq!(asked.iter().min(), Some(&(cursor + 1)), "{asked:?}");
     asked.retain(|&n| n < head);
     assert_eq!(asked, (cursor + 1..head).collect::<Vec<_>>());
-    assert_eq!(
-        h.store
-            .observed_transfers(&h.config.name)
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(h.observed_transfers().await.len(), 2);
 }
 
 async fn a_listener_killed_at_random_points_counts_every_transfer_exactly_once(db: TestDb) {
@@ -346,7 +339,7 @@ async fn a_listener_killed_at_random_points_counts_every_transfer_exactly_once(d
     h.spawn_listener();
     h.wait_processed(head).await;
 
-    let transfers = h.store.observed_transfers(&h.config.name).await.unwrap();
+    let transfers = h.observed_transfers().await;
     assert_eq!(
         transfers.len(),
         15,
@@ -363,15 +356,7 @@ async fn a_node_with_a_lagging_solidified_view_never_unconfirms_a_paid_invoice(d
     let (payer, shop) = (SimChain::account(1), SimChain::account(10));
     h.chain().set_solidified_lag(0);
     h.spawn_listener();
-    let invoice = h
-        .open_for_an_hour(
-            "TRX",
-            "2",
-            TargetSpec::FixedAddress {
-                address: shop.to_string(),
-            },
-        )
-        .await;
+    let invoice = h.open_fixed("TRX", shop, "2").await;
     h.chain().transfer_trx(payer, shop, 2_000_000);
     h.chain().mine();
     h.wait_for(&invoice.id, "paid", |i| i.status == Paid).await;

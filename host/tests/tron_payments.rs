@@ -84,7 +84,7 @@ async fn trx_and_usdt_to_one_shared_address_pay_the_invoices_their_unique_amount
     for untouched in [&usdt_first.id, &trx_second.id] {
         assert_eq!(h.invoice(untouched).await.status, Pending);
     }
-    let stored = h.store.observed_transfers(&h.config.name).await.unwrap();
+    let stored = h.observed_transfers().await;
     assert_eq!(
         stored.len(),
         2,
@@ -102,15 +102,7 @@ async fn a_reverted_or_out_of_energy_trc20_transfer_pays_nothing(db: TestDb) {
     let (payer, shop) = (SimChain::account(1), SimChain::account(10));
     h.chain().set_solidified_lag(0);
     h.spawn_listener();
-    let invoice = h
-        .open_for_an_hour(
-            "USDT",
-            "42",
-            TargetSpec::FixedAddress {
-                address: shop.to_string(),
-            },
-        )
-        .await;
+    let invoice = h.open_fixed("USDT", shop, "42").await;
 
     for outcome in [Outcome::Revert, Outcome::OutOfEnergy] {
         h.chain()
@@ -122,27 +114,14 @@ async fn a_reverted_or_out_of_energy_trc20_transfer_pays_nothing(db: TestDb) {
     let after = h.invoice(&invoice.id).await;
     assert_eq!(after.status, Pending);
     assert_eq!(after.amount_paid, Amount::ZERO);
-    assert!(
-        h.store
-            .observed_transfers(&h.config.name)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(h.observed_transfers().await.is_empty());
 
     // The payer tries again, with enough energy.
     h.chain()
         .transfer_trc20(usdt(), payer, shop, units("42").as_u256(), Outcome::Success);
     h.chain().mine();
     h.wait_for(&invoice.id, "paid", |i| i.status == Paid).await;
-    assert_eq!(
-        h.store
-            .observed_transfers(&h.config.name)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(h.observed_transfers().await.len(), 1);
 }
 
 async fn derived_addresses_are_the_wallets_tron_addresses_and_get_paid(db: TestDb) {
@@ -182,15 +161,7 @@ async fn a_payment_is_final_once_solidified_plus_the_configured_depth(db: TestDb
     let mut h = TronHarness::start_with(db, 0, |c| c.solidified_depth = 2).await;
     let (payer, shop) = (SimChain::account(1), SimChain::account(10));
     h.spawn_listener();
-    let invoice = h
-        .open_for_an_hour(
-            "TRX",
-            "3",
-            TargetSpec::FixedAddress {
-                address: shop.to_string(),
-            },
-        )
-        .await;
+    let invoice = h.open_fixed("TRX", shop, "3").await;
     h.chain().transfer_trx(payer, shop, 3_000_000);
     let paying = h.chain().mine().number;
     h.chain().mine_blocks(2);

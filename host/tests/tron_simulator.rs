@@ -171,64 +171,51 @@ async fn answers_have_the_recorded_shapes() {
     let trc20 = chain.transfer_trc20(usdt, payer, merchant, U256::from(100), Outcome::Success);
     chain.mine();
 
-    let block = get(&node, "/wallet/getblockbynum", json!({ "num": empty })).await;
-    same_shape(
-        &kind(&block),
-        &kind(&serde_json::from_str(RECORDED_BLOCK).unwrap()),
-        "block",
-    )
-    .unwrap();
-
-    let tx = get(
-        &node,
-        "/wallet/gettransactionbyid",
-        json!({ "value": trx.id }),
-    )
-    .await;
-    same_shape(
-        &kind(&tx),
-        &kind(&serde_json::from_str(RECORDED_TRANSFER).unwrap()),
-        "trx",
-    )
-    .unwrap();
-    let tx = get(
-        &node,
-        "/wallet/gettransactionbyid",
-        json!({ "value": trc20.id }),
-    )
-    .await;
-    same_shape(
-        &kind(&tx),
-        &kind(&serde_json::from_str(RECORDED_TRIGGER).unwrap()),
-        "trc20",
-    )
-    .unwrap();
-
-    let info = get(
-        &node,
-        "/wallet/gettransactioninfobyid",
-        json!({ "value": trx.id }),
-    )
-    .await;
-    same_shape(
-        &kind(&info),
-        &kind(&serde_json::from_str(RECORDED_TRANSFER_INFO).unwrap()),
-        "trx info",
-    )
-    .unwrap();
     // The recorded call also made internal calls; a TRC20 transfer makes none.
-    let mut recorded: Value = serde_json::from_str(RECORDED_TRIGGER_INFO).unwrap();
-    recorded
+    let mut trigger_info: Value = serde_json::from_str(RECORDED_TRIGGER_INFO).unwrap();
+    trigger_info
         .as_object_mut()
         .unwrap()
         .remove("internal_transactions");
+    let recorded = |text: &str| -> Value { serde_json::from_str(text).unwrap() };
+    let cases = [
+        (
+            "getblockbynum",
+            json!({ "num": empty }),
+            recorded(RECORDED_BLOCK),
+        ),
+        (
+            "gettransactionbyid",
+            json!({ "value": trx.id }),
+            recorded(RECORDED_TRANSFER),
+        ),
+        (
+            "gettransactionbyid",
+            json!({ "value": trc20.id }),
+            recorded(RECORDED_TRIGGER),
+        ),
+        (
+            "gettransactioninfobyid",
+            json!({ "value": trx.id }),
+            recorded(RECORDED_TRANSFER_INFO),
+        ),
+        (
+            "gettransactioninfobyid",
+            json!({ "value": trc20.id }),
+            trigger_info,
+        ),
+    ];
+    for (endpoint, params, recorded) in cases {
+        let answer = get(&node, &format!("/wallet/{endpoint}"), params.clone()).await;
+        same_shape(&kind(&answer), &kind(&recorded), endpoint)
+            .unwrap_or_else(|e| panic!("{endpoint} {params}: {e}"));
+    }
     let info = get(
         &node,
         "/wallet/gettransactioninfobyid",
         json!({ "value": trc20.id }),
     )
     .await;
-    same_shape(&kind(&info), &kind(&recorded), "trc20 info").unwrap();
     assert_eq!(info["log"][0]["address"], hex::encode(usdt.evm_bytes()));
     assert_eq!(info["contract_address"], usdt.to_hex());
 

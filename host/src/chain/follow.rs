@@ -36,13 +36,14 @@
 //! from half a second up to `max_retry_interval_ms`, so an outage never skips a block. The
 //! state is published on [`Follower::status`] and as `polypay_chain_*` metrics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::{ChainConfig, ChainStatus, ObservedTransfer};
+use super::{ChainConfig, ChainConfigError, ChainStatus, ObservedTransfer};
 use crate::invoice::{ChainView, InvoiceError, InvoiceService, InvoiceStatus};
 use crate::matcher;
 use crate::store::chain_queries;
@@ -100,11 +101,30 @@ impl Scan {
     }
 }
 
+/// The addresses a scan keeps transfers to, in the chain's own address type: the active
+/// payment targets, split by whether they await the native coin or a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSet<A: Eq + Hash> {
+    /// Recipients of token transfers.
+    pub token_recipients: HashSet<A>,
+    /// Recipients of native-coin transfers.
+    pub native_recipients: HashSet<A>,
+}
+
+impl<A: Eq + Hash> Default for WatchSet<A> {
+    fn default() -> Self {
+        WatchSet {
+            token_recipients: HashSet::new(),
+            native_recipients: HashSet::new(),
+        }
+    }
+}
+
 /// One kind of node, as a [`Follower`] drives it. Every error is transient to the
 /// follower: it retries the same blocks later, never skips them.
 pub trait ChainSource: Send + 'static {
-    /// The addresses a scan keeps transfers to.
-    type Watch: Default + Send + Sync;
+    /// An address of this chain, as scans compare them.
+    type Address: Eq + Hash + Send + Sync;
     type Error: std::error::Error + Send + Sync + 'static;
 
     /// Checked once before the first step (an EVM node's chain id).
@@ -126,12 +146,15 @@ pub trait ChainSource: Send + 'static {
         &mut self,
         from: u64,
         to: u64,
-        watch: &Self::Watch,
+        watch: &WatchSet<Self::Address>,
     ) -> impl Future<Output = Result<Scan, Self::Error>> + Send;
 
-    /// Adds an active payment target's address for `asset` to `watch`. False when the
-    /// stored address is not one of this chain's (it is then not watched, and logged).
-    fn watch_address(&self, watch: &mut Self::Watch, address: &str, asset: &str) -> bool;
+    /// A stored payment target's address; `None` when it is not one of this chain's (it
+    /// is then not watched, and logged).
+    fn parse_address(&self, text: &str) -> Option<Self::Address>;
+
+    /// The symbol of the chain's native coin, if it has one configured.
+    fn native_symbol(&self) -> Option<&str>;
 
     /// Whether `error` is the node refusing a range as too large: a smaller one may pass.
     fn range_refused(&self, _error: &Self::Error) -> bool {
@@ -209,7 +232,7 @@ pub struct Follower<S: ChainSource> {
     store: Store,
     invoices: InvoiceService,
     status: watch::Sender<ChainStatus>,
-    watch: S::Watch,
+    watch: WatchSet<S::Address>,
     watch_loaded_at: Option<i64>,
     watch_full_reload: Instant,
     /// Current range while catching up.
@@ -238,13 +261,26 @@ impl<S: ChainSource> Follower<S> {
             invoices: InvoiceService::new(store.clone()),
             store,
             status,
-            watch: S::Watch::default(),
+            watch: WatchSet::default(),
             watch_loaded_at: None,
             watch_full_reload: Instant::now(),
             checked: false,
             head_recorded: None,
             settled_final: None,
         }
+    }
+
+    /// A follower of the `index`-th `[[chains]]` entry through `source`, as its chain
+    /// module built it; a source that could not be built is an error naming the entry.
+    pub fn for_chain<E: std::fmt::Display>(
+        config: &ChainConfig,
+        index: usize,
+        store: Store,
+        source: Result<S, E>,
+    ) -> Result<Follower<S>, ChainConfigError> {
+        let source =
+            source.map_err(|e| ChainConfigError::new(format!("chains[{index}]"), e.to_string()))?;
+        Ok(Follower::new(source, Settings::from_config(config), store))
     }
 
     pub fn settings(&self) -> &Settings {
@@ -565,13 +601,20 @@ impl<S: ChainSource> Follower<S> {
             .watched_targets(&self.settings.chain, since)
             .await?;
         if full {
-            self.watch = S::Watch::default();
+            self.watch = WatchSet::default();
             self.watch_full_reload = Instant::now();
         }
-        for (address, asset) in rows {
-            if !self.source.watch_address(&mut self.watch, &address, &asset) {
-                tracing::warn!(chain = %self.settings.chain, address, "a payment target holds an invalid address; not watched");
-            }
+        for (text, asset) in rows {
+            let Some(address) = self.source.parse_address(&text) else {
+                tracing::warn!(chain = %self.settings.chain, address = text, "a payment target holds an invalid address; not watched");
+                continue;
+            };
+            let set = if self.source.native_symbol() == Some(asset.as_str()) {
+                &mut self.watch.native_recipients
+            } else {
+                &mut self.watch.token_recipients
+            };
+            set.insert(address);
         }
         self.watch_loaded_at = Some(now);
         Ok(())

@@ -101,6 +101,14 @@ pub struct NativeAsset {
     pub decimals: u8,
 }
 
+/// A token a chain's listener follows, with its contract in the chain's address type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token<A> {
+    pub symbol: String,
+    pub decimals: u8,
+    pub contract: A,
+}
+
 /// What a listener is doing, as published on its status channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ChainStatus {

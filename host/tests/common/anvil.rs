@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{Provider, RootProvider};
 use alloy::sol_types::{SolCall, SolValue};
-use polypay_host::chain::{
-    AssetConfig, ChainConfig, ChainKind, ChainStatus, PaymentContractConfig,
-};
+use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind, PaymentContractConfig};
 use polypay_host::invoice::{Amount, Invoice};
 use polypay_host::matcher::TargetSpec;
 use serde_json::{Value, json};
@@ -546,9 +544,6 @@ impl TestChain {
 pub struct Harness {
     pub chain: TestChain,
     pub merchant: Merchant,
-    listener: Option<tokio::task::JoinHandle<()>>,
-    /// The status channel of the last listener spawned.
-    pub status: Option<tokio::sync::watch::Receiver<ChainStatus>>,
 }
 
 impl std::ops::Deref for Harness {
@@ -556,6 +551,12 @@ impl std::ops::Deref for Harness {
 
     fn deref(&self) -> &Merchant {
         &self.merchant
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Merchant {
+        &mut self.merchant
     }
 }
 
@@ -576,24 +577,6 @@ impl Harness {
         Harness {
             chain,
             merchant: Merchant::open_shop(db, config).await,
-            listener: None,
-            status: None,
-        }
-    }
-
-    /// Starts a listener task (replacing a running one).
-    pub fn spawn_listener(&mut self) {
-        self.kill_listener();
-        let listener = polypay_host::chain::evm::listener(&self.config, 0, self.store.clone())
-            .expect("listener");
-        self.status = Some(listener.status());
-        self.listener = Some(tokio::spawn(listener.run(std::future::pending())));
-    }
-
-    /// Kills the listener task wherever it is (the task is aborted, like a crash).
-    pub fn kill_listener(&mut self) {
-        if let Some(task) = self.listener.take() {
-            task.abort();
         }
     }
 
@@ -623,12 +606,6 @@ impl Harness {
     /// Mints `amount` (decimal) test tokens to `to`.
     pub async fn mint_usdt(&self, to: Address, amount: &str) {
         self.chain.mint(to, usdt(amount)).await;
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.kill_listener();
     }
 }
 

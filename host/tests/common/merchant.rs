@@ -1,14 +1,16 @@
 //! A merchant in a fresh database, opening invoices on one configured chain through the
-//! host's Rust API and watching them change: the chain-neutral half of an end-to-end
-//! payment harness (`anvil::Harness`, `tron_chain::TronHarness`, which deref to it).
+//! host's Rust API, running that chain's listener (of whatever kind the config names) and
+//! watching invoices change: the chain-neutral half of an end-to-end payment harness
+//! (`anvil::Harness`, `tron_chain::TronHarness`, which deref to it).
 
 use std::time::{Duration, Instant};
 
-use polypay_host::chain::ChainConfig;
+use polypay_host::chain::{ChainConfig, ChainStatus};
 use polypay_host::invoice::{Amount, EventPayload, Invoice, InvoiceService, NewInvoice};
 use polypay_host::matcher::TargetSpec;
 use polypay_host::matcher::expiry::ExpiryScheduler;
 use polypay_host::store::Store;
+use polypay_host::store::chain_queries::StoredTransfer;
 use polypay_host::store::outbox::{self, Delivery};
 
 use super::db::TestDb;
@@ -17,6 +19,9 @@ pub struct Merchant {
     pub config: ChainConfig,
     pub store: Store,
     pub merchant_id: String,
+    listener: Option<tokio::task::JoinHandle<()>>,
+    /// The status channel of the last listener spawned.
+    pub status: Option<tokio::sync::watch::Receiver<ChainStatus>>,
     _db: TestDb,
 }
 
@@ -41,7 +46,28 @@ impl Merchant {
             config,
             store,
             merchant_id,
+            listener: None,
+            status: None,
             _db: db,
+        }
+    }
+
+    /// Starts the chain's listener in a task (replacing a running one).
+    pub fn spawn_listener(&mut self) {
+        self.kill_listener();
+        let listener =
+            polypay_host::chain::listeners(std::slice::from_ref(&self.config), &self.store)
+                .expect("listener")
+                .pop()
+                .expect("one chain, one listener");
+        self.status = Some(listener.status());
+        self.listener = Some(tokio::spawn(listener.run(std::future::pending())));
+    }
+
+    /// Kills the listener task wherever it is (the task is aborted, like a crash).
+    pub fn kill_listener(&mut self) {
+        if let Some(task) = self.listener.take() {
+            task.abort();
         }
     }
 
@@ -147,6 +173,14 @@ impl Merchant {
         }
     }
 
+    /// Every transfer the listener stored on the chain, removed ones included.
+    pub async fn observed_transfers(&self) -> Vec<StoredTransfer> {
+        self.store
+            .observed_transfers(&self.config.name)
+            .await
+            .expect("observed transfers")
+    }
+
     /// The kinds of the invoice's outbox events, oldest first.
     pub async fn event_kinds(&self, id: &str) -> Vec<String> {
         self.events(id)
@@ -160,5 +194,11 @@ impl Merchant {
     pub async fn events(&self, id: &str) -> Vec<(Delivery, EventPayload)> {
         let mut conn = self.store.pool().acquire().await.expect("connection");
         outbox::invoice_events(&mut conn, id).await.expect("events")
+    }
+}
+
+impl Drop for Merchant {
+    fn drop(&mut self) {
+        self.kill_listener();
     }
 }

@@ -3,8 +3,9 @@
 //! [`TronHarness`] for end-to-end payment tests.
 
 use polypay_host::chain::tron::TronAddress;
-use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind, ChainStatus};
-use polypay_host::invoice::Amount;
+use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind};
+use polypay_host::invoice::{Amount, Invoice};
+use polypay_host::matcher::TargetSpec;
 
 use super::db::TestDb;
 use super::merchant::Merchant;
@@ -73,9 +74,6 @@ pub struct TronHarness {
     /// Nodes listed in `fallback_rpc_urls`, in order.
     pub fallbacks: Vec<SimNode>,
     pub merchant: Merchant,
-    listener: Option<tokio::task::JoinHandle<()>>,
-    /// The status channel of the last listener spawned.
-    pub status: Option<tokio::sync::watch::Receiver<ChainStatus>>,
 }
 
 impl std::ops::Deref for TronHarness {
@@ -83,6 +81,12 @@ impl std::ops::Deref for TronHarness {
 
     fn deref(&self) -> &Merchant {
         &self.merchant
+    }
+}
+
+impl std::ops::DerefMut for TronHarness {
+    fn deref_mut(&mut self) -> &mut Merchant {
+        &mut self.merchant
     }
 }
 
@@ -113,8 +117,6 @@ impl TronHarness {
             merchant: Merchant::open_shop(db, config).await,
             node,
             fallbacks: others,
-            listener: None,
-            status: None,
         }
     }
 
@@ -122,20 +124,13 @@ impl TronHarness {
         &self.node.chain
     }
 
-    /// Starts a listener task (replacing a running one).
-    pub fn spawn_listener(&mut self) {
-        self.kill_listener();
-        let listener = polypay_host::chain::tron::listener(&self.config, 0, self.store.clone())
-            .expect("listener");
-        self.status = Some(listener.status());
-        self.listener = Some(tokio::spawn(listener.run(std::future::pending())));
-    }
-
-    /// Kills the listener task wherever it is (the task is aborted, like a crash).
-    pub fn kill_listener(&mut self) {
-        if let Some(task) = self.listener.take() {
-            task.abort();
-        }
+    /// Opens a fixed-address invoice for `amount` of `asset` paid to `to`, expiring in an
+    /// hour.
+    pub async fn open_fixed(&self, asset: &str, to: TronAddress, amount: &str) -> Invoice {
+        let spec = TargetSpec::FixedAddress {
+            address: to.to_string(),
+        };
+        self.open_for_an_hour(asset, amount, spec).await
     }
 
     /// Polls until the listener has processed the chain's current head.
@@ -148,11 +143,5 @@ impl TronHarness {
     pub async fn solidify(&self, number: u64) {
         self.chain().mine_until_solidified(number);
         self.wait_caught_up().await;
-    }
-}
-
-impl Drop for TronHarness {
-    fn drop(&mut self) {
-        self.kill_listener();
     }
 }

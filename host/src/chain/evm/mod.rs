@@ -56,12 +56,8 @@ pub struct Network {
     pub payment_contracts: Vec<PaymentContract>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub symbol: String,
-    pub decimals: u8,
-    pub contract: Address,
-}
+/// An ERC20 token.
+pub type Token = super::Token<Address>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentContract {

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 
 use super::reader::hash_text;
+use alloy::primitives::Address;
+
 use super::{BlockReader, BlockRef, Network, ReadError, WatchSet, parse_address};
-use crate::chain::follow::{ChainSource, Follower, Head, Scan, ScannedBlock, Settings};
+use crate::chain::follow::{ChainSource, Follower, Head, Scan, ScannedBlock};
 use crate::chain::{ChainConfig, ChainConfigError};
 use crate::store::Store;
 
@@ -25,13 +27,8 @@ pub fn listener(
     store: Store,
 ) -> Result<EvmListener, ChainConfigError> {
     let network = Arc::new(Network::from_config(config, index)?);
-    let reader = BlockReader::new(network)
-        .map_err(|e| ChainConfigError::new(format!("chains[{index}]"), e.to_string()))?;
-    Ok(Follower::new(
-        EvmSource { reader },
-        Settings::from_config(config),
-        store,
-    ))
+    let source = BlockReader::new(network).map(|reader| EvmSource { reader });
+    Follower::for_chain(config, index, store, source)
 }
 
 /// Reads an EVM network for a [`Follower`].
@@ -56,7 +53,7 @@ fn scanned(block: &BlockRef) -> ScannedBlock {
 }
 
 impl ChainSource for EvmSource {
-    type Watch = WatchSet;
+    type Address = Address;
     type Error = ReadError;
 
     /// The node must report the configured chain id.
@@ -92,17 +89,16 @@ impl ChainSource for EvmSource {
         })
     }
 
-    fn watch_address(&self, watch: &mut WatchSet, address: &str, asset: &str) -> bool {
-        let Ok(address) = parse_address(address) else {
-            return false;
-        };
-        let native = self.reader.network().native.as_ref();
-        if native.is_some_and(|n| n.symbol == asset) {
-            watch.native_recipients.insert(address);
-        } else {
-            watch.token_recipients.insert(address);
-        }
-        true
+    fn parse_address(&self, text: &str) -> Option<Address> {
+        parse_address(text).ok()
+    }
+
+    fn native_symbol(&self) -> Option<&str> {
+        self.reader
+            .network()
+            .native
+            .as_ref()
+            .map(|n| n.symbol.as_str())
     }
 
     fn range_refused(&self, error: &ReadError) -> bool {

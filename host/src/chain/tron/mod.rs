@@ -66,12 +66,7 @@ pub struct Network {
 }
 
 /// A TRC20 token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub symbol: String,
-    pub decimals: u8,
-    pub contract: TronAddress,
-}
+pub type Token = super::Token<TronAddress>;
 
 impl Network {
     /// Parses the `index`-th `[[chains]]` entry, which must be of kind `tron`.

@@ -55,13 +55,7 @@ fn block_ref(block: &Block) -> ScannedBlock {
 }
 
 /// The addresses a scan keeps transfers to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WatchSet {
-    /// Recipients of TRC20 transfers.
-    pub token_recipients: HashSet<TronAddress>,
-    /// Recipients of TRX transfers.
-    pub native_recipients: HashSet<TronAddress>,
-}
+pub type WatchSet = crate::chain::follow::WatchSet<TronAddress>;
 
 /// A failed read. Every variant is transient from the listener's point of view: it
 /// retries the same blocks, never skips them.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{BlockReader, Network, ReadError, TronAddress, WatchSet};
-use crate::chain::follow::{ChainSource, Follower, Head, Scan, ScannedBlock, Settings};
+use crate::chain::follow::{ChainSource, Follower, Head, Scan, ScannedBlock};
 use crate::chain::{ChainConfig, ChainConfigError};
 use crate::store::Store;
 
@@ -17,14 +17,9 @@ pub fn listener(
     index: usize,
     store: Store,
 ) -> Result<TronListener, ChainConfigError> {
-    let network = Network::from_config(config, index)?;
-    let reader = BlockReader::new(Arc::new(network))
-        .map_err(|e| ChainConfigError::new(format!("chains[{index}]"), e.to_string()))?;
-    Ok(Follower::new(
-        TronSource { reader },
-        Settings::from_config(config),
-        store,
-    ))
+    let network = Arc::new(Network::from_config(config, index)?);
+    let source = BlockReader::new(network).map(|reader| TronSource { reader });
+    Follower::for_chain(config, index, store, source)
 }
 
 /// Reads a TRON network for a [`Follower`].
@@ -40,7 +35,7 @@ impl TronSource {
 }
 
 impl ChainSource for TronSource {
-    type Watch = WatchSet;
+    type Address = TronAddress;
     type Error = ReadError;
 
     /// The head, and the solidified block minus `solidified_depth` as the final block.
@@ -62,16 +57,15 @@ impl ChainSource for TronSource {
         self.reader.scan(from, to, watch).await
     }
 
-    fn watch_address(&self, watch: &mut WatchSet, address: &str, asset: &str) -> bool {
-        let Ok(address) = TronAddress::parse(address) else {
-            return false;
-        };
-        let native = self.reader.network().native.as_ref();
-        if native.is_some_and(|n| n.symbol == asset) {
-            watch.native_recipients.insert(address);
-        } else {
-            watch.token_recipients.insert(address);
-        }
-        true
+    fn parse_address(&self, text: &str) -> Option<TronAddress> {
+        TronAddress::parse(text).ok()
+    }
+
+    fn native_symbol(&self) -> Option<&str> {
+        self.reader
+            .network()
+            .native
+            .as_ref()
+            .map(|n| n.symbol.as_str())
     }
 }
