@@ -15,7 +15,8 @@
 //!   HTTP API, both driven by `chain::follow`): blocks, transfers, reorgs.
 //! - [`matcher`]: transfer → invoice, payment-target allocation, the expiry scheduler.
 //! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities.
-//! - [`http`]: the public and admin listeners (axum).
+//! - [`http`]: the public and admin listeners (axum): their connection and request limits,
+//!   client addresses behind trusted proxies, the admin token, the checkout page and feed.
 //! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
 //!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.

@@ -35,6 +35,7 @@ on_both_backends!(
     worker_whose_lease_was_retaken_cannot_record_its_outcome,
     stats_count_a_merchants_deliveries_and_summaries_describe_an_invoice,
     test_event_is_rendered_as_a_test_and_delivered_to_its_url,
+    test_events_are_rate_limited_per_merchant,
 );
 
 /// Creates another invoice and waits for its callback: proof that the dispatcher has made
@@ -747,6 +748,40 @@ async fn test_event_is_rendered_as_a_test_and_delivered_to_its_url(db: TestDb) {
 }
 
 // ---- one backend suffices for the HTTP-level behaviour below ----
+
+async fn test_events_are_rate_limited_per_merchant(db: TestDb) {
+    let store = db.store().await;
+    let (busy, other) = (merchant(&store).await, merchant(&store).await);
+    let url = "https://merchant.example/test-hook";
+    for _ in 0..webhook::TEST_EVENT_LIMIT {
+        webhook::queue_test_event(&store, PLUGIN, &busy, url)
+            .await
+            .unwrap();
+    }
+    for plugin in [PLUGIN, "another-plugin"] {
+        match webhook::queue_test_event(&store, plugin, &busy, url).await {
+            Err(webhook::TestEventError::RateLimited { retry_after_ms }) => assert!(
+                retry_after_ms > 0 && retry_after_ms <= webhook::TEST_EVENT_WINDOW_MS as u64,
+                "{retry_after_ms}"
+            ),
+            other => panic!("one test callback too many was queued: {other:?}"),
+        }
+    }
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox_events WHERE merchant_id = $1")
+            .bind(&busy)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        queued,
+        i64::from(webhook::TEST_EVENT_LIMIT),
+        "a refused call writes nothing"
+    );
+    webhook::queue_test_event(&store, PLUGIN, &other, url)
+        .await
+        .expect("another merchant has its own allowance");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_to_a_loopback_address_is_refused_unless_allowed() {

@@ -1045,8 +1045,12 @@ mod tests {
         let host = FakeHost::new("p");
         let merchant = host.add_merchant("Shop");
         host.set_default_merchant(&merchant);
-        let first = host.create_invoice_idempotent(&new_invoice("100"), "o-1").unwrap();
-        let again = host.create_invoice_idempotent(&new_invoice("100"), "o-1").unwrap();
+        let first = host
+            .create_invoice_idempotent(&new_invoice("100"), "o-1")
+            .unwrap();
+        let again = host
+            .create_invoice_idempotent(&new_invoice("100"), "o-1")
+            .unwrap();
         assert_eq!(again.id, first.id);
         assert_eq!(host.invoices().len(), 1);
         assert!(matches!(

@@ -117,11 +117,22 @@ pub(crate) fn event_from_claim(claim: &Claim) -> Result<WebhookEvent, PayloadErr
     })
 }
 
+/// Test callbacks one merchant may queue per [`TEST_EVENT_WINDOW_MS`]: enough to try a
+/// receiver a few times, too few to turn polypay into a request cannon aimed at someone
+/// else's server.
+pub const TEST_EVENT_LIMIT: u32 = 10;
+/// The sliding window of [`TEST_EVENT_LIMIT`]: ten minutes.
+pub const TEST_EVENT_WINDOW_MS: i64 = 10 * 60_000;
+
 /// Why a test callback could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum TestEventError {
     #[error("invalid callback URL `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
+    #[error(
+        "at most {TEST_EVENT_LIMIT} test callbacks per merchant every 10 minutes; retry after {retry_after_ms} ms"
+    )]
+    RateLimited { retry_after_ms: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -130,6 +141,8 @@ pub enum TestEventError {
 /// and returns its event id. The plugin renders it like any event, with kind
 /// [`WebhookEventKind::Test`] and a sample paid invoice (1 USDT on `ethereum`) whose
 /// `notify_url` is `url`. The URL's target is checked at delivery, like every callback.
+/// A merchant queues at most [`TEST_EVENT_LIMIT`] of them per [`TEST_EVENT_WINDOW_MS`]
+/// (over every plugin; counted in the outbox, so the limit holds across instances).
 pub async fn queue_test_event(
     store: &Store,
     plugin: &str,
@@ -170,7 +183,18 @@ pub async fn queue_test_event(
     sample.first_paid_at = Some(now);
     sample.paid_at = Some(now);
     let payload = EventPayload::test(sample, url);
-    Ok(outbox::insert_test_event(store, plugin, merchant_id, &payload, now).await?)
+    let event = outbox::TestEvent {
+        plugin,
+        merchant_id,
+        payload: &payload,
+        now,
+    };
+    let since = now - TEST_EVENT_WINDOW_MS;
+    outbox::insert_test_event_limited(store, event, TEST_EVENT_LIMIT, since)
+        .await?
+        .map_err(|oldest| TestEventError::RateLimited {
+            retry_after_ms: (oldest + TEST_EVENT_WINDOW_MS - now).max(1) as u64,
+        })
 }
 
 /// Delivery statistics of `merchant_id` over the last `days` days (WIT `webhooks.stats`);

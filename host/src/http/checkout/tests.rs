@@ -180,6 +180,7 @@ fn view_json_carries_nothing_merchant_private() {
             "confirmations_required",
             "decimals",
             "expires_at",
+            "final",
             "invoice_id",
             "network",
             "outcome",
@@ -262,20 +263,26 @@ fn invoice_on_a_network_no_longer_configured_still_has_a_view() {
 }
 
 #[test]
-fn final_statuses_end_the_live_feed() {
+fn final_statuses_end_the_live_feed_and_expired_only_after_the_monitoring_window() {
     let mut inv = invoice("ETH", 18, 1, MatchStrategy::FixedAddress);
-    for (status, fin) in [
-        (InvoiceStatus::Pending, false),
-        (InvoiceStatus::Confirming, false),
-        (InvoiceStatus::Paid, true),
-        (InvoiceStatus::Expired, true),
-        (InvoiceStatus::Cancelled, true),
+    let after_window = inv.monitor_until;
+    for (status, now, fin) in [
+        (InvoiceStatus::Pending, NOW, false),
+        (InvoiceStatus::Confirming, NOW, false),
+        (InvoiceStatus::Paid, NOW, true),
+        // A late payment can still arrive and must reach the page.
+        (InvoiceStatus::Expired, NOW, false),
+        (InvoiceStatus::Expired, after_window - 1, false),
+        (InvoiceStatus::Expired, after_window, true),
+        (InvoiceStatus::Cancelled, NOW, true),
     ] {
         inv.status = status;
+        let view = CheckoutView::of(&inv, &chains(), now);
+        assert_eq!(view.is_final(), fin, "{status} at {now}");
         assert_eq!(
-            CheckoutView::of(&inv, &chains(), NOW).is_final(),
+            serde_json::to_value(&view).unwrap()["final"],
             fin,
-            "{status}"
+            "the page reads it too"
         );
     }
 }
