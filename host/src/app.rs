@@ -299,7 +299,7 @@ impl Server {
             Ok(())
         });
         // Chain listeners (one per `[[chains]]` entry) and the expiry scheduler.
-        let listeners = crate::chain::evm_listeners(&config.chains, &context.store)
+        let listeners = crate::chain::listeners(&config.chains, &context.store)
             .map_err(|e| anyhow::anyhow!("chains: {e}"))?;
         for listener in listeners {
             let stop = shutdown.clone().cancelled_owned();

@@ -11,7 +11,8 @@
 //! - [`store`]: sqlx storage over SQLite (embedded default) or PostgreSQL.
 //! - [`invoice`]: invoice domain types, the lifecycle state machine, exact money.
 //! - [`merchant`]: merchants, credentials, and encryption of merchant secrets at rest.
-//! - [`chain`]: chain listeners (`chain::evm` with alloy): blocks, transfers, reorgs.
+//! - [`chain`]: chain listeners (`chain::evm` with alloy, `chain::tron` over java-tron's
+//!   HTTP API, both driven by `chain::follow`): blocks, transfers, reorgs.
 //! - [`matcher`]: transfer → invoice, payment-target allocation, the expiry scheduler.
 //! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities.
 //! - [`http`]: the public and admin listeners (axum): their connection and request limits,

@@ -163,6 +163,7 @@ impl CheckoutApp {
                 &credited,
                 ChainView {
                     processed_block: 110,
+                    final_block: None,
                 },
                 now,
             )

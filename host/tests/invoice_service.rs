@@ -116,6 +116,7 @@ impl Chain {
         .unwrap();
         let view = ChainView {
             processed_block: number as i64,
+            final_block: None,
         };
         let settled = self
             .service
@@ -150,6 +151,7 @@ impl Chain {
         .unwrap();
         let view = ChainView {
             processed_block: ancestor as i64,
+            final_block: None,
         };
         self.service
             .settle_in(&mut tx, &touched, view, now)

@@ -128,6 +128,7 @@ async fn settle(store: &Store, invoice_id: &str, processed: i64, now: i64) -> Op
             [&invoice_id.to_string()],
             ChainView {
                 processed_block: processed,
+                final_block: None,
             },
             now,
         )

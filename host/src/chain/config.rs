@@ -27,6 +27,28 @@
 //! asset = "USDT"
 //! ```
 //!
+//! A TRON network reads a java-tron HTTP API (TronGrid or a self-hosted node):
+//!
+//! ```toml
+//! [[chains]]
+//! name = "tron"
+//! kind = "tron"                # no chain_id
+//! rpc_url = "https://api.trongrid.io"
+//! fallback_rpc_urls = ["https://tron.example"]   # tried in order when rpc_url fails
+//! api_key = "…"                # sent as TRON-PRO-API-KEY to every endpoint
+//! confirmations = 1            # and the block must be solidified (+ solidified_depth)
+//!
+//! [[chains.assets]]
+//! symbol = "TRX"
+//! decimals = 6
+//! native = true
+//!
+//! [[chains.assets]]
+//! symbol = "USDT"
+//! decimals = 6
+//! contract = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t"   # base58check
+//! ```
+//!
 //! Every field but `name`, `kind`, `rpc_url` and `assets` has a default (see
 //! [`ChainConfig`]). [`validate_chains`] checks the whole list and names the offending key
 //! in its error, e.g. `chains[1].assets[0].contract: not a 20-byte hex address`.
@@ -41,7 +63,7 @@ use crate::invoice::{Amount, MAX_DECIMALS};
 pub enum ChainKind {
     /// Any Ethereum JSON-RPC node: Ethereum, its testnets, BSC, Polygon, Fantom, …
     Evm,
-    /// A java-tron HTTP API (listener not built yet).
+    /// A java-tron HTTP API: TRON mainnet, Shasta, Nile.
     Tron,
 }
 
@@ -57,12 +79,28 @@ pub struct ChainConfig {
     /// another one.
     #[serde(default)]
     pub chain_id: Option<u64>,
-    /// JSON-RPC endpoint (`http://` or `https://`).
+    /// The node's endpoint (`http://` or `https://`): JSON-RPC for `evm`, the java-tron
+    /// HTTP API base URL for `tron`.
     pub rpc_url: String,
+    /// `tron` only: further endpoints, tried in order whenever the ones before fail.
+    #[serde(default)]
+    pub fallback_rpc_urls: Vec<String>,
+    /// `tron` only: endpoints serving `/walletsolidity/*` (a self-hosted java-tron serves
+    /// them on its own port, 8091 by default). Default: `rpc_url` and the fallbacks.
+    #[serde(default)]
+    pub solidity_rpc_urls: Vec<String>,
+    /// `tron` only: a TronGrid-compatible provider key, sent as the `TRON-PRO-API-KEY`
+    /// header to every endpoint of the chain. Default: none.
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// Blocks a payment must be deep, counting its own block, before the invoice is
     /// `paid`. Default 12.
     #[serde(default = "defaults::confirmations")]
     pub confirmations: u32,
+    /// `tron` only: blocks a payment must be below the solidified block, beyond the
+    /// solidification itself, before the invoice is `paid`. Default 0.
+    #[serde(default)]
+    pub solidified_depth: u32,
     /// Pause between polls once the listener has caught up with the head. Default 3000.
     #[serde(default = "defaults::poll_interval_ms")]
     pub poll_interval_ms: u64,
@@ -106,7 +144,8 @@ pub struct AssetConfig {
     /// The chain's native coin (exactly one of `native` and `contract`).
     #[serde(default)]
     pub native: bool,
-    /// The token contract (ERC20 on EVM chains).
+    /// The token contract: an ERC20 `0x…` address on EVM chains, a TRC20 base58check
+    /// address (`T…`) on TRON.
     #[serde(default)]
     pub contract: Option<String>,
     /// Increment the `unique-amount` strategy adds to make an amount unique, as a decimal
@@ -323,9 +362,21 @@ impl ChainConfig {
                         "required for an evm chain",
                     ));
                 }
+                let tron_only = [
+                    ("fallback_rpc_urls", !self.fallback_rpc_urls.is_empty()),
+                    ("solidity_rpc_urls", !self.solidity_rpc_urls.is_empty()),
+                    ("api_key", self.api_key.is_some()),
+                    ("solidified_depth", self.solidified_depth != 0),
+                ];
+                if let Some((field, _)) = tron_only.iter().find(|(_, set)| *set) {
+                    return Err(ChainConfigError::new(
+                        key(field),
+                        "only tron chains take this setting",
+                    ));
+                }
                 super::evm::Network::from_config(self, index).map(drop)
             }
-            ChainKind::Tron => Ok(()),
+            ChainKind::Tron => super::tron::Network::from_config(self, index).map(drop),
         }
     }
 
@@ -500,6 +551,174 @@ mod tests {
             let err = validate_chains(&[c]).unwrap_err();
             assert_eq!(err.key, key, "{err}");
         }
+    }
+
+    fn tron_chain() -> ChainConfig {
+        toml_chain(
+            r#"
+            name = "nile"
+            kind = "tron"
+            rpc_url = "https://nile.trongrid.io"
+            fallback_rpc_urls = ["http://127.0.0.1:8090"]
+            solidity_rpc_urls = ["http://127.0.0.1:8091"]
+            api_key = "00000000-0000-0000-0000-000000000000"
+            solidified_depth = 2
+            [[assets]]
+            symbol = "TRX"
+            decimals = 6
+            native = true
+            [[assets]]
+            symbol = "USDT"
+            decimals = 6
+            contract = "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf"
+            "#,
+        )
+    }
+
+    #[test]
+    fn a_tron_entry_parses_and_validates() {
+        let c = tron_chain();
+        validate_chains(std::slice::from_ref(&c)).unwrap();
+        let network = crate::chain::tron::Network::from_config(&c, 0).unwrap();
+        assert_eq!(
+            network.rpc_urls,
+            ["https://nile.trongrid.io", "http://127.0.0.1:8090"]
+        );
+        assert_eq!(network.solidity_rpc_urls, ["http://127.0.0.1:8091"]);
+        assert_eq!(network.solidified_depth, 2);
+        assert_eq!(network.native.as_ref().unwrap().symbol, "TRX");
+        assert_eq!(
+            network.tokens[0].contract.to_hex(),
+            "41eca9bc828a3005b9a3b909f2cc5c2a54794de05f"
+        );
+        // Without solidity endpoints, the full-node ones serve both.
+        let mut c = tron_chain();
+        c.solidity_rpc_urls.clear();
+        let network = crate::chain::tron::Network::from_config(&c, 0).unwrap();
+        assert_eq!(network.solidity_rpc_urls, network.rpc_urls);
+    }
+
+    #[test]
+    fn tron_validation_errors_name_the_key() {
+        type Edit = Box<dyn Fn(&mut ChainConfig)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            // An EVM-form contract, a typo in the checksum.
+            (
+                Box::new(|c| {
+                    c.assets[1].contract = Some("0xdAC17F958D2ee523a2206206994597C13D831ec7".into())
+                }),
+                "chains[0].assets[1].contract",
+            ),
+            (
+                Box::new(|c| {
+                    c.assets[1].contract = Some("TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBg".into())
+                }),
+                "chains[0].assets[1].contract",
+            ),
+            (
+                Box::new(|c| c.assets[0].decimals = 18),
+                "chains[0].assets[0].decimals",
+            ),
+            (Box::new(|c| c.chain_id = Some(1)), "chains[0].chain_id"),
+            (
+                Box::new(|c| c.fallback_rpc_urls.push("ws://x".into())),
+                "chains[0].fallback_rpc_urls[1]",
+            ),
+            (
+                Box::new(|c| c.solidity_rpc_urls[0] = "localhost:8091".into()),
+                "chains[0].solidity_rpc_urls[0]",
+            ),
+            (
+                Box::new(|c| c.api_key = Some(String::new())),
+                "chains[0].api_key",
+            ),
+            (
+                Box::new(|c| {
+                    c.payment_contracts.push(PaymentContractConfig {
+                        address: "TXYZopYRdj2D9XRtbG411XZZ3kM5VkAeBf".into(),
+                        asset: "USDT".into(),
+                    })
+                }),
+                "chains[0].payment_contracts",
+            ),
+            (
+                Box::new(|c| {
+                    let mut twin = c.assets[1].clone();
+                    twin.symbol = "USDT2".into();
+                    c.assets.push(twin)
+                }),
+                "chains[0].assets",
+            ),
+        ];
+        for (edit, key) in cases {
+            let mut c = tron_chain();
+            edit(&mut c);
+            let err = validate_chains(&[c]).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn tron_settings_on_an_evm_chain_are_refused() {
+        let mut c = chain();
+        c.api_key = Some("k".into());
+        assert_eq!(validate_chains(&[c]).unwrap_err().key, "chains[0].api_key");
+        let mut c = chain();
+        c.fallback_rpc_urls.push("http://b".into());
+        assert_eq!(
+            validate_chains(&[c]).unwrap_err().key,
+            "chains[0].fallback_rpc_urls"
+        );
+    }
+
+    /// The `[[chains]]` examples of `config/polypay.toml`, uncommented.
+    fn documented_chains() -> Vec<ChainConfig> {
+        let text = include_str!("../../../config/polypay.toml");
+        let section = text
+            .split("# Networks the chain listeners follow")
+            .nth(1)
+            .expect("chains section");
+        let toml: String = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                let key = line.split(" = ").next().unwrap_or("");
+                line.starts_with("[[chains")
+                    || (line.contains(" = ")
+                        && !key.is_empty()
+                        && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            chains: Vec<ChainConfig>,
+        }
+        figment::Figment::from(figment::providers::Toml::string(&toml))
+            .extract::<Doc>()
+            .unwrap_or_else(|e| panic!("{e}\n{toml}"))
+            .chains
+    }
+
+    #[test]
+    fn the_documented_tron_examples_validate() {
+        let chains = documented_chains();
+        let tron: Vec<_> = chains
+            .into_iter()
+            .filter(|c| c.kind == ChainKind::Tron)
+            .collect();
+        assert_eq!(tron.len(), 2, "a mainnet and a testnet example");
+        validate_chains(&tron).unwrap();
+        let mainnet = crate::chain::tron::Network::from_config(&tron[0], 0).unwrap();
+        assert_eq!(
+            mainnet
+                .token_at(
+                    crate::chain::tron::TronAddress::parse("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t")
+                        .unwrap()
+                )
+                .map(|t| t.symbol.as_str()),
+            Some("USDT")
+        );
     }
 
     #[test]

@@ -7,17 +7,22 @@
 //!   [`PaymentContractConfig`]): the `[[chains]]` entries of the main config, their
 //!   defaults and their validation (every error names its key, e.g.
 //!   `chains[1].assets[0].contract`);
-//! - **what a listener observed** ([`ObservedTransfer`]), chain-neutral: addresses, hashes
-//!   and amounts as the strings the database keeps;
 //! - **what a listener is doing** ([`ChainStatus`]), published live on a
 //!   `tokio::sync::watch` channel, kept in `chain_cursors`, and exported as
 //!   `polypay_chain_*` metrics;
-//! - **the EVM listener** ([`evm`]): alloy over JSON-RPC/HTTP.
+//! - **following a chain** ([`follow`]): the chain-neutral loop (cursor, reorg rollback,
+//!   watch set, committing transfers with the settlement they cause) that drives a
+//!   chain-specific [`follow::ChainSource`];
+//! - **the EVM listener** ([`evm`]): alloy over JSON-RPC/HTTP;
+//! - **the TRON listener** ([`tron`]): java-tron's HTTP API, TRX and TRC20, finality by
+//!   the solidified block.
 //!
-//! A TRON listener (`chain::tron`) will sit beside [`evm`] and produce the same
-//! [`ObservedTransfer`]s; `kind = "tron"` is already a recognised config value.
+//! What a listener observed is an [`ObservedTransfer`] (the invoice domain's type,
+//! re-exported here), with the block's time.
 //!
 //! # Guarantees every listener keeps
+//!
+//! They are kept once, by [`follow::Follower`], for every kind of chain.
 //!
 //! - Blocks are processed strictly in order from a stored cursor (`chain_cursors`); a
 //!   range's transfers, block hashes and the cursor advance commit in one transaction, so
@@ -33,6 +38,8 @@
 
 mod config;
 pub mod evm;
+pub mod follow;
+pub mod tron;
 
 pub use config::{
     AssetConfig, ChainConfig, ChainConfigError, ChainKind, PaymentContractConfig, validate_chains,
@@ -41,24 +48,65 @@ pub use config::{
 pub use crate::invoice::{NATIVE_LOG_INDEX, ObservedTransfer};
 use crate::store::Store;
 
-/// A listener for every `[[chains]]` entry this host can follow, ready to `run`. Entries of
-/// kind `tron` are skipped with a warning until `chain::tron` exists.
-pub fn evm_listeners(
-    chains: &[ChainConfig],
-    store: &Store,
-) -> Result<Vec<evm::EvmListener>, ChainConfigError> {
-    let mut listeners = Vec::new();
-    for (index, chain) in chains.iter().enumerate() {
-        match chain.kind {
-            ChainKind::Evm => {
-                listeners.push(evm::EvmListener::from_config(chain, index, store.clone())?)
-            }
-            ChainKind::Tron => {
-                tracing::warn!(chain = %chain.name, "no TRON listener yet; chain not followed")
-            }
+/// The listener of one `[[chains]]` entry, ready to `run`.
+pub enum Listener {
+    Evm(evm::EvmListener),
+    Tron(tron::TronListener),
+}
+
+impl Listener {
+    /// The chain's name.
+    pub fn chain(&self) -> &str {
+        match self {
+            Listener::Evm(l) => &l.settings().chain,
+            Listener::Tron(l) => &l.settings().chain,
         }
     }
-    Ok(listeners)
+
+    /// The live state of this listener.
+    pub fn status(&self) -> tokio::sync::watch::Receiver<ChainStatus> {
+        match self {
+            Listener::Evm(l) => l.status(),
+            Listener::Tron(l) => l.status(),
+        }
+    }
+
+    /// Follows the chain until `shutdown` resolves (see [`follow`]).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        match self {
+            Listener::Evm(l) => l.run(shutdown).await,
+            Listener::Tron(l) => l.run(shutdown).await,
+        }
+    }
+}
+
+/// A listener for every `[[chains]]` entry.
+pub fn listeners(chains: &[ChainConfig], store: &Store) -> Result<Vec<Listener>, ChainConfigError> {
+    chains
+        .iter()
+        .enumerate()
+        .map(|(index, chain)| {
+            Ok(match chain.kind {
+                ChainKind::Evm => Listener::Evm(evm::listener(chain, index, store.clone())?),
+                ChainKind::Tron => Listener::Tron(tron::listener(chain, index, store.clone())?),
+            })
+        })
+        .collect()
+}
+
+/// A chain's native coin (ETH, BNB, TRX, …), as its listener needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeAsset {
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+/// A token a chain's listener follows, with its contract in the chain's address type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token<A> {
+    pub symbol: String,
+    pub decimals: u8,
+    pub contract: A,
 }
 
 /// What a listener is doing, as published on its status channel.
@@ -67,6 +115,9 @@ pub struct ChainStatus {
     pub chain: String,
     /// The node's latest block number, as last seen.
     pub head_block: Option<u64>,
+    /// The newest block the node declares irreversible (TRON: the solidified block,
+    /// minus `solidified_depth`); `None` on chains without one.
+    pub final_block: Option<u64>,
     /// The highest block fully processed.
     pub processed_block: Option<u64>,
     /// `head_block - processed_block`, when both are known.

@@ -56,6 +56,9 @@ pub struct ChainView {
     /// The highest block the listener has processed (and checked for reorgs):
     /// confirmations are counted from it.
     pub processed_block: i64,
+    /// The newest block the chain declares irreversible (TRON's solidified block), on
+    /// chains that have one: a credit in a later block is not confirmed, however deep.
+    pub final_block: Option<i64>,
 }
 
 /// Why an invoice could not be created or changed.
@@ -431,9 +434,12 @@ impl InvoiceService {
             .await?
             .ok_or_else(|| InvoiceError::NotFound(id.into()))?;
         let cursor = self.store.chain_cursor(&invoice.chain).await?;
-        let view = cursor
-            .and_then(|c| c.processed_block)
-            .map(|processed_block| ChainView { processed_block });
+        let view = cursor.and_then(|c| {
+            c.processed_block.map(|processed_block| ChainView {
+                processed_block,
+                final_block: c.final_block,
+            })
+        });
         let changed = settle(&mut tx, &invoice, view, now).await?;
         tx.commit().await?;
         Ok(changed.unwrap_or(invoice))
@@ -494,6 +500,7 @@ async fn settle(
                 tolerance: invoice.tolerance,
                 confirmations_required: invoice.confirmations_required,
                 processed_block: view.processed_block,
+                final_block: view.final_block,
             },
         );
         changed.amount_paid = t.paid;

@@ -7,7 +7,8 @@
 //!
 //! - **Paid** is the sum of every credit; **confirmed** the sum of those at least
 //!   `confirmations_required` blocks deep at the processed block (a block is 1 deep when
-//!   it is the processed block itself; zero required counts as one).
+//!   it is the processed block itself; zero required counts as one) and, on a chain that
+//!   declares a final block (TRON's solidified block), at or below it.
 //! - **The completing credit** is the first one after which the running sum *covers* the
 //!   amount due, with the same tolerance rule as the lifecycle ([`super::covers_due`]): a
 //!   payment that is full only thanks to the asset's tolerance is complete at that credit.
@@ -48,6 +49,8 @@ pub struct TallyRules {
     pub confirmations_required: u32,
     /// The highest block the listener has processed (and checked for reorgs).
     pub processed_block: i64,
+    /// The chain's newest irreversible block, when it declares one.
+    pub final_block: Option<i64>,
 }
 
 /// Sums `credits` (in chain order) under `rules`. See the module docs.
@@ -58,7 +61,9 @@ pub fn tally(credits: &[Credit], rules: TallyRules) -> Tally {
     let mut completing: Option<&Credit> = None;
     for credit in credits {
         paid = paid.saturating_add(credit.amount);
-        if rules.processed_block - credit.block_number + 1 >= depth_needed {
+        let deep_enough = rules.processed_block - credit.block_number + 1 >= depth_needed;
+        let is_final = rules.final_block.is_none_or(|f| credit.block_number <= f);
+        if deep_enough && is_final {
             confirmed = confirmed.saturating_add(credit.amount);
         }
         if completing.is_none() && covers_due(paid, rules.amount_due, rules.tolerance) {
@@ -92,6 +97,7 @@ mod tests {
             tolerance: Amount::from(tolerance),
             confirmations_required: required,
             processed_block: processed,
+            final_block: None,
         }
     }
 
@@ -130,6 +136,19 @@ mod tests {
         // Zero required counts as one: the processed block itself is confirmed.
         let t = tally(&credits, rules(1_000, 0, 0, 12));
         assert_eq!(t.confirmed, Amount::from(1_000));
+    }
+
+    #[test]
+    fn on_a_chain_with_a_final_block_only_credits_at_or_below_it_are_confirmed() {
+        let credits = [credit(400, 10, 1), credit(600, 12, 2)];
+        let mut r = rules(1_000, 0, 1, 30);
+        r.final_block = Some(11);
+        assert_eq!(tally(&credits, r).confirmed, Amount::from(400));
+        r.final_block = Some(12);
+        assert_eq!(tally(&credits, r).confirmed, Amount::from(1_000));
+        // Final, but not yet deep enough.
+        r.confirmations_required = 20;
+        assert_eq!(tally(&credits, r).confirmed, Amount::from(400));
     }
 
     #[test]

@@ -20,7 +20,9 @@ use crate::chain::{ChainConfig, ChainKind};
 use crate::invoice::{Allocation, Amount, MatchStrategy, NewInvoice, NewTarget};
 use crate::store::{Store, StoreError};
 
-use super::derive::{DerivationError, derive_evm_address, parse_xpub, xpub_id};
+use super::derive::{
+    DerivationError, derive_evm_address, derive_tron_address, parse_xpub, xpub_id,
+};
 
 /// Where and how a new invoice's payment is expected: one variant per strategy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,11 +72,6 @@ pub enum AllocationError {
     Address(String),
     #[error("chain config: {0}")]
     Config(String),
-    #[error("the `{strategy}` strategy is not available on {kind:?} chains yet")]
-    Unsupported {
-        strategy: MatchStrategy,
-        kind: ChainKind,
-    },
     #[error(transparent)]
     Derivation(#[from] DerivationError),
     #[error(transparent)]
@@ -202,16 +199,13 @@ pub async fn plan(
             target(canonical_address(chain, address)?, None)
         }
         TargetSpec::DerivedAddress { xpub } => {
-            if chain.kind != ChainKind::Evm {
-                return Err(AllocationError::Unsupported {
-                    strategy,
-                    kind: chain.kind,
-                });
-            }
             let key = parse_xpub(xpub)?;
             let index = store.next_derivation_index(&xpub_id(xpub)).await?;
-            let address = derive_evm_address(&key, index)?;
-            target(address_text(address), Some(i64::from(index)))
+            let address = match chain.kind {
+                ChainKind::Evm => address_text(derive_evm_address(&key, index)?),
+                ChainKind::Tron => derive_tron_address(&key, index)?.to_string(),
+            };
+            target(address, Some(i64::from(index)))
         }
     };
     let base = Allocation {
@@ -250,12 +244,14 @@ pub async fn plan(
     Ok(Plan { base, unique })
 }
 
-/// The stored form of an address on `chain` (EIP-55 on EVM chains).
+/// The stored form of an address on `chain`: EIP-55 on EVM chains, base58check on TRON.
+/// Anything else is refused, so no invoice waits on an address nobody can pay.
 fn canonical_address(chain: &ChainConfig, address: &str) -> Result<String, AllocationError> {
     match chain.kind {
         ChainKind::Evm => parse_address(address.trim())
             .map(address_text)
             .map_err(AllocationError::Address),
-        ChainKind::Tron => Ok(address.trim().to_string()),
+        ChainKind::Tron => crate::chain::tron::canonical_address(address)
+            .map_err(|e| AllocationError::Address(e.to_string())),
     }
 }

@@ -7,10 +7,16 @@
 //! `m/44'/60'/0'/0`, whose children are the wallet's receiving addresses). Each invoice
 //! takes the next index; an invoice that expires unpaid leaves its index unused, so the
 //! merchant's wallet must scan past gaps (raise its gap limit) to see every payment.
+//!
+//! TRON uses the same secp256k1 keys and the same keccak-256 address hash: a TRON address
+//! is `0x41` followed by the EVM address's 20 bytes, in base58check. A TRON merchant
+//! supplies the key at `m/44'/195'/0'/0` (TRON's BIP44 coin type 195).
 
 use alloy::primitives::Address;
 use bip32::{ChildNumber, ExtendedKey, XPub};
 use sha2::{Digest, Sha256};
+
+use crate::chain::tron::TronAddress;
 
 /// Why an extended public key cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,6 +54,11 @@ pub fn derive_evm_address(xpub: &XPub, index: u32) -> Result<Address, Derivation
     let point = child.public_key().to_encoded_point(false);
     // Uncompressed SEC1: 0x04 || x || y; the address hashes x || y.
     Ok(Address::from_raw_public_key(&point.as_bytes()[1..]))
+}
+
+/// The TRON address of non-hardened child `index` of `xpub`.
+pub fn derive_tron_address(xpub: &XPub, index: u32) -> Result<TronAddress, DerivationError> {
+    derive_evm_address(xpub, index).map(|a| TronAddress::from_evm(a.into_array()))
 }
 
 /// The id under which an extended public key's derivation counter is stored: SHA-256 of
@@ -105,6 +116,57 @@ mod tests {
             derive_evm_address(&xpub, 0).unwrap(),
             derive_evm_address(&xpub, 1).unwrap()
         );
+    }
+
+    /// BIP39 seed of a mnemonic with an empty passphrase: PBKDF2-HMAC-SHA512, 2048 rounds,
+    /// salt "mnemonic", one 64-byte block.
+    fn bip39_seed(mnemonic: &str) -> [u8; 64] {
+        use hmac::{Hmac, Mac};
+        let prf = || Hmac::<sha2::Sha512>::new_from_slice(mnemonic.as_bytes()).unwrap();
+        let mut mac = prf();
+        mac.update(b"mnemonic\0\0\0\x01");
+        let mut u: [u8; 64] = mac.finalize().into_bytes().into();
+        let mut seed = u;
+        for _ in 1..2048 {
+            let mut mac = prf();
+            mac.update(&u);
+            u = mac.finalize().into_bytes().into();
+            seed.iter_mut().zip(u).for_each(|(s, b)| *s ^= b);
+        }
+        seed
+    }
+
+    /// The key at m/44'/195'/0'/0 of Trezor's test mnemonic ("all" twelve times).
+    const TRON_XPUB: &str = "xpub6ELZXDeBLpoCg4dSVZAmcmjhRyTo4fy7fyCeKz4ntuMybyjyFanpmnq3M5195DetSS1vf9MTAJpoGXpABNBmjjxeFRa425JHuDgP3LW5Pcf";
+
+    #[test]
+    fn tron_addresses_match_trezor_test_vectors() {
+        // trezor-firmware common/tests/fixtures/tron/get_address.json: mnemonic "all" ×12,
+        // paths m/44'/195'/0'/0/0..2.
+        let mnemonic = "all all all all all all all all all all all all";
+        let mut key = bip32::XPrv::new(bip39_seed(mnemonic)).unwrap();
+        for (index, hardened) in [(44, true), (195, true), (0, true), (0, false)] {
+            key = key
+                .derive_child(ChildNumber::new(index, hardened).unwrap())
+                .unwrap();
+        }
+        let xpub_text = key
+            .public_key()
+            .to_extended_key(bip32::Prefix::XPUB)
+            .to_string();
+        assert_eq!(xpub_text, TRON_XPUB);
+        let xpub = parse_xpub(&xpub_text).unwrap();
+        let expected = [
+            "TY72iA3SBtrds3QLYsS7LwYfkzXwAXCRWT",
+            "TFz2CJn9CJb8C4i1Gke3jmZX2fRMJxniH2",
+            "TQSw9qVAigRwfgPdf7aW4wxbG9tFitexg2",
+        ];
+        for (i, address) in expected.iter().enumerate() {
+            assert_eq!(
+                derive_tron_address(&xpub, i as u32).unwrap().to_string(),
+                *address
+            );
+        }
     }
 
     #[test]

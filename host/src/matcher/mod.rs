@@ -55,7 +55,7 @@ mod derive;
 pub mod expiry;
 
 pub use allocate::{AllocationError, Plan, TargetSpec, plan};
-pub use derive::{DerivationError, derive_evm_address, parse_xpub, xpub_id};
+pub use derive::{DerivationError, derive_evm_address, derive_tron_address, parse_xpub, xpub_id};
 
 use std::collections::{BTreeSet, HashMap};
 

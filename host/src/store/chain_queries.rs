@@ -22,6 +22,8 @@ pub struct ChainCursor {
     pub head_block: Option<i64>,
     /// The timestamp (unix ms) of the processed block, once known.
     pub processed_time: Option<i64>,
+    /// The newest final block invoices were settled against (chains that declare one).
+    pub final_block: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -108,7 +110,7 @@ impl Store {
     /// The listener cursor of `chain`, if the listener ever started.
     pub async fn chain_cursor(&self, chain: &str) -> Result<Option<ChainCursor>, StoreError> {
         let row = sqlx::query(
-            "SELECT processed_block, head_block, processed_time, updated_at FROM chain_cursors WHERE chain = $1",
+            "SELECT processed_block, head_block, processed_time, final_block, updated_at FROM chain_cursors WHERE chain = $1",
         )
         .bind(chain)
         .fetch_optional(&self.pool)
@@ -118,6 +120,7 @@ impl Store {
                 processed_block: row.try_get("processed_block")?,
                 head_block: row.try_get("head_block")?,
                 processed_time: row.try_get("processed_time")?,
+                final_block: row.try_get("final_block")?,
                 updated_at: row.try_get("updated_at")?,
             })
         })
@@ -449,6 +452,23 @@ pub async fn set_processed(
         .bind(chain)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Records that `chain`'s invoices were settled against `final_block` as irreversible;
+/// the stored value only grows.
+pub async fn raise_final_block(
+    tx: &mut Tx,
+    chain: &str,
+    final_block: u64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE chain_cursors SET final_block = $1 WHERE chain = $2 AND (final_block IS NULL OR final_block < $1)",
+    )
+    .bind(to_i64(final_block))
+    .bind(chain)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -6,4 +6,7 @@ pub mod anvil;
 pub mod browser;
 pub mod db;
 pub mod plugins;
+pub mod merchant;
 pub mod polypay;
+pub mod tron;
+pub mod tron_chain;

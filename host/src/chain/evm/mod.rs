@@ -7,9 +7,9 @@
 //!   range: ERC20 `Transfer` logs and payment-contract `Pay` logs via `eth_getLogs`, native
 //!   transfers from full blocks (kept only when their receipt says the transaction
 //!   succeeded), and the hashes that detect reorgs.
-//! - [`EvmListener`]: the loop that drives a reader from the stored cursor, hands the
-//!   transfers to the matcher, commits each range in one transaction, follows reorgs,
-//!   retries node failures with backoff, and publishes its [`ChainStatus`].
+//! - [`EvmSource`]: the reader as a [`ChainSource`] (the node's chain id checked first,
+//!   a refused log range reported as such); [`EvmListener`] is the chain-neutral
+//!   [`Follower`] driving it: cursor, reorgs, settlement, backoff, [`ChainStatus`].
 //!
 //! Addresses are kept in EIP-55 checksum form (`0xAbC…`) wherever they are stored or
 //! compared as text; hashes as lowercase `0x` hex.
@@ -20,17 +20,20 @@
 //! logs a node flags `removed` (ignored: the reorg check owns rollbacks).
 //!
 //! [`ChainStatus`]: super::ChainStatus
+//! [`ChainSource`]: super::follow::ChainSource
+//! [`Follower`]: super::follow::Follower
 
-mod listener;
 mod reader;
+mod source;
 
-pub use listener::{EvmListener, ListenerError, Progress};
 pub use reader::{BlockReader, BlockRef, ReadError, Scan, WatchSet};
+pub use source::{EvmListener, EvmSource, listener};
 
 use std::time::Duration;
 
 use alloy::primitives::Address;
 
+pub use super::NativeAsset;
 use super::{ChainConfig, ChainConfigError, ChainKind};
 
 alloy::sol! {
@@ -46,32 +49,15 @@ pub struct Network {
     pub name: String,
     pub chain_id: u64,
     pub rpc_url: alloy::transports::http::reqwest::Url,
-    pub confirmations: u32,
-    pub poll_interval: Duration,
     pub rpc_timeout: Duration,
-    pub max_retry_interval: Duration,
-    pub start_block: Option<u64>,
-    pub max_block_range: u64,
-    pub reorg_window: u64,
-    pub max_reorg_depth: u64,
     /// The native coin, if the chain's assets include it.
     pub native: Option<NativeAsset>,
     pub tokens: Vec<Token>,
     pub payment_contracts: Vec<PaymentContract>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NativeAsset {
-    pub symbol: String,
-    pub decimals: u8,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Token {
-    pub symbol: String,
-    pub decimals: u8,
-    pub contract: Address,
-}
+/// An ERC20 token.
+pub type Token = super::Token<Address>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentContract {
@@ -139,14 +125,7 @@ impl Network {
             name: config.name.clone(),
             chain_id,
             rpc_url,
-            confirmations: config.confirmations,
-            poll_interval: Duration::from_millis(config.poll_interval_ms),
             rpc_timeout: Duration::from_millis(config.rpc_timeout_ms),
-            max_retry_interval: Duration::from_millis(config.max_retry_interval_ms.max(1)),
-            start_block: config.start_block,
-            max_block_range: config.max_block_range.max(1),
-            reorg_window: config.reorg_window,
-            max_reorg_depth: config.max_reorg_depth,
             native,
             tokens,
             payment_contracts,

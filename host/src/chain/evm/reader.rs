@@ -44,13 +44,7 @@ pub struct BlockRef {
 }
 
 /// The addresses a scan keeps transfers to.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WatchSet {
-    /// Recipients of token transfers.
-    pub token_recipients: HashSet<Address>,
-    /// Recipients of native-coin transfers.
-    pub native_recipients: HashSet<Address>,
-}
+pub type WatchSet = crate::chain::follow::WatchSet<Address>;
 
 /// What one block range holds for the watched addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +84,14 @@ pub enum ReadError {
     Inconsistent(String),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    #[error(
+        "the node reports chain id {actual}, but chain `{chain}` is configured with {expected}"
+    )]
+    WrongChain {
+        chain: String,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 impl ReadError {

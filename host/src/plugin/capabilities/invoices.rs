@@ -162,7 +162,6 @@ fn allocation_error(scope: &CallScope, e: AllocationError) -> HostError {
         AllocationError::NoPaymentContract { chain, asset } => HostError::Unsupported(format!(
             "chain `{chain}` has no payment contract for `{asset}`"
         )),
-        AllocationError::Unsupported { .. } => HostError::Unsupported(e.to_string()),
         AllocationError::Address(why) => HostError::Invalid(format!("invalid address: {why}")),
         AllocationError::Derivation(d) => {
             HostError::Invalid(format!("invalid extended public key: {d}"))
