@@ -22,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 /// Top-level sections; environment variables outside these are ignored.
 const SECTIONS: &[&str] = &[
+    "mode",
+    "dev",
     "listen",
     "database",
     "data_dir",
@@ -37,6 +39,9 @@ const SECTIONS: &[&str] = &[
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// `production` (default) or `development`. Development tooling — the `[dev]`
+    /// section, the checkout page's dev wallet — only runs in development.
+    pub mode: Mode,
     /// Directory for embedded data: the SQLite database and a generated dev master key.
     pub data_dir: PathBuf,
     /// Base URL under which payers reach the public listener (used in checkout links).
@@ -52,6 +57,27 @@ pub struct Config {
     pub plugins: Vec<crate::plugin::PluginConfig>,
     /// Callback delivery (`[webhooks]`, see [`crate::webhook`]).
     pub webhooks: crate::webhook::WebhookConfig,
+    /// Development tooling (`[dev]`); only allowed with `mode = "development"`.
+    pub dev: DevConfig,
+}
+
+/// What kind of deployment a process is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Production,
+    Development,
+}
+
+/// The `[dev]` section, written by `polypay dev` (see [`crate::dev`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// An unlocked account of the development chain (anvil) that the checkout page's
+    /// "Pay with the dev wallet" button pays from, on the invoice's EVM network. Unset: no
+    /// such button.
+    pub wallet: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +134,7 @@ pub struct HttpConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            mode: Mode::default(),
             data_dir: PathBuf::from("./data"),
             public_base_url: "http://127.0.0.1:8080".into(),
             listen: ListenConfig::default(),
@@ -118,6 +145,7 @@ impl Default for Config {
             chains: Vec::new(),
             plugins: Vec::new(),
             webhooks: crate::webhook::WebhookConfig::default(),
+            dev: DevConfig::default(),
         }
     }
 }
@@ -249,6 +277,24 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        if let Some(wallet) = &self.dev.wallet {
+            if self.mode != Mode::Development {
+                return Err(ConfigError::Value {
+                    key: "dev.wallet",
+                    origin: origin(),
+                    message: "only allowed with mode = \"development\": it pays from an unlocked \
+                              account of a development chain"
+                        .into(),
+                });
+            }
+            if let Err(message) = crate::chain::evm::parse_address(wallet) {
+                return Err(ConfigError::Value {
+                    key: "dev.wallet",
+                    origin: origin(),
+                    message,
+                });
+            }
+        }
         if let Err((key, message)) = self.webhooks.validate() {
             return Err(ConfigError::Value {
                 key,
@@ -257,6 +303,15 @@ impl Config {
             });
         }
         Ok(self)
+    }
+
+    /// The dev wallet's address, when this process runs in development mode with one.
+    pub fn dev_wallet(&self) -> Option<alloy_primitives::Address> {
+        if self.mode != Mode::Development {
+            return None;
+        }
+        let wallet = self.dev.wallet.as_deref()?;
+        crate::chain::evm::parse_address(wallet).ok()
     }
 
     /// The database URL in force: the configured one, or embedded SQLite in the data dir.
@@ -342,6 +397,33 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn dev_wallet_is_refused_outside_development_mode() {
+        const WALLET: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+        Jail::expect_with(|jail| {
+            jail.create_file("prod.toml", &format!("[dev]\nwallet = \"{WALLET}\"\n"))?;
+            let err = Config::load(Some(Path::new("prod.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("dev.wallet"), "{err}");
+            assert!(err.contains("development"), "{err}");
+
+            jail.create_file(
+                "dev.toml",
+                &format!("mode = \"development\"\n[dev]\nwallet = \"{WALLET}\"\n"),
+            )?;
+            let config = Config::load(Some(Path::new("dev.toml"))).unwrap();
+            assert_eq!(config.mode, Mode::Development);
+            assert_eq!(
+                config.dev_wallet().map(|a| a.to_checksum(None)).as_deref(),
+                Some(WALLET)
+            );
+
+            assert_eq!(Config::load(None).unwrap().mode, Mode::Production);
+            Ok(())
+        });
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod app;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod invoice;
 pub mod matcher;

@@ -5,4 +5,5 @@
 pub mod anvil;
 pub mod browser;
 pub mod db;
+pub mod dev;
 pub mod polypay;
