@@ -19,6 +19,8 @@
 //!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.
 //! - [`app`]: wires the rooms into a running server.
+//! - [`dev`]: `polypay dev`, a local payment setup in one command: an anvil dev chain with
+//!   the test contracts, every dialect's demo, the dev wallet.
 //! - [`cli`]: the `polypay` command line.
 
 pub mod app;

@@ -434,3 +434,56 @@ async fn start_refuses_a_taken_port_a_missing_anvil_and_a_foreign_reset_with_the
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_page_pays_with_the_dev_wallet_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let mut dev = DevProcess::start(&dir.path().join("dev"), &ports, &[]).await;
+    let trino = dev.walkthrough.section("trino").clone();
+    let created = sh_json(trino.command(1), &[]).await;
+    let invoice = at_path(&created, &trino.steps[0].keep.clone().unwrap().1);
+    let return_url = format!("http://127.0.0.1:{}/shop/trino", ports.callback);
+
+    let scenario = json!({
+        "payUrl": created["jump_url"],
+        "returnUrl": return_url,
+        "screenshots": common::browser::screenshots_dir(),
+        "expect": { "title": "Demo order 1", "amount": "10", "symbol": "USDT" },
+    });
+    let (mut node, mut lines) = common::browser::start_script("dev-wallet.mjs", &scenario);
+    let mut paid_by = None;
+    let mut done = false;
+    let run = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            println!("{line}");
+            match line.split_once(' ') {
+                Some(("PAID", hash)) => paid_by = Some(hash.to_owned()),
+                _ if line == "DONE" => done = true,
+                _ => {}
+            }
+        }
+        node.wait().await.unwrap()
+    };
+    let status = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the browser run finishes within 3 minutes");
+    assert!(
+        status.success() && done,
+        "the payer's browser run failed (see dev-wallet-browser lines above):\n{}",
+        dev.stderr()
+    );
+
+    // The merchant's view agrees: notified, by the transaction the page showed.
+    let vars = [("INVOICE", invoice.as_str())];
+    let status = eventually("the invoice to be notified", WAIT, || async {
+        let status = sh_json(trino.command(3), &vars).await;
+        (status["status"] == "notified").then_some(status)
+    })
+    .await;
+    assert_eq!(
+        status["txn_hash"],
+        paid_by.expect("the page showed the payment").as_str()
+    );
+    assert!(dev.interrupt().await.success());
+}
