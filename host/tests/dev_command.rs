@@ -392,6 +392,10 @@ async fn start_refuses_a_taken_port_a_missing_anvil_and_a_foreign_reset_with_the
         "{stderr}"
     );
     drop(taken);
+    assert!(
+        !std::path::Path::new(&data).exists(),
+        "a refused start writes nothing"
+    );
 
     // No anvil: neither in node_modules (a directory outside the repository) nor on PATH.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -409,6 +413,7 @@ async fn start_refuses_a_taken_port_a_missing_anvil_and_a_foreign_reset_with_the
         stderr.contains("anvil not found") && stderr.contains("scripts/install-test-tools.sh"),
         "{stderr}"
     );
+    assert!(!std::path::Path::new(&data).exists());
 
     // --reset refuses a directory that is not a dev setup.
     let foreign = dir.path().join("precious");
@@ -486,4 +491,65 @@ async fn checkout_page_pays_with_the_dev_wallet_in_chromium() {
         paid_by.expect("the page showed the payment").as_str()
     );
     assert!(dev.interrupt().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_while_starting_stops_cleanly_even_when_the_shell_ignored_sigint() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let wasm_dir = std::path::Path::new(polypay_plugin_artifacts::TRINO)
+        .parent()
+        .unwrap();
+    // A shell that starts a command in the background leaves SIGINT ignored in it; the
+    // command must catch the signal itself from its first moment, or a Ctrl-C is lost.
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap "" INT; exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_polypay"))
+        .args(["dev", "--data-dir"])
+        .arg(dir.path().join("dev"))
+        .args(ports.args())
+        .arg("--plugin-wasm-dir")
+        .arg(wasm_dir)
+        .current_dir(common::browser::repo_root())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        printed.push(line.clone());
+        if line.starts_with("==> starting the dev chain") {
+            break;
+        }
+    }
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("polypay dev stops on Ctrl-C while starting")
+        .unwrap();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        printed.push(line);
+    }
+    assert!(exit.success(), "{exit}: {printed:#?}");
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("interrupted while starting")),
+        "{printed:#?}"
+    );
+    assert!(
+        !polypay_host::dev::node::port_is_taken(ports.node),
+        "no dev chain is left running"
+    );
 }

@@ -12,42 +12,19 @@
 // reason on failure.
 
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { launch, openInvoice, setup, waitPaid, watchedPage } from './payer.mjs'
 
-const scenario = JSON.parse(process.argv[2])
-const CHROMIUM = process.env.POLYPAY_CHROMIUM || '/usr/bin/chromium'
 const TIMEOUT = 30_000
-const log = (message) => process.stderr.write(`dev-wallet-browser: ${message}\n`)
-
-mkdirSync(scenario.screenshots, { recursive: true })
-const shot = (page, name) => page.screenshot({ path: join(scenario.screenshots, name), fullPage: true })
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  timeout: 60_000,
-})
+const { scenario, log, shot } = setup('dev-wallet-browser')
+const browser = await launch()
 
 try {
   const context = await browser.newContext({ locale: 'en-US', viewport: { width: 480, height: 1000 } })
   context.setDefaultTimeout(TIMEOUT)
-  const page = await context.newPage()
-  const problems = []
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`))
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`))
+  const { page, problems } = await watchedPage(context)
 
   // 1. The open invoice, with the dev wallet offered.
-  await page.goto(scenario.payUrl)
-  await page.getByTestId('amount').waitFor()
-  assert.equal(await page.getByTestId('title').innerText(), scenario.expect.title)
-  assert.equal(
-    (await page.getByTestId('amount').innerText()).replace(/\s+/g, ' ').trim(),
-    `${scenario.expect.amount} ${scenario.expect.symbol}`,
-  )
-  assert.equal(await page.getByTestId('status').getAttribute('data-phase'), 'pending')
+  await openInvoice(page, scenario.payUrl, scenario.expect)
   const button = page.getByTestId('pay-with-dev-wallet')
   assert.equal((await button.innerText()).trim(), 'Pay with the dev wallet')
   await page.getByText('Development mode').waitFor()
@@ -57,8 +34,7 @@ try {
   // 2. Pay: the server's dev wallet sends approve + pay; the page follows the status.
   await button.click()
   await page.getByTestId('dev-wallet-sent').waitFor()
-  await page.locator('[data-testid=status][data-phase=paid]').waitFor({ timeout: 60_000 })
-  assert.match(await page.getByTestId('status').innerText(), /Payment complete/)
+  await waitPaid(page)
   assert.equal(await page.getByTestId('pay-with-dev-wallet').count(), 0, 'no button once paid')
   const hash = (await page.getByTestId('txn-hash').innerText()).trim()
   assert.match(hash, /^0x[0-9a-f]{64}$/)

@@ -93,16 +93,12 @@ impl Contracts {
         to: Address,
         amount: U256,
     ) -> Result<Receipt, ContractError> {
-        let input = mintCall { to, value: amount }.abi_encode();
-        call(rpc, from, self.token, input, "mint").await
+        mint(rpc, self.token, from, to, amount).await
     }
 
     /// The test-token balance of `owner`.
     pub async fn token_balance(&self, rpc: &AnvilRpc, owner: Address) -> Result<U256, RpcError> {
-        let bytes = rpc
-            .view(self.token, balanceOfCall { owner }.abi_encode())
-            .await?;
-        Ok(U256::from_be_slice(&bytes))
+        token_balance(rpc, self.token, owner).await
     }
 
     /// An ERC20 transfer of the test token.
@@ -172,6 +168,30 @@ pub async fn deploy(
     receipt
         .contract_address
         .ok_or(ContractError::NoAddress { what })
+}
+
+/// `token.mint(to, amount)` from `from` (the test token's open mint).
+pub async fn mint(
+    rpc: &AnvilRpc,
+    token: Address,
+    from: Address,
+    to: Address,
+    amount: U256,
+) -> Result<Receipt, ContractError> {
+    let input = mintCall { to, value: amount }.abi_encode();
+    call(rpc, from, token, input, "minting test tokens").await
+}
+
+/// `token.balanceOf(owner)`.
+pub async fn token_balance(
+    rpc: &AnvilRpc,
+    token: Address,
+    owner: Address,
+) -> Result<U256, RpcError> {
+    let bytes = rpc
+        .view(token, balanceOfCall { owner }.abi_encode())
+        .await?;
+    Ok(U256::from_be_slice(&bytes))
 }
 
 /// `token.transfer(to, amount)` from `from`.

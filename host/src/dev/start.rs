@@ -22,6 +22,7 @@ use super::setup::{
     self, CHAIN_DIR, CONFIG_FILE, DemoMerchant, DevAccounts, DevOptions, DevState, Mount,
     STATE_FILE,
 };
+use crate::app::ShutdownSignals;
 use crate::config::Config;
 use crate::invoice::Amount;
 
@@ -54,17 +55,18 @@ struct Skipped {
 
 /// Runs `polypay dev`. `data_dir` is as the user gave it (for messages).
 pub async fn run(data_dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
+    // From here on Ctrl-C stops the setup cleanly, even while it starts.
+    let mut signals = ShutdownSignals::install().context("installing signal handlers")?;
     let shown_dir = data_dir.display().to_string();
     let data_dir =
         std::path::absolute(data_dir).with_context(|| format!("data directory {shown_dir}"))?;
-    if args.reset {
-        reset(&data_dir, &shown_dir)?;
-    }
-    std::fs::create_dir_all(data_dir.join(CHAIN_DIR))
-        .with_context(|| format!("creating {shown_dir}"))?;
-    let _lock = lock(&data_dir, &shown_dir)?;
 
     // Checks without side effects first.
+    if let Some(url) = &args.notify_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        bail!("--notify-url {url}: not an http(s) URL");
+    }
     check_ports(args)?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let anvil = node::anvil_binary(&cwd)?;
@@ -77,13 +79,20 @@ pub async fn run(data_dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
     })?;
     let (demos, skipped) = select_demos(&dialects)?;
 
+    if args.reset {
+        reset(&data_dir, &shown_dir)?;
+    }
+    std::fs::create_dir_all(data_dir.join(CHAIN_DIR))
+        .with_context(|| format!("creating {shown_dir}"))?;
+    let _lock = lock(&data_dir, &shown_dir)?;
+
     progress(format!(
         "starting the dev chain: anvil on http://127.0.0.1:{} (chain id {})",
         args.node_port,
         setup::CHAIN_ID
     ));
     let chain_dir = data_dir.join(CHAIN_DIR);
-    let mut node = AnvilNode::start(AnvilOptions {
+    let starting = AnvilNode::start(AnvilOptions {
         state: Some(chain_dir.join("state.json")),
         block_time_secs: args.block_time,
         ..AnvilOptions::new(
@@ -92,15 +101,36 @@ pub async fn run(data_dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
             setup::CHAIN_ID,
             chain_dir.join("anvil.log"),
         )
-    })
-    .await
-    .map_err(|e| match e {
-        node::NodeError::PortTaken { port } => anyhow::anyhow!(
-            "port {port} (the dev chain) is already in use: stop what listens there, or choose another with --node-port"
-        ),
-        other => other.into(),
-    })?;
-    let result = serve(&mut node, &data_dir, &shown_dir, args, &demos, &skipped).await;
+    });
+    let mut node = tokio::select! {
+        node = starting => node.map_err(|e| match e {
+            node::NodeError::PortTaken { port } => anyhow::anyhow!(
+                "port {port} (the dev chain) is already in use: stop what listens there, or choose another with --node-port"
+            ),
+            other => other.into(),
+        })?,
+        // Dropping the start kills a node that was spawned.
+        _ = signals.recv() => {
+            println!("interrupted while starting; nothing runs.");
+            return Ok(());
+        }
+    };
+    let prepared = tokio::select! {
+        prepared = prepare(&node, &data_dir, &shown_dir, args, &demos, &skipped) => Some(prepared),
+        _ = signals.recv() => None,
+    };
+    let result = match prepared {
+        Some(Ok(prepared)) => {
+            print!("{}", prepared.walkthrough);
+            let _ = std::io::stdout().flush();
+            prepared.server.run_until(signals).await
+        }
+        Some(Err(e)) => Err(e),
+        None => {
+            progress("interrupted while starting");
+            Ok(())
+        }
+    };
     progress("stopping the dev chain (it writes its state for the next start)");
     node.stop();
     result?;
@@ -110,15 +140,24 @@ pub async fn run(data_dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything after the node is up, so that the caller stops the node however this ends.
-async fn serve(
-    node: &mut AnvilNode,
+/// A setup ready to serve.
+struct Prepared {
+    server: crate::app::Server,
+    /// Prints the demo callbacks while it lives.
+    _inbox: Inbox,
+    walkthrough: String,
+}
+
+/// Everything after the node is up and before serving, so that the caller stops the node
+/// however this ends.
+async fn prepare(
+    node: &AnvilNode,
     data_dir: &Path,
     shown_dir: &str,
     args: &StartArgs,
     demos: &[Demo<'_>],
     skipped: &[Skipped],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Prepared> {
     let rpc = node.rpc().clone();
     let mut state = match DevState::load(data_dir)? {
         Some(state) => {
@@ -172,16 +211,17 @@ async fn serve(
         options.public_url(),
         options.admin_url()
     ));
-    let _inbox = Inbox::start(args.callback_port).await.with_context(|| {
+    let inbox = Inbox::start(args.callback_port).await.with_context(|| {
         format!(
             "binding the demo callback inbox on port {}",
             args.callback_port
         )
     })?;
-    let server = crate::app::Server::start(config).await?;
-    print!("{walkthrough}");
-    let _ = std::io::stdout().flush();
-    server.run_until_signal().await
+    Ok(Prepared {
+        server: crate::app::Server::start(config).await?,
+        _inbox: inbox,
+        walkthrough,
+    })
 }
 
 /// Deploys the contracts and funds the dev wallet.

@@ -148,14 +148,10 @@ pub async fn pay(
     let mut minted = None;
     match token {
         Some(token) => {
-            let deployed = contracts::Contracts {
-                token,
-                payment_contract: Address::ZERO,
-            };
-            let balance = deployed.token_balance(rpc, wallet).await?;
+            let balance = contracts::token_balance(rpc, token, wallet).await?;
             if balance < value {
                 let shortfall = value - balance;
-                deployed.mint(rpc, wallet, wallet, shortfall).await?;
+                contracts::mint(rpc, token, wallet, wallet, shortfall).await?;
                 minted = Some(Amount::from(shortfall));
             }
         }
