@@ -85,6 +85,7 @@ fn batch(n: u64, seed: u64) -> Vec<ObservedTransfer> {
                 log_index: 0,
                 block_number: 100,
                 block_hash: format!("0x{:064x}", 100),
+                block_time: 0,
                 from: derived_address(u64::MAX),
                 to,
                 asset: "USDT".into(),

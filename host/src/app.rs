@@ -1,6 +1,15 @@
 //! The running process: opens the store, loads the master key, binds the public and admin
 //! listeners and runs them until shutdown. [`Server::start`] is what `polypay serve` and
 //! the end-to-end tests both call, so the tests exercise the real wiring.
+//!
+//! Secrets are never made up in production (`mode = "production"`, the default): without
+//! a configured master key or admin token the process refuses to start and says which
+//! setting to add. A generated master key next to the database would put the key and the
+//! ciphertexts it protects into the same backup. Development mode generates both into the
+//! data directory, with a warning.
+//!
+//! Shutdown is one app-wide [`CancellationToken`] (`AppContext::shutdown`): the listeners
+//! stop accepting and drain, open checkout streams end, workers and chain listeners stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +18,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, Mode, Secret};
+use crate::http::checkout::CheckoutFeed;
 use crate::merchant::{MasterKey, Merchants};
 use crate::plugin::{PluginRuntime, PluginServices};
 use crate::store::Store;
@@ -21,6 +32,10 @@ pub struct AppContext {
     pub config: Arc<Config>,
     pub store: Store,
     pub merchants: Merchants,
+    /// The checkout page's live feed (one watcher per followed invoice).
+    pub checkout: CheckoutFeed,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
 }
 
 /// Opens the configured database and applies pending migrations.
@@ -31,11 +46,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("opening database {}", redact_url(&url)))
 }
 
-/// The master key from `secrets.master_key`, `secrets.master_key_file`, or — neither set —
-/// `<data_dir>/master.key`, generated on first start with a warning.
+/// The master key from `secrets.master_key`, `secrets.master_key_file`, or — neither set,
+/// development mode only — `<data_dir>/master.key`, generated on first start with a
+/// warning.
 pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
     if let Some(hex) = &config.secrets.master_key {
-        return MasterKey::from_hex(hex).map_err(|e| anyhow::anyhow!("secrets.master_key: {e}"));
+        return MasterKey::from_hex(hex.expose())
+            .map_err(|e| anyhow::anyhow!("secrets.master_key: {e}"));
     }
     if let Some(path) = &config.secrets.master_key_file {
         let text = std::fs::read_to_string(path)
@@ -44,26 +61,92 @@ pub fn load_master_key(config: &Config) -> anyhow::Result<MasterKey> {
             .map_err(|e| anyhow::anyhow!("secrets.master_key_file {}: {e}", path.display()));
     }
     let path = config.data_dir.join("master.key");
+    if config.mode != Mode::Development {
+        anyhow::bail!(
+            "no master key configured: set secrets.master_key (or POLYPAY_SECRETS__MASTER_KEY, \
+             64 hex characters, e.g. from `openssl rand -hex 32`) or secrets.master_key_file, \
+             and keep a backup of it apart from the database. polypay generates one into the \
+             data directory only with mode = \"development\". An installation that used the \
+             generated {} so far sets secrets.master_key_file to that file (better: moves it \
+             away from the data directory first).",
+            path.display()
+        );
+    }
     let (key, created) = MasterKey::load_or_generate(&path)?;
     if created {
         tracing::warn!(
             path = %path.display(),
-            "generated a new master key for merchant secrets; this is meant for development: \
-             set secrets.master_key (or POLYPAY_SECRETS__MASTER_KEY) in production and keep a backup, \
-             secrets cannot be decrypted without it"
+            "generated a new master key for merchant secrets (development mode); \
+             production needs secrets.master_key or secrets.master_key_file, with a backup"
         );
     }
     Ok(key)
 }
 
+/// The admin listener's bearer token from `admin.token`, `admin.token_file`, or — neither
+/// set, development mode only — `<data_dir>/admin.token`, generated on first start.
+pub fn load_admin_token(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(token) = &config.admin.token {
+        return Ok(token.clone());
+    }
+    let checked = |text: String, origin: String| {
+        crate::config::check_admin_token(&text)
+            .map(|()| Secret::new(text))
+            .map_err(|e| anyhow::anyhow!("{origin}: the admin token {e}"))
+    };
+    if let Some(path) = &config.admin.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("admin.token_file: reading {}", path.display()))?;
+        return checked(
+            text.trim().to_string(),
+            format!("admin.token_file {}", path.display()),
+        );
+    }
+    let path = config.data_dir.join("admin.token");
+    if config.mode != Mode::Development {
+        anyhow::bail!(
+            "no admin token configured: set admin.token (or POLYPAY_ADMIN__TOKEN, at least {} \
+             characters, e.g. from `openssl rand -hex 32`) or admin.token_file; every admin \
+             request but /healthz and /readyz must then send `Authorization: Bearer <token>`. \
+             polypay generates one into the data directory only with mode = \"development\".",
+            crate::config::MIN_ADMIN_TOKEN_LEN
+        );
+    }
+    let (text, created) =
+        crate::merchant::read_or_create_secret_file(&path, MasterKey::generate_hex)
+            .with_context(|| format!("the development admin token {}", path.display()))?;
+    if created {
+        tracing::warn!(
+            path = %path.display(),
+            "generated an admin token (development mode): send it as `Authorization: Bearer …` \
+             to the admin API"
+        );
+    }
+    checked(text, path.display().to_string())
+}
+
 /// Builds the shared context: store (migrated) and merchants with the master key.
 pub async fn context(config: Config) -> anyhow::Result<AppContext> {
-    let store = open_store(&config).await?;
+    // Refuse before touching the database: a missing key is a configuration error.
     let key = load_master_key(&config)?;
+    context_with_key(config, key).await
+}
+
+async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppContext> {
+    let store = open_store(&config).await?;
+    let shutdown = CancellationToken::new();
     Ok(AppContext {
+        checkout: CheckoutFeed::new(
+            store.clone(),
+            config.chains.clone(),
+            config.dev_wallet().is_some(),
+            &config.checkout,
+            shutdown.clone(),
+        ),
         config: Arc::new(config),
         merchants: Merchants::new(store.clone(), key),
         store,
+        shutdown,
     })
 }
 
@@ -93,16 +176,32 @@ pub async fn load_plugins(context: &AppContext) -> anyhow::Result<PluginRuntime>
     Ok(runtime)
 }
 
-/// Hides the password of a database URL for logs and errors.
+/// Hides the password of a database URL for logs and errors: the one in the user info
+/// and any `password=` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+            format!("{}{}:***{}", &base[..scheme + 3], user, &base[at..])
         }
-        _ => url.to_string(),
-    }
+        _ => base.to_string(),
+    };
+    let Some(query) = query else {
+        return base;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 /// A running polypay server.
@@ -110,7 +209,8 @@ pub struct Server {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub context: AppContext,
-    shutdown: watch::Sender<bool>,
+    /// Stops the webhook workers (which take a watch channel).
+    workers_stop: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
 }
 
@@ -120,96 +220,108 @@ impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         // Install the metrics recorder before anything records.
         crate::telemetry::metrics_handle();
-        let context = context(config).await?;
-        let public = TcpListener::bind(context.config.listen.public)
+        // Both secrets are checked before anything else, and both problems told at once.
+        let (key, admin_token) = match (load_master_key(&config), load_admin_token(&config)) {
+            (Ok(key), Ok(token)) => (key, token),
+            (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
+            (Err(key), Err(token)) => anyhow::bail!("{key:#}\n{token:#}"),
+        };
+        let context = context_with_key(config, key).await?;
+        let config = context.config.clone();
+        let public = TcpListener::bind(config.listen.public)
             .await
             .with_context(|| {
                 format!(
                     "binding the public listener (listen.public = {})",
-                    context.config.listen.public
+                    config.listen.public
                 )
             })?;
-        let admin = TcpListener::bind(context.config.listen.admin)
+        let admin = TcpListener::bind(config.listen.admin)
             .await
             .with_context(|| {
                 format!(
                     "binding the admin listener (listen.admin = {})",
-                    context.config.listen.admin
+                    config.listen.admin
                 )
             })?;
         let (public_addr, admin_addr) = (public.local_addr()?, admin.local_addr()?);
+        if !admin_addr.ip().is_loopback() {
+            tracing::warn!(
+                %admin_addr,
+                "the admin listener is bound to a non-loopback address: only the admin token \
+                 protects the operator API there; prefer 127.0.0.1 or a private network"
+            );
+        }
         let plugins = load_plugins(&context).await?;
-        let (shutdown, _) = watch::channel(false);
+        let shutdown = context.shutdown.clone();
         let mut tasks = JoinSet::new();
-        for (listener, router) in [
+        let access = crate::http::admin::AdminAccess::new(admin_token, &config.admin.allowed_hosts);
+        let limits = crate::http::serve::ConnectionLimits::from(&config.http);
+        for (listener, router, name) in [
             (
                 public,
                 crate::http::public_router(context.clone(), plugins.router().with_state(())),
+                "public",
             ),
-            (admin, crate::http::admin::router(context.clone())),
+            (
+                admin,
+                crate::http::admin::router(context.clone(), access),
+                "admin",
+            ),
         ] {
-            let mut stop = shutdown.subscribe();
+            let shutdown = shutdown.clone();
             tasks.spawn(async move {
-                // Peer addresses reach plugins (per-IP rate limits).
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await
-                    .context("serving HTTP")
+                crate::http::serve::serve(listener, router, name, limits, shutdown).await;
+                Ok(())
             });
         }
         // Webhook delivery: each attempt is rendered by the plugin that owns the event.
         let renderer: Arc<dyn crate::webhook::WebhookRenderer> = Arc::new(plugins.clone());
         let webhooks = crate::webhook::Dispatcher::new(
             context.store.clone(),
-            context.config.webhooks.clone(),
+            config.webhooks.clone(),
             renderer,
         )
         .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
-        let stop = shutdown.subscribe();
+        let (workers_stop, stop) = watch::channel(false);
         tasks.spawn(async move {
             Arc::new(webhooks).run(stop).await;
             Ok(())
         });
         // Chain listeners (one per `[[chains]]` entry) and the expiry scheduler.
-        let listeners = crate::chain::evm_listeners(&context.config.chains, &context.store)
+        let listeners = crate::chain::evm_listeners(&config.chains, &context.store)
             .map_err(|e| anyhow::anyhow!("chains: {e}"))?;
         for listener in listeners {
-            let mut stop = shutdown.subscribe();
+            let stop = shutdown.clone().cancelled_owned();
             tasks.spawn(async move {
-                listener
-                    .run(async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await;
+                listener.run(stop).await;
                 Ok(())
             });
         }
         let expiry = crate::matcher::expiry::ExpiryScheduler::new(context.store.clone());
-        let mut stop = shutdown.subscribe();
+        let stop = shutdown.clone().cancelled_owned();
         tasks.spawn(async move {
-            expiry
-                .run(async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                })
-                .await;
+            expiry.run(stop).await;
             Ok(())
         });
-        tracing::info!(%public_addr, %admin_addr, database = %redact_url(&context.config.database_url()), "polypay started");
+        tracing::info!(%public_addr, %admin_addr, mode = ?config.mode, database = %redact_url(&config.database_url()), "polypay started");
         Ok(Server {
             public_addr,
             admin_addr,
             context,
-            shutdown,
+            workers_stop,
             tasks,
         })
     }
 
+    fn stop(&self) {
+        self.context.shutdown.cancel();
+        let _ = self.workers_stop.send(true);
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for every task.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(true);
+        self.stop();
         while let Some(result) = self.tasks.join_next().await {
             result.context("server task panicked")??;
         }
@@ -231,7 +343,7 @@ impl Server {
             Some(result) = self.tasks.join_next() => Some(result),
         };
         if let Some(result) = failed {
-            let _ = self.shutdown.send(true);
+            self.stop();
             result.context("server task panicked")??;
             anyhow::bail!("a server task stopped unexpectedly");
         }
@@ -289,6 +401,18 @@ mod tests {
         assert_eq!(
             redact_url("sqlite://./data/polypay.db"),
             "sqlite://./data/polypay.db"
+        );
+    }
+
+    #[test]
+    fn password_query_parameters_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://db.internal/polypay?user=pay&password=hunter2&sslmode=require"),
+            "postgres://db.internal/polypay?user=pay&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db?PASSWORD=x"),
+            "postgres://u:***@h/db?PASSWORD=***"
         );
     }
 }

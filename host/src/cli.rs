@@ -43,6 +43,9 @@ pub enum Command {
     /// Inspect and replay webhook deliveries.
     #[command(subcommand)]
     Webhook(crate::webhook::cli::WebhookCommand),
+    /// Inspect invoices set aside because settling them failed, and retry them.
+    #[command(subcommand)]
+    Invoice(crate::invoice::cli::InvoiceCommand),
     /// A local payment setup in one command: a dev chain with a token and a payment
     /// contract, every dialect plugin with a demo merchant, the server, and a walkthrough.
     /// `polypay dev pay|mine|reorg` act on it while it runs.
@@ -105,6 +108,7 @@ impl Cli {
             }
             Command::Merchant(command) => run_merchant(config, command).await,
             Command::Webhook(command) => crate::webhook::cli::run(config, command).await,
+            Command::Invoice(command) => crate::invoice::cli::run(config, command).await,
             Command::Dev(_) => unreachable!("handled before the config is loaded"),
         }
     }

@@ -33,14 +33,15 @@ const SECTIONS: &[&str] = &[
     "public_base_url",
     "chains",
     "webhooks",
+    "admin",
+    "checkout",
 ];
 
 /// The whole configuration of one polypay process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `production` (default) or `development`. Development tooling — the `[dev]`
-    /// section, the checkout page's dev wallet — only runs in development.
+    /// `production` (the default) or `development`; see [`Mode`].
     pub mode: Mode,
     /// Directory for embedded data: the SQLite database and a generated dev master key.
     pub data_dir: PathBuf,
@@ -51,6 +52,10 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
+    /// The admin listener's access control (`[admin]`).
+    pub admin: AdminConfig,
+    /// The checkout page's live feed (`[checkout]`).
+    pub checkout: CheckoutConfig,
     /// Networks the chain listeners follow (`[[chains]]`, see [`crate::chain`]).
     pub chains: Vec<crate::chain::ChainConfig>,
     /// API dialect plugins to mount (`[[plugins]]`, see [`crate::plugin::PluginConfig`]).
@@ -59,15 +64,6 @@ pub struct Config {
     pub webhooks: crate::webhook::WebhookConfig,
     /// Development tooling (`[dev]`); only allowed with `mode = "development"`.
     pub dev: DevConfig,
-}
-
-/// What kind of deployment a process is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Production,
-    Development,
 }
 
 /// The `[dev]` section, written by `polypay dev` (see [`crate::dev`]).
@@ -98,15 +94,88 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+/// What kind of installation this is. Production refuses to make up secrets: the master
+/// key and the admin token must be configured. Development generates both into the data
+/// directory on first start (with a warning), so that a checkout runs with one command,
+/// and allows the development tooling of `[dev]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Production,
+    Development,
+}
+
+/// A configured secret. It is never printed: `Debug` shows `[redacted]`, and the
+/// fields holding one are skipped when a config is serialised.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the code that uses it (never for logs).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretsConfig {
     /// 32-byte master key as 64 hex characters. Encrypts merchant secrets at rest.
-    pub master_key: Option<String>,
+    #[serde(skip_serializing)]
+    pub master_key: Option<Secret>,
     /// File holding the hex master key. Used when `master_key` is unset. When neither is
-    /// set, `<data_dir>/master.key` is used and generated on first start (dev only: a
-    /// warning says so).
+    /// set, development mode uses `<data_dir>/master.key` (generated on first start, with
+    /// a warning); production refuses to start.
     pub master_key_file: Option<PathBuf>,
+}
+
+/// Access to the admin listener (see [`crate::http::admin`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The bearer token every admin request but `/healthz` and `/readyz` must carry.
+    #[serde(skip_serializing)]
+    pub token: Option<Secret>,
+    /// File holding the token, used when `token` is unset. With neither, development
+    /// mode uses `<data_dir>/admin.token` (generated on first start); production refuses
+    /// to start.
+    pub token_file: Option<PathBuf>,
+    /// Host names (without port) the admin listener answers to besides `localhost` and
+    /// IP literals, e.g. the name a reverse proxy or Prometheus uses. Other `Host`
+    /// headers are refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The checkout page's live event feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckoutConfig {
+    /// Event streams open at once across all invoices; more are answered 503 (the page
+    /// falls back to polling the JSON).
+    pub max_streams: usize,
+    /// How often the one shared watcher of an invoice re-reads it, in milliseconds.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        CheckoutConfig {
+            max_streams: 10_000,
+            poll_interval_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,12 +198,28 @@ pub struct LogConfig {
 pub struct HttpConfig {
     /// Largest request body accepted on any listener, in bytes.
     pub max_body_bytes: usize,
+    /// A connection must send a request's complete head (request line and headers)
+    /// within this time, also when it waits between keep-alive requests.
+    pub header_read_timeout_ms: u64,
+    /// A request body must arrive completely within this time (else 408).
+    pub body_read_timeout_ms: u64,
+    /// A connection on which no byte moved and no request is being handled for this
+    /// long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections per listener; further clients wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Requests handled at once per listener; more are answered 503 with
+    /// `Retry-After` at once instead of queueing (load shedding).
+    pub max_in_flight: usize,
+    /// Networks of reverse proxies whose `X-Forwarded-For` is believed (CIDR or single
+    /// addresses). Empty: the peer address is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            mode: Mode::default(),
+            mode: Mode::Production,
             data_dir: PathBuf::from("./data"),
             public_base_url: "http://127.0.0.1:8080".into(),
             listen: ListenConfig::default(),
@@ -142,6 +227,8 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             log: LogConfig::default(),
             http: HttpConfig::default(),
+            admin: AdminConfig::default(),
+            checkout: CheckoutConfig::default(),
             chains: Vec::new(),
             plugins: Vec::new(),
             webhooks: crate::webhook::WebhookConfig::default(),
@@ -181,6 +268,12 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             max_body_bytes: 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 4_096,
+            max_in_flight: 512,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -246,7 +339,7 @@ impl Config {
             });
         }
         if let Some(key) = &self.secrets.master_key
-            && let Err(message) = crate::merchant::MasterKey::from_hex(key)
+            && let Err(message) = crate::merchant::MasterKey::from_hex(key.expose())
         {
             return Err(ConfigError::Value {
                 key: "secrets.master_key",
@@ -254,11 +347,41 @@ impl Config {
                 message,
             });
         }
-        if self.http.max_body_bytes == 0 {
+        for (key, value) in [
+            ("http.max_body_bytes", self.http.max_body_bytes as u64),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
+            ("http.idle_timeout_ms", self.http.idle_timeout_ms),
+            ("http.max_connections", self.http.max_connections as u64),
+            ("http.max_in_flight", self.http.max_in_flight as u64),
+            ("checkout.max_streams", self.checkout.max_streams as u64),
+            ("checkout.poll_interval_ms", self.checkout.poll_interval_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Value {
+                    key,
+                    origin: origin(),
+                    message: "must be greater than zero".into(),
+                });
+            }
+        }
+        if let Err(message) = parse_networks(&self.http.trusted_proxies) {
             return Err(ConfigError::Value {
-                key: "http.max_body_bytes",
+                key: "http.trusted_proxies",
                 origin: origin(),
-                message: "must be greater than zero".into(),
+                message,
+            });
+        }
+        if let Some(token) = &self.admin.token
+            && let Err(message) = check_admin_token(token.expose())
+        {
+            return Err(ConfigError::Value {
+                key: "admin.token",
+                origin: origin(),
+                message,
             });
         }
         if !(self.public_base_url.starts_with("http://")
@@ -321,6 +444,40 @@ impl Config {
             None => format!("sqlite://{}", self.data_dir.join("polypay.db").display()),
         }
     }
+}
+
+/// Parses a network setting: CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (a
+/// host network). Used by every setting that lists networks.
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        // `10.1.2.3/8` means the network it is in.
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("`{text}` is not an IP network (e.g. 10.0.0.0/8) or address"))
+}
+
+/// [`parse_network`] over a list.
+pub fn parse_networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    texts.iter().map(|t| parse_network(t)).collect()
+}
+
+/// The shortest admin token accepted: 128 bits as hex.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// Refuses admin tokens that are short or would not survive an HTTP header.
+pub fn check_admin_token(token: &str) -> Result<(), String> {
+    if token.len() < MIN_ADMIN_TOKEN_LEN {
+        return Err(format!(
+            "must be at least {MIN_ADMIN_TOKEN_LEN} characters (generate one with `openssl rand -hex 32`)"
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII without spaces".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -424,6 +581,53 @@ mod tests {
             assert_eq!(Config::load(None).unwrap().mode, Mode::Production);
             Ok(())
         });
+    }
+
+    #[test]
+    fn mode_is_production_unless_set_and_dev_config_is_development() {
+        Jail::expect_with(|_| {
+            assert_eq!(Config::load(None).unwrap().mode, Mode::Production);
+            Ok(())
+        });
+        let dev = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/dev.toml");
+        Jail::expect_with(|jail| {
+            assert_eq!(Config::load(Some(&dev)).unwrap().mode, Mode::Development);
+            jail.set_env("POLYPAY_MODE", "production");
+            assert_eq!(Config::load(Some(&dev)).unwrap().mode, Mode::Production);
+            jail.set_env("POLYPAY_MODE", "staging");
+            let err = Config::load(Some(&dev)).unwrap_err().to_string();
+            assert!(
+                err.to_lowercase().contains("mode") && err.contains("staging"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn listener_limits_trusted_proxies_and_admin_token_are_checked_naming_their_keys() {
+        for (key, value, named) in [
+            ("POLYPAY_HTTP__MAX_CONNECTIONS", "0", "http.max_connections"),
+            (
+                "POLYPAY_HTTP__HEADER_READ_TIMEOUT_MS",
+                "0",
+                "http.header_read_timeout_ms",
+            ),
+            ("POLYPAY_CHECKOUT__MAX_STREAMS", "0", "checkout.max_streams"),
+            (
+                "POLYPAY_HTTP__TRUSTED_PROXIES",
+                "[\"10.0.0.0/33\"]",
+                "http.trusted_proxies",
+            ),
+            ("POLYPAY_ADMIN__TOKEN", "short", "admin.token"),
+        ] {
+            Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                let err = Config::load(None).unwrap_err().to_string();
+                assert!(err.contains(named), "{key}={value}: {err}");
+                Ok(())
+            });
+        }
     }
 
     #[test]

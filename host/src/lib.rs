@@ -14,7 +14,8 @@
 //! - [`chain`]: chain listeners (`chain::evm` with alloy): blocks, transfers, reorgs.
 //! - [`matcher`]: transfer → invoice, payment-target allocation, the expiry scheduler.
 //! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities.
-//! - [`http`]: the public and admin listeners (axum).
+//! - [`http`]: the public and admin listeners (axum): their connection and request limits,
+//!   client addresses behind trusted proxies, the admin token, the checkout page and feed.
 //! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
 //!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.

@@ -82,32 +82,18 @@ impl MasterKey {
     /// (returns `true` as the second value then, so the caller can warn).
     pub fn load_or_generate(path: &Path) -> Result<(MasterKey, bool), MasterKeyError> {
         let display = path.display().to_string();
-        let io = |source| MasterKeyError::Io {
-            path: display.clone(),
-            source,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let key =
-                    MasterKey::from_hex(&text).map_err(|message| MasterKeyError::Invalid {
-                        path: display.clone(),
-                        message,
-                    })?;
-                Ok((key, false))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io)?;
+        let (text, created) =
+            read_or_create_secret_file(path, MasterKey::generate_hex).map_err(|source| {
+                MasterKeyError::Io {
+                    path: display.clone(),
+                    source,
                 }
-                let text = MasterKey::generate_hex();
-                write_private(path, &text).map_err(io)?;
-                Ok((
-                    MasterKey::from_hex(&text).expect("generated key is valid"),
-                    true,
-                ))
-            }
-            Err(e) => Err(io(e)),
-        }
+            })?;
+        let key = MasterKey::from_hex(&text).map_err(|message| MasterKeyError::Invalid {
+            path: display,
+            message,
+        })?;
+        Ok((key, created))
     }
 
     /// Seals `secret` for the credential `credential_id`: nonce ‖ ciphertext+tag.
@@ -161,6 +147,27 @@ fn derive(master: &[u8; 32], label: &[u8]) -> [u8; 32] {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(master).expect("HMAC takes any key length");
     mac.update(label);
     mac.finalize().into_bytes().into()
+}
+
+/// Reads the secret in the file at `path` (trimmed), or creates the file, readable by its
+/// owner only, with `generate()` when it does not exist; `true` as the second value then.
+/// Development mode keeps its generated master key and admin token this way.
+pub fn read_or_create_secret_file(
+    path: &Path,
+    generate: impl FnOnce() -> String,
+) -> std::io::Result<(String, bool)> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((text.trim().to_string(), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let text = generate();
+            write_private(path, &text)?;
+            Ok((text, true))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {

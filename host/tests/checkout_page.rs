@@ -15,18 +15,28 @@ use axum::response::Html;
 use axum::routing::get;
 use common::browser::{self, repo_root};
 use polypay_host::app::Server;
-use polypay_host::chain::{ChainConfig, ObservedTransfer};
-use polypay_host::config::{Config, ListenConfig};
-use polypay_host::invoice::{Amount, MatchStrategy};
+use polypay_host::chain::ChainConfig;
+use polypay_host::config::Config;
+use polypay_host::http::checkout::FeedStats;
+use polypay_host::invoice::{
+    Allocation, Amount, ChainView, Invoice, InvoiceService, NewInvoice, ObservedTransfer,
+};
 use polypay_host::merchant::CredentialSpec;
-use polypay_host::store::invoices::{ChainView, Invoice, NewInvoice, NewTarget};
 use polypay_host::store::now_ms;
 use serde_json::{Value, json};
 
 const MERCHANT_ADDRESS: &str = "0x889fB20cA7D3B2Bbb7bc888F18d1fE68742087Af";
+const OTHER_ADDRESSES: [&str; 4] = [
+    "0x00000000000000000000000000000000000000a1",
+    "0x00000000000000000000000000000000000000a2",
+    "0x00000000000000000000000000000000000000a3",
+    "0x00000000000000000000000000000000000000a4",
+];
 const USDT: &str = "0xdAC17F958D2ee523a2206206994597C13D831ec7";
 const CHAIN_ID: u64 = 11_155_111;
 const TXN_HASH: &str = "0xa477aae4aa81df7c7b108bcc65450c7fa36b77f671b2768759e6485acd10f507";
+
+static NEXT_LOG_INDEX: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// A running server with one EVM network (`sepolia`, USDT) and a merchant.
 struct CheckoutApp {
@@ -37,6 +47,11 @@ struct CheckoutApp {
 
 impl CheckoutApp {
     async fn start() -> CheckoutApp {
+        CheckoutApp::start_with(|_| ()).await
+    }
+
+    /// [`CheckoutApp::start`] with `adjust` applied to the config first.
+    async fn start_with(adjust: impl FnOnce(&mut Config)) -> CheckoutApp {
         let dir = tempfile::tempdir().unwrap();
         let chain: ChainConfig = serde_json::from_value(json!({
             "name": "sepolia",
@@ -51,15 +66,11 @@ impl CheckoutApp {
             ],
         }))
         .unwrap();
-        let config = Config {
-            data_dir: dir.path().join("data"),
-            listen: ListenConfig {
-                public: "127.0.0.1:0".parse().unwrap(),
-                admin: "127.0.0.1:0".parse().unwrap(),
-            },
+        let mut config = Config {
             chains: vec![chain],
-            ..Config::default()
+            ..common::polypay::server_config(dir.path())
         };
+        adjust(&mut config);
         let server = Server::start(config).await.unwrap();
         let merchant_id = server
             .context
@@ -85,36 +96,30 @@ impl CheckoutApp {
         format!("http://{}{path}", self.server.public_addr)
     }
 
-    /// A 10.5 USDT fixed-address invoice expiring `expires_in_ms` from now.
+    /// A 10.5 USDT fixed-address invoice at [`MERCHANT_ADDRESS`] expiring `expires_in_ms`
+    /// from now.
     async fn invoice(&self, expires_in_ms: i64, return_url: &str) -> Invoice {
+        self.invoice_at(MERCHANT_ADDRESS, expires_in_ms, return_url)
+            .await
+    }
+
+    /// The same at another address (one fixed-address invoice may be open per address).
+    async fn invoice_at(&self, address: &str, expires_in_ms: i64, return_url: &str) -> Invoice {
         let now = now_ms();
-        self.server
-            .context
-            .store
-            .create_invoice(&NewInvoice {
-                id: uuid::Uuid::new_v4().to_string(),
-                merchant_id: self.merchant_id.clone(),
-                plugin: "test".into(),
-                merchant_order_id: None,
-                chain: "sepolia".into(),
-                asset: "USDT".into(),
-                decimals: 6,
-                amount_due: Amount::from(10_500_000),
-                tolerance: Amount::ZERO,
-                confirmations_required: 3,
-                strategy: MatchStrategy::FixedAddress,
-                target: NewTarget {
-                    address: MERCHANT_ADDRESS.into(),
-                    reserved_amount: None,
-                    derivation_index: None,
-                },
-                pay_reference: None,
-                notify_url: Some("https://merchant.example/notify".into()),
-                return_url: Some(return_url.into()),
-                plugin_data: json!({ "title": "Order NO: 23435435646" }),
-                expires_at: now + expires_in_ms,
-                monitor_until: now + expires_in_ms + 600_000,
-            })
+        let mut new = NewInvoice::new(
+            &self.merchant_id,
+            "test",
+            "sepolia",
+            ("USDT", 6),
+            Amount::from(10_500_000),
+            now + expires_in_ms,
+        );
+        new.notify_url = Some("https://merchant.example/notify".into());
+        new.return_url = Some(return_url.into());
+        new.plugin_data = json!({ "title": "Order NO: 23435435646" });
+        new.monitor_until = now + expires_in_ms + 600_000;
+        InvoiceService::new(self.server.context.store.clone())
+            .create(&new, &Allocation::fixed_address(&new, address, 3))
             .await
             .unwrap()
     }
@@ -123,16 +128,24 @@ impl CheckoutApp {
     /// listener does, which settles the invoice as paid.
     async fn pay(&self, invoice_id: &str) {
         let store = &self.server.context.store;
+        let to = store
+            .invoice(invoice_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .pay_address;
         let now = now_ms();
         let mut tx = store.begin().await.unwrap();
         let transfer = ObservedTransfer {
             chain: "sepolia".into(),
             tx_hash: TXN_HASH.into(),
-            log_index: 0,
+            // Each payment its own log of the same transaction.
+            log_index: NEXT_LOG_INDEX.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             block_number: 100,
             block_hash: format!("0x{}", "11".repeat(32)),
+            block_time: now,
             from: "0x00000000000000000000000000000000000000bb".into(),
-            to: MERCHANT_ADDRESS.into(),
+            to,
             asset: "USDT".into(),
             amount: Amount::from(10_500_000),
             reference: None,
@@ -144,15 +157,17 @@ impl CheckoutApp {
             credited.contains(invoice_id),
             "the transfer pays {invoice_id}"
         );
-        polypay_host::matcher::settle_invoices(
-            &mut tx,
-            store.backend(),
-            &credited,
-            ChainView { head_block: 110 },
-            now,
-        )
-        .await
-        .unwrap();
+        InvoiceService::new(store.clone())
+            .settle_in(
+                &mut tx,
+                &credited,
+                ChainView {
+                    processed_block: 110,
+                },
+                now,
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         let paid = store.invoice(invoice_id).await.unwrap().unwrap();
         assert_eq!(paid.status.as_str(), "paid");
@@ -324,21 +339,215 @@ async fn checkout_feed_serves_the_payer_view_assets_and_live_status() {
     app.server.shutdown().await.unwrap();
 }
 
+/// Opens the event stream of `invoice_id` and reads its first event.
+async fn open_stream(app: &CheckoutApp, invoice_id: &str) -> (reqwest::Response, String, Value) {
+    let mut response = reqwest::get(app.url(&format!("/api/checkout/{invoice_id}/events")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut buffer = String::new();
+    let first = next_invoice_event(&mut response, &mut buffer)
+        .await
+        .expect("a first event");
+    (response, buffer, first)
+}
+
+/// Polls `condition` on the checkout feed's statistics (up to 30 s).
+async fn wait_for_feed(app: &CheckoutApp, what: &str, condition: impl Fn(FeedStats) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = app.server.context.checkout.stats();
+        if condition(stats) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed never had {what}: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_feed_shows_a_late_payment_until_the_monitoring_window_ends() {
+    let app = CheckoutApp::start().await;
+    // Past its deadline, inside the 10-minute monitoring window.
+    let late = app.invoice(-60_000, "https://merchant.example/done").await;
+    let store = &app.server.context.store;
+    assert_eq!(
+        InvoiceService::new(store.clone())
+            .expire_due(now_ms(), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let (mut events, mut buffer, first) = open_stream(&app, &late.id).await;
+    assert_eq!(first["status"], "expired");
+    assert_eq!(first["final"], false, "a late payment can still arrive");
+    app.pay(&late.id).await;
+    let paid = next_invoice_event(&mut events, &mut buffer)
+        .await
+        .expect("the late payment is shown");
+    assert_eq!(paid["status"], "paid");
+    assert_eq!(paid["outcome"]["paid_late"], true);
+    assert_eq!(paid["final"], true);
+    assert!(next_invoice_event(&mut events, &mut buffer).await.is_none());
+
+    // Once the window is over, expired is final: the stream says so and ends.
+    let over = app
+        .invoice_at(
+            OTHER_ADDRESSES[0],
+            -700_000,
+            "https://merchant.example/done",
+        )
+        .await;
+    InvoiceService::new(store.clone())
+        .expire_due(now_ms(), 10)
+        .await
+        .unwrap();
+    let (mut events, mut buffer, first) = open_stream(&app, &over.id).await;
+    assert_eq!(
+        (first["status"].as_str(), first["final"].as_bool()),
+        (Some("expired"), Some(true))
+    );
+    assert!(next_invoice_event(&mut events, &mut buffer).await.is_none());
+    app.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_pages_of_one_invoice_share_one_watcher() {
+    const PAGES: usize = 20;
+    let app = CheckoutApp::start_with(|c| c.checkout.poll_interval_ms = 50).await;
+    let popular = app.invoice(900_000, "https://merchant.example/done").await;
+    let other = app
+        .invoice_at(OTHER_ADDRESSES[0], 900_000, "https://merchant.example/done")
+        .await;
+    let mut streams = Vec::new();
+    for _ in 0..PAGES {
+        streams.push(open_stream(&app, &popular.id).await);
+    }
+    let _other = open_stream(&app, &other.id).await;
+    let stats = app.server.context.checkout.stats();
+    assert_eq!(
+        (stats.watchers, stats.subscribers),
+        (2, PAGES + 1),
+        "one watcher per invoice, whatever the number of pages"
+    );
+    // The watchers keep reading (one query per invoice per tick) and nobody else does.
+    let before = stats.reads;
+    wait_for_feed(&app, "more reads", |s| s.reads >= before + 4).await;
+
+    app.pay(&popular.id).await;
+    for (events, buffer, _) in &mut streams {
+        let paid = next_invoice_event(events, buffer).await.unwrap();
+        assert_eq!(paid["status"], "paid");
+        assert!(next_invoice_event(events, buffer).await.is_none());
+    }
+    wait_for_feed(&app, "only the other invoice's watcher", |s| {
+        (s.watchers, s.subscribers) == (1, 1)
+    })
+    .await;
+    app.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_streams_beyond_the_cap_are_refused_until_one_ends() {
+    let app = CheckoutApp::start_with(|c| {
+        c.checkout.max_streams = 2;
+        c.checkout.poll_interval_ms = 50;
+    })
+    .await;
+    let a = app.invoice(900_000, "https://merchant.example/done").await;
+    let b = app
+        .invoice_at(OTHER_ADDRESSES[0], 900_000, "https://merchant.example/done")
+        .await;
+    let (mut first, mut buffer, _) = open_stream(&app, &a.id).await;
+    let _second = open_stream(&app, &b.id).await;
+    let refused = reqwest::get(app.url(&format!("/api/checkout/{}/events", b.id)))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    // The JSON view (the page's fallback) is not limited.
+    let view = reqwest::get(app.url(&format!("/api/checkout/{}", b.id)))
+        .await
+        .unwrap();
+    assert_eq!(view.status(), 200);
+
+    app.pay(&a.id).await;
+    while next_invoice_event(&mut first, &mut buffer).await.is_some() {}
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = reqwest::get(app.url(&format!("/api/checkout/{}/events", b.id)))
+            .await
+            .unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert_eq!(again.status(), 503);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_checkout_streams() {
+    let app = CheckoutApp::start().await;
+    let invoice = app.invoice(900_000, "https://merchant.example/done").await;
+    let (mut events, mut buffer, _) = open_stream(&app, &invoice.id).await;
+    let CheckoutApp { server, _dir, .. } = app;
+    let stopping = tokio::spawn(server.shutdown());
+    assert!(
+        next_invoice_event(&mut events, &mut buffer).await.is_none(),
+        "the stream ends cleanly"
+    );
+    tokio::time::timeout(Duration::from_secs(20), stopping)
+        .await
+        .expect("shutdown is not held up by the open stream")
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromium() {
     let app = CheckoutApp::start().await;
     let shop = merchant_site().await;
     let return_url = format!("{shop}/orders/9/done");
     let pending = app.invoice(15 * 60_000, &return_url).await;
-    let expired = app.invoice(-60_000, &return_url).await;
+    let expired = app
+        .invoice_at(OTHER_ADDRESSES[0], -60_000, &return_url)
+        .await;
     let store = &app.server.context.store;
-    let expired_now = store.expire_due(now_ms(), 10).await.unwrap();
-    assert_eq!(expired_now.len(), 1);
-    assert_eq!(expired_now[0].id, expired.id);
+    let invoices = InvoiceService::new(store.clone());
+    let late = app
+        .invoice_at(OTHER_ADDRESSES[3], -60_000, &return_url)
+        .await;
+    let mut expired_now: Vec<String> = invoices
+        .expire_due(now_ms(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    expired_now.sort();
+    let mut want = vec![expired.id.clone(), late.id.clone()];
+    want.sort();
+    assert_eq!(expired_now, want);
     // Past its deadline, but the host's expiry job has not run yet.
-    let overdue = app.invoice(-1_000, &return_url).await;
-    let cancelled = app.invoice(15 * 60_000, &return_url).await;
-    store.cancel_invoice(&cancelled.id).await.unwrap();
+    let overdue = app
+        .invoice_at(OTHER_ADDRESSES[1], -1_000, &return_url)
+        .await;
+    let cancelled = app
+        .invoice_at(OTHER_ADDRESSES[2], 15 * 60_000, &return_url)
+        .await;
+    invoices.cancel(&cancelled.id).await.unwrap();
 
     let scenario = json!({
         "base": app.url(""),
@@ -347,6 +556,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         "invoices": {
             "pending": pending.id,
             "expired": expired.id,
+            "late": late.id,
             "overdue": overdue.id,
             "cancelled": cancelled.id,
             "unknown": "00000000-0000-0000-0000-000000000000",
@@ -362,12 +572,15 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         },
     });
     let (mut node, mut lines) = browser::start_script("checkout.mjs", &scenario);
-    let mut paid = false;
+    let (mut paid, mut paid_late) = (false, false);
     let run = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line == "READY_FOR_PAYMENT" {
                 app.pay(&pending.id).await;
                 paid = true;
+            } else if line == "READY_FOR_LATE_PAYMENT" {
+                app.pay(&late.id).await;
+                paid_late = true;
             } else {
                 println!("{line}");
             }
@@ -382,6 +595,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         "the browser checks failed (see checkout-browser lines above)"
     );
     assert!(paid, "the browser script asked for the payment");
+    assert!(paid_late, "the browser script asked for the late payment");
 
     app.server.shutdown().await.unwrap();
 }

@@ -147,9 +147,28 @@ async fn newcomer_follows_the_walkthrough_is_paid_and_notified_and_a_reorg_rever
     // … and in the webhook deliveries (pay-srv has no callback for a reversal, so the
     // event is recorded and skipped).
     let admin = dev.walkthrough.row("admin API").to_string();
+    // Development mode generated the admin token into the data directory, as printed.
+    let token_file = dev.walkthrough.rows["admin API"]
+        .split("$(cat ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the admin API row names its token file")
+        .to_string();
+    let admin_token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
     let kinds = eventually("the reversal among the deliveries", WAIT, || async {
         let url = format!("{admin}/webhooks/deliveries?invoice_id={invoice}");
-        let deliveries: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+        let deliveries: Value = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&admin_token)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         let kinds: Vec<(String, String)> = deliveries["deliveries"]
             .as_array()?
             .iter()
@@ -260,10 +279,13 @@ async fn dev_pay_underpays_overpays_pays_an_exact_amount_and_pays_late() {
         block_ms > deadline,
         "block time {block_ms} is after the deadline {deadline}"
     );
-    checkout_until(&public, &invoices[3], "the late payment seen", |v| {
+    // Lateness is judged by block time: paid, and flagged late.
+    let view = checkout_until(&public, &invoices[3], "the late payment seen", |v| {
         v["amount_paid"] == "10000000"
     })
     .await;
+    assert_eq!(view["outcome"]["paid_late"], true, "{view}");
+    assert!(out.contains("clock now runs"), "{out}");
 
     // Refusals say why.
     let (status, _, stderr) = run_dev(

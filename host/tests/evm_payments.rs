@@ -8,15 +8,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use common::anvil::{Harness, eth, usdt};
+use common::anvil::{Harness, TEST_XPUB, eth, usdt};
 use common::db::TestDb;
 use polypay_host::invoice::{Amount, InvoiceStatus, MatchStrategy};
 use polypay_host::matcher::TargetSpec;
 
 use InvoiceStatus::*;
-
-/// BIP32 test vector 1, chain m/0H/1: an extended public key whose children nobody uses.
-const XPUB: &str = "xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ";
 
 fn address(a: alloy::primitives::Address) -> String {
     a.to_checksum(None)
@@ -104,7 +101,10 @@ async fn concurrent_unique_amount_invoices_never_get_the_same_amount(db: TestDb)
     };
     let invoice = h.open_for_an_hour("USDT", "5", spec()).await;
     assert_eq!(invoice.amount_due, Amount::from(5_000_016));
-    h.store.cancel_invoice(&invoice.id).await.expect("cancel");
+    polypay_host::invoice::InvoiceService::new(h.store.clone())
+        .cancel(&invoice.id)
+        .await
+        .expect("cancel");
     assert_eq!(
         h.open_for_an_hour("USDT", "5", spec()).await.amount_due,
         Amount::from(5_000_016)
@@ -115,7 +115,9 @@ async fn native_eth_to_a_derived_address_pays_the_invoice(db: TestDb) {
     let mut h = Harness::start(db).await;
     let payer = h.chain.account(3);
     h.spawn_listener();
-    let spec = || TargetSpec::DerivedAddress { xpub: XPUB.into() };
+    let spec = || TargetSpec::DerivedAddress {
+        xpub: TEST_XPUB.into(),
+    };
     let invoice = h.open_for_an_hour("ETH", "0.5", spec()).await;
     let other = h.open_for_an_hour("ETH", "0.5", spec()).await;
     assert_ne!(
@@ -182,10 +184,11 @@ async fn a_contract_pay_event_pays_the_invoice_it_names(db: TestDb) {
 
 async fn an_underpaid_invoice_stays_pending_and_underpaid_until_a_top_up_pays_it(db: TestDb) {
     let mut h = Harness::start(db).await;
-    let (payer, merchant) = (h.chain.account(1), h.chain.account(7));
+    let payer = h.chain.account(1);
     h.mint_usdt(payer, "100").await;
     h.spawn_listener();
-    let invoice = h.open_fixed_usdt(merchant, "10").await;
+    let invoice = h.open_derived_usdt("10").await;
+    let merchant = invoice.pay_address.parse().unwrap();
 
     h.chain.transfer_token(payer, merchant, usdt("6")).await;
     h.chain.anvil.mine(3).await;
@@ -226,10 +229,11 @@ async fn an_underpaid_invoice_stays_pending_and_underpaid_until_a_top_up_pays_it
 
 async fn an_overpaid_invoice_is_paid_with_the_overpaid_flag(db: TestDb) {
     let mut h = Harness::start(db).await;
-    let (payer, merchant) = (h.chain.account(1), h.chain.account(8));
+    let payer = h.chain.account(1);
     h.mint_usdt(payer, "100").await;
     h.spawn_listener();
-    let invoice = h.open_fixed_usdt(merchant, "10").await;
+    let invoice = h.open_derived_usdt("10").await;
+    let merchant = invoice.pay_address.parse().unwrap();
 
     h.chain.transfer_token(payer, merchant, usdt("12.5")).await;
     h.chain.anvil.mine(2).await;
@@ -242,12 +246,14 @@ async fn an_overpaid_invoice_is_paid_with_the_overpaid_flag(db: TestDb) {
 
 async fn a_payment_after_expiry_inside_the_monitoring_window_is_paid_late(db: TestDb) {
     let mut h = Harness::start(db).await;
-    let (payer, merchant) = (h.chain.account(1), h.chain.account(9));
+    let payer = h.chain.account(1);
     h.mint_usdt(payer, "100").await;
     h.spawn_listener();
     h.spawn_expiry();
-    let spec = TargetSpec::FixedAddress {
-        address: address(merchant),
+    // A derived address stays watched through the monitoring window (a shared target
+    // nothing was paid to is released at the deadline instead).
+    let spec = TargetSpec::DerivedAddress {
+        xpub: TEST_XPUB.into(),
     };
     let invoice = h
         .open(
@@ -268,6 +274,12 @@ async fn a_payment_after_expiry_inside_the_monitoring_window_is_paid_late(db: Te
     );
     assert!(!expired.outcome.paid_late);
 
+    // Lateness is the block's time: make the paying block clearly after the deadline.
+    h.chain
+        .anvil
+        .set_next_block_time(expired.expires_at + 2_000)
+        .await;
+    let merchant = expired.pay_address.parse().unwrap();
     h.chain.transfer_token(payer, merchant, usdt("10")).await;
     h.chain.anvil.mine(2).await;
 
@@ -280,7 +292,8 @@ async fn a_payment_after_expiry_inside_the_monitoring_window_is_paid_late(db: Te
 }
 
 async fn the_expiry_scheduler_expires_an_unpaid_invoice_with_its_event(db: TestDb) {
-    let h = Harness::start(db).await;
+    let mut h = Harness::start(db).await;
+    h.spawn_listener();
     h.spawn_expiry();
     let spec = TargetSpec::UniqueAmount {
         address: address(h.chain.account(2)),
@@ -310,13 +323,19 @@ async fn the_expiry_scheduler_expires_an_unpaid_invoice_with_its_event(db: TestD
     let events = h.events(&invoice.id).await;
     let event = events
         .iter()
-        .find(|e| e.kind == "invoice.expired")
+        .find(|(e, _)| e.kind == "invoice.expired")
         .expect("an invoice.expired event");
-    assert!(event.created_at >= expired.expires_at, "expired early");
-    assert_eq!(event.payload["invoice"]["status"], "expired");
+    assert!(event.0.created_at >= expired.expires_at, "expired early");
+    assert_eq!(event.1.invoice.status, Expired);
     assert_eq!(h.invoice(&lasting.id).await.status, Pending);
 
-    // With no monitoring window the reservation ends with the invoice.
+    // Nothing was paid: the reservation ends with the deadline, once the chain has been
+    // read past it (a block after the deadline is processed).
+    h.chain
+        .anvil
+        .set_next_block_time(expired.expires_at + 1_000)
+        .await;
+    h.chain.anvil.mine(1).await;
     let spec = TargetSpec::UniqueAmount {
         address: address(h.chain.account(2)),
     };
@@ -326,7 +345,10 @@ async fn the_expiry_scheduler_expires_an_unpaid_invoice_with_its_event(db: TestD
         if next.amount_due == invoice.amount_due {
             break;
         }
-        h.store.cancel_invoice(&next.id).await.unwrap();
+        polypay_host::invoice::InvoiceService::new(h.store.clone())
+            .cancel(&next.id)
+            .await
+            .unwrap();
         assert!(
             std::time::Instant::now() < deadline,
             "the expired invoice's amount was never released"
@@ -353,6 +375,92 @@ async fn a_payment_to_nobody_we_watch_is_not_stored(db: TestDb) {
     );
 }
 
+async fn a_damaged_invoice_does_not_stall_its_chain(db: TestDb) {
+    let mut h = Harness::start(db).await;
+    let (payer, merchant) = (h.chain.account(1), h.chain.account(2));
+    h.mint_usdt(payer, "100").await;
+    h.spawn_listener();
+    let shared = || TargetSpec::UniqueAmount {
+        address: address(merchant),
+    };
+    let broken = h.open_for_an_hour("USDT", "10", shared()).await;
+    let healthy = h.open_for_an_hour("USDT", "10", shared()).await;
+    // A row the service cannot read (as after a bad manual edit or a failed migration).
+    sqlx::query("UPDATE invoices SET status = 'bogus' WHERE id = $1")
+        .bind(&broken.id)
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+
+    h.chain
+        .transfer_token(payer, merchant, broken.amount_due.as_u256())
+        .await;
+    h.chain
+        .transfer_token(payer, merchant, healthy.amount_due.as_u256())
+        .await;
+    h.chain.anvil.mine(3).await;
+
+    let paid = h.wait_for(&healthy.id, "paid", |i| i.status == Paid).await;
+    assert_eq!(paid.amount_paid, healthy.amount_due);
+    h.wait_caught_up().await;
+    let mut conn = h.store.pool().acquire().await.unwrap();
+    let quarantined = polypay_host::store::invoices::quarantined(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].id, broken.id);
+    let kept = h.store.transfers_of_invoice(&broken.id).await.unwrap();
+    assert_eq!(kept.len(), 1, "its payment is kept, attributed to it");
+
+    // The chain keeps moving: a later invoice is paid too.
+    let later = h.open_for_an_hour("USDT", "7", shared()).await;
+    h.chain
+        .transfer_token(payer, merchant, later.amount_due.as_u256())
+        .await;
+    h.chain.anvil.mine(3).await;
+    h.wait_for(&later.id, "paid", |i| i.status == Paid).await;
+
+    // Repaired, the operator's retry settles it from the stored payment.
+    sqlx::query("UPDATE invoices SET status = 'pending' WHERE id = $1")
+        .bind(&broken.id)
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+    let retried = polypay_host::invoice::InvoiceService::new(h.store.clone())
+        .retry_quarantined(&broken.id)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, Paid);
+}
+
+async fn a_second_payment_to_a_fixed_address_after_the_first_pays_nothing(db: TestDb) {
+    let mut h = Harness::start(db).await;
+    let (payer, merchant) = (h.chain.account(1), h.chain.account(5));
+    h.mint_usdt(payer, "100").await;
+    h.spawn_listener();
+    let invoice = h.open_fixed_usdt(merchant, "10").await;
+    h.chain.transfer_token(payer, merchant, usdt("10")).await;
+    h.chain.anvil.mine(3).await;
+    h.wait_for(&invoice.id, "paid", |i| i.status == Paid).await;
+
+    // The merchant's wallet keeps receiving: nothing more is credited to the paid invoice,
+    // and the address is free for the merchant's next invoice.
+    h.chain.transfer_token(payer, merchant, usdt("10")).await;
+    h.chain.anvil.mine(3).await;
+    h.wait_caught_up().await;
+    assert_eq!(
+        h.invoice(&invoice.id).await.amount_paid,
+        Amount::from(10_000_000)
+    );
+    let next = h.open_fixed_usdt(merchant, "10").await;
+    assert_eq!(
+        h.invoice(&next.id).await.status,
+        Pending,
+        "an earlier transfer never pays a newer invoice"
+    );
+}
+
 on_both_backends!(
     erc20_payment_to_a_unique_amount_invoice_is_confirming_then_paid_after_the_confirmations,
     concurrent_unique_amount_invoices_never_get_the_same_amount,
@@ -363,4 +471,6 @@ on_both_backends!(
     a_payment_after_expiry_inside_the_monitoring_window_is_paid_late,
     the_expiry_scheduler_expires_an_unpaid_invoice_with_its_event,
     a_payment_to_nobody_we_watch_is_not_stored,
+    a_damaged_invoice_does_not_stall_its_chain,
+    a_second_payment_to_a_fixed_address_after_the_first_pays_nothing,
 );

@@ -25,6 +25,7 @@ struct TestApp {
     base: String,
     http: reqwest::Client,
     storage: Option<TestStorage>,
+    invoices_created: std::sync::atomic::AtomicU64,
 }
 
 /// The database behind a [`TestApp`] started `with_storage`.
@@ -40,8 +41,18 @@ struct TestAppBuilder {
     storage: Option<TestStorage>,
 }
 
-/// A receiving address on the test chain.
+/// The fixed address of the first invoice an app creates; each later one gets the next
+/// address (one fixed-address invoice may be open per address).
 const PAY_TO: &str = "0x1111111111111111111111111111111111111111";
+
+/// The fixed address of an app's `n`-th invoice (0-based).
+fn pay_to(n: u64) -> String {
+    if n == 0 {
+        PAY_TO.to_string()
+    } else {
+        format!("0x{:040x}", 0x2222_0000_u64 + n)
+    }
+}
 
 impl TestApp {
     fn init() -> TestAppBuilder {
@@ -125,8 +136,11 @@ impl TestApp {
         token: Option<&str>,
         order_id: &str,
     ) -> (u16, Value) {
+        let n = self
+            .invoices_created
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let body = json!({ "amount": "1500000", "chain": "ethereum", "asset": "USDT", "order_id": order_id,
-                           "fixed_address": PAY_TO, "notify_url": "https://merchant.example/cb" });
+                           "fixed_address": pay_to(n), "notify_url": "https://merchant.example/cb" });
         let r = self
             .request(
                 reqwest::Method::POST,
@@ -225,6 +239,7 @@ impl TestAppBuilder {
             base,
             http,
             storage: self.storage,
+            invoices_created: Default::default(),
         })
     }
 
@@ -567,6 +582,56 @@ async fn a_self_registered_merchant_creates_and_reads_its_invoice() {
 
     let (dup, _) = app.create_invoice("", Some(&m.token), "order-1").await;
     assert_eq!(dup, 409, "merchant order ids are unique per merchant");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_idempotent_create_returns_the_first_invoice_and_a_changed_one_conflicts() {
+    let app = TestApp::init()
+        .with_storage()
+        .await
+        .with_echo()
+        .start()
+        .await;
+    let m = app.register("", "Shop").await;
+    let body = json!({ "amount": "1500000", "chain": "ethereum", "asset": "USDT", "order_id": "o-7",
+                       "fixed_address": PAY_TO, "idempotency_key": "o-7" });
+    let create = |body: Value| {
+        let request = app
+            .request(reqwest::Method::POST, "/echo/invoices", Some(&m.token))
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = create(body.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    // The client never saw that answer and sends the same request again.
+    let (status, again) = create(body.clone()).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(
+        again["id"], first["id"],
+        "the retry gets the invoice already made"
+    );
+    let mut changed = body.clone();
+    changed["amount"] = json!("2500000");
+    let (status, conflict) = create(changed).await;
+    assert_eq!(status, 409, "{conflict}");
+    assert!(
+        conflict["detail"]
+            .as_str()
+            .unwrap()
+            .contains("idempotency key"),
+        "{conflict}"
+    );
+    let mut empty = body;
+    empty["idempotency_key"] = json!("");
+    assert_eq!(create(empty).await.0, 400);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices")
+        .fetch_one(app.storage().store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1046,7 +1111,7 @@ async fn webhook_is_rendered_by_the_owning_plugin_and_signed_by_handle() {
         plugin: "echo".into(),
         merchant_id: m.merchant_id.clone(),
         invoice_id: Some(stored.id.clone()),
-        invoice: serde_json::to_value(&stored).unwrap(),
+        invoice: stored.clone(),
         previous_status: None,
         occurred_at: 1,
         url: "https://merchant.example/cb".into(),

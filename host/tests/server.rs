@@ -8,28 +8,19 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::polypay::{ADMIN_TOKEN, admin_client, server_config as config_in};
 use polypay_host::app::Server;
-use polypay_host::config::Config;
 
 const POLYPAY: &str = env!("CARGO_BIN_EXE_polypay");
 
-/// A config for an in-process server on free loopback ports with its data in `dir`.
-fn config_in(dir: &Path) -> Config {
-    let mut config = Config {
-        data_dir: dir.join("data"),
-        ..Config::default()
-    };
-    config.listen.public = "127.0.0.1:0".parse().unwrap();
-    config.listen.admin = "127.0.0.1:0".parse().unwrap();
-    config
-}
-
-/// Runs `polypay ARGS` in `dir` and returns its stdout; fails the test on a non-zero exit.
+/// Runs `polypay ARGS` in `dir`, in development mode (secrets generated into `./data`),
+/// and returns its stdout; fails the test on a non-zero exit.
 fn polypay(dir: &Path, args: &[&str]) -> String {
     let output = Command::new(POLYPAY)
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
+        .env("POLYPAY_MODE", "development")
         .output()
         .unwrap();
     assert!(
@@ -45,7 +36,7 @@ async fn admin_listener_serves_health_readiness_and_request_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(config_in(dir.path())).await.unwrap();
     let admin = format!("http://{}", server.admin_addr);
-    let http = reqwest::Client::new();
+    let http = admin_client();
 
     let health = http.get(format!("{admin}/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
@@ -78,7 +69,7 @@ async fn admin_listener_serves_health_readiness_and_request_metrics() {
         .unwrap();
     assert!(
         metrics.contains(
-            r#"polypay_http_requests_total{listener="admin",route="/healthz",status="200"} 1"#
+            r#"polypay_http_requests_total{listener="admin",route="/healthz",status="200"}"#
         ),
         "{metrics}"
     );
@@ -187,6 +178,7 @@ fn unknown_merchant_rotation_and_bad_config_fail_with_clear_messages() {
     let output = Command::new(POLYPAY)
         .args(["merchant", "rotate", "nope"])
         .current_dir(dir.path())
+        .env("POLYPAY_MODE", "development")
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -217,15 +209,16 @@ impl Drop for Running {
 }
 
 #[test]
-fn serve_without_config_creates_sqlite_and_logs_json_with_request_ids() {
+fn serve_in_development_creates_sqlite_and_secrets_warns_of_a_public_admin_and_logs_json() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Running(
         Command::new(POLYPAY)
             .arg("serve")
             .current_dir(dir.path())
             .env_remove("RUST_LOG")
+            .env("POLYPAY_MODE", "development")
             .env("POLYPAY_LISTEN__PUBLIC", "127.0.0.1:0")
-            .env("POLYPAY_LISTEN__ADMIN", "127.0.0.1:0")
+            .env("POLYPAY_LISTEN__ADMIN", "0.0.0.0:0")
             .env("POLYPAY_LOG__FORMAT", "json")
             .stderr(Stdio::piped())
             .spawn()
@@ -253,12 +246,36 @@ fn serve_without_config_creates_sqlite_and_logs_json_with_request_ids() {
             }
         }
     };
+    let warning = next_json("non-loopback");
+    assert_eq!(warning["level"], "WARN", "{warning}");
     let started = next_json("polypay started");
     let admin = started["admin_addr"].as_str().unwrap().to_string();
+    assert!(admin.starts_with("0.0.0.0:"), "{admin}");
+    let admin = admin.replace("0.0.0.0", "127.0.0.1");
     assert!(
         dir.path().join("data/polypay.db").is_file(),
         "embedded SQLite database created on first start"
     );
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    assert!(
+        token.trim().len() >= 32,
+        "an admin token generated: {token}"
+    );
+    assert!(dir.path().join("data/master.key").is_file());
+    let metrics = |token: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&admin).unwrap();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text[9..12].to_string()
+    };
+    assert_eq!(
+        metrics(token.trim()),
+        "200",
+        "the generated token opens the admin API"
+    );
+    assert_eq!(metrics("wrong-token-wrong-token-wrong-token"), "401");
 
     let status = {
         use std::io::{Read, Write};
@@ -297,7 +314,9 @@ async fn plugins_from_config_serve_on_the_public_listener_with_route_metrics() {
         .await
         .unwrap();
     assert_eq!(wrong_method.status(), 405);
-    let metrics = reqwest::get(format!("http://{}/metrics", server.admin_addr))
+    let metrics = admin_client()
+        .get(format!("http://{}/metrics", server.admin_addr))
+        .send()
         .await
         .unwrap()
         .text()
@@ -326,4 +345,167 @@ async fn a_plugin_claiming_a_host_path_fails_start_up_naming_it() {
         .expect("start-up refused")
         .to_string();
     assert!(err.contains("`echo`") && err.contains("/pay/"), "{err}");
+}
+
+#[test]
+fn serve_outside_development_without_a_master_key_refuses_to_start_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [None, Some("production")] {
+        let mut command = Command::new(POLYPAY);
+        command
+            .arg("serve")
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env("POLYPAY_LISTEN__PUBLIC", "127.0.0.1:0")
+            .env("POLYPAY_LISTEN__ADMIN", "127.0.0.1:0")
+            .env("POLYPAY_ADMIN__TOKEN", ADMIN_TOKEN);
+        if let Some(mode) = mode {
+            command.env("POLYPAY_MODE", mode);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            !output.status.success(),
+            "mode {mode:?} started without a key"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("no master key configured") && stderr.contains("secrets.master_key"),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("data/master.key").exists(),
+            "no key generated next to the database"
+        );
+        assert!(
+            !dir.path().join("data/polypay.db").exists(),
+            "refused before creating the database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn production_without_an_admin_token_refuses_to_start_naming_every_missing_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.admin.token = None;
+    let err = Server::start(config.clone()).await.err().expect("refused");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("no admin token configured") && err.contains("admin.token"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data/admin.token").exists(),
+        "nothing generated"
+    );
+    config.secrets.master_key = None;
+    let err = format!("{:#}", Server::start(config).await.err().expect("refused"));
+    assert!(
+        err.contains("no admin token configured") && err.contains("no master key configured"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn admin_api_needs_the_bearer_token_and_a_host_that_cannot_be_rebound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.admin.allowed_hosts = vec!["ops.internal".into()];
+    let server = Server::start(config).await.unwrap();
+    let admin = format!("http://{}", server.admin_addr);
+    let anonymous = reqwest::Client::new();
+    let operator = admin_client();
+    let status = |request: reqwest::RequestBuilder| async move {
+        request.send().await.unwrap().status().as_u16()
+    };
+
+    // Probes stay open, whatever the Host.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(status(anonymous.get(format!("{admin}{path}"))).await, 200);
+        assert_eq!(
+            status(
+                anonymous
+                    .get(format!("{admin}{path}"))
+                    .header("host", "evil.example")
+            )
+            .await,
+            200
+        );
+    }
+    // Everything else needs the token.
+    for path in [
+        "/metrics",
+        "/webhooks/deliveries",
+        "/webhooks/stats?merchant_id=m",
+    ] {
+        let refused = anonymous
+            .get(format!("{admin}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        assert!(refused.headers().contains_key("www-authenticate"));
+        assert_eq!(
+            status(
+                anonymous
+                    .get(format!("{admin}{path}"))
+                    .bearer_auth("not-the-token-not-the-token-not-the-token")
+            )
+            .await,
+            401
+        );
+        assert_eq!(
+            status(operator.get(format!("{admin}{path}"))).await,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        status(anonymous.post(format!("{admin}/webhooks/deliveries/1/replay"))).await,
+        401
+    );
+    // DNS rebinding: a name the operator did not configure, even with the token.
+    assert_eq!(
+        status(
+            operator
+                .get(format!("{admin}/metrics"))
+                .header("host", "attacker.example:9090")
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status(
+            operator
+                .get(format!("{admin}/metrics"))
+                .header("host", "ops.internal:9090")
+        )
+        .await,
+        200
+    );
+    // A browser page elsewhere (CSRF) names its origin.
+    assert_eq!(
+        status(
+            operator
+                .get(format!("{admin}/metrics"))
+                .header("origin", "https://attacker.example")
+        )
+        .await,
+        403
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_serialised_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_in(dir.path());
+    let key = common::polypay::test_master_key();
+    let debug = format!("{config:?}");
+    let serialised = serde_json::to_string(&config).unwrap();
+    for text in [&debug, &serialised] {
+        assert!(!text.contains(&key), "master key printed: {text}");
+        assert!(!text.contains(ADMIN_TOKEN), "admin token printed: {text}");
+    }
+    assert!(debug.contains("[redacted]"), "{debug}");
 }

@@ -3,9 +3,12 @@
 mod common;
 
 use common::db::TestDb;
-use polypay_host::invoice::{Amount, InvoiceStatus, MatchStrategy};
+use polypay_host::invoice::{
+    Allocation, Amount, ChainView, Invoice, InvoiceError, InvoiceService, InvoiceStatus,
+    MatchStrategy, NewInvoice,
+};
 use polypay_host::merchant::{CredentialSpec, MasterKey, Merchants, SecretFormat};
-use polypay_host::store::invoices::{self, ChainView, InvoiceError, NewInvoice, NewTarget};
+use polypay_host::store::invoices;
 use polypay_host::store::{Store, now_ms};
 
 on_both_backends!(
@@ -41,53 +44,60 @@ async fn merchant(store: &Store) -> String {
         .id
 }
 
-fn new_invoice(merchant_id: &str, order_id: Option<&str>, reserved: Option<u64>) -> NewInvoice {
+fn new_invoice(merchant_id: &str, order_id: Option<&str>) -> NewInvoice {
     let now = now_ms();
-    NewInvoice {
-        id: uuid::Uuid::new_v4().to_string(),
-        merchant_id: merchant_id.into(),
-        plugin: "test".into(),
-        merchant_order_id: order_id.map(str::to_string),
-        chain: "ethereum".into(),
-        asset: "USDT".into(),
-        decimals: 6,
-        amount_due: Amount::from(1_000_000u64),
-        tolerance: Amount::ZERO,
-        confirmations_required: 3,
-        strategy: if reserved.is_some() {
-            MatchStrategy::UniqueAmount
-        } else {
-            MatchStrategy::FixedAddress
-        },
-        target: NewTarget {
-            address: "0x00000000000000000000000000000000000000aa".into(),
-            reserved_amount: reserved.map(Amount::from),
-            derivation_index: None,
-        },
-        pay_reference: None,
-        notify_url: Some("https://merchant.example/notify".into()),
-        return_url: None,
-        plugin_data: serde_json::json!({"title": "t"}),
-        expires_at: now + 600_000,
-        monitor_until: now + 1_200_000,
+    let mut new = NewInvoice::new(
+        merchant_id,
+        "test",
+        "ethereum",
+        ("USDT", 6),
+        Amount::from(1_000_000u64),
+        now + 600_000,
+    );
+    new.merchant_order_id = order_id.map(str::to_string);
+    new.notify_url = Some("https://merchant.example/notify".into());
+    new.plugin_data = serde_json::json!({"title": "t"});
+    new.monitor_until = now + 1_200_000;
+    new
+}
+
+/// A fixed-address target, or a unique-amount reservation of `reserved`.
+fn allocation(new: &NewInvoice, reserved: Option<u64>) -> Allocation {
+    let mut allocation =
+        Allocation::fixed_address(new, "0x00000000000000000000000000000000000000aa", 3);
+    if let Some(amount) = reserved {
+        allocation.strategy = MatchStrategy::UniqueAmount;
+        allocation.target.reserved_amount = Some(Amount::from(amount));
+        allocation.amount_due = Amount::from(amount);
     }
+    allocation
+}
+
+async fn create(
+    store: &Store,
+    new: &NewInvoice,
+    reserved: Option<u64>,
+) -> Result<Invoice, InvoiceError> {
+    InvoiceService::new(store.clone())
+        .create(new, &allocation(new, reserved))
+        .await
 }
 
 async fn events(store: &Store, invoice_id: &str) -> Vec<String> {
     let mut conn = store.pool().acquire().await.unwrap();
-    invoices::events_of(&mut conn, invoice_id)
+    polypay_host::store::outbox::invoice_events(&mut conn, invoice_id)
         .await
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|(e, _)| e.kind)
         .collect()
 }
 
 /// Records a transfer to the invoice as a listener would.
 async fn credit(store: &Store, invoice_id: &str, tx_hash: &str, amount: u64, block: i64) {
     sqlx::query(
-        "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, to_address, asset, amount, invoice_id, observed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, to_address, asset, amount, invoice_id, observed_at, block_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind("ethereum")
     .bind(tx_hash)
@@ -100,27 +110,28 @@ async fn credit(store: &Store, invoice_id: &str, tx_hash: &str, amount: u64, blo
     .bind(amount.to_string())
     .bind(invoice_id)
     .bind(now_ms())
+    .bind(now_ms())
     .execute(store.pool())
     .await
     .unwrap();
 }
 
-async fn settle(
-    store: &Store,
-    invoice_id: &str,
-    head: i64,
-    now: i64,
-) -> Option<polypay_host::store::invoices::Invoice> {
+async fn settle(store: &Store, invoice_id: &str, processed: i64, now: i64) -> Option<Invoice> {
     let mut tx = store.begin().await.unwrap();
-    let invoice = invoices::get_for_update(&mut tx, store.backend(), invoice_id)
-        .await
-        .unwrap()
-        .unwrap();
-    let changed = invoices::settle(&mut tx, &invoice, Some(ChainView { head_block: head }), now)
+    let settlement = InvoiceService::new(store.clone())
+        .settle_in(
+            &mut tx,
+            [&invoice_id.to_string()],
+            ChainView {
+                processed_block: processed,
+            },
+            now,
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    changed
+    assert!(settlement.quarantined.is_empty(), "{settlement:?}");
+    settlement.changed.into_iter().next()
 }
 
 async fn migrations_apply_once_and_leave_nothing_pending(db: TestDb) {
@@ -243,8 +254,7 @@ async fn rotation_revokes_old_secrets_and_keeps_public_ids(db: TestDb) {
 async fn invoice_creation_writes_its_created_event(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let created = store
-        .create_invoice(&new_invoice(&merchant_id, Some("A-1"), None))
+    let created = create(&store, &new_invoice(&merchant_id, Some("A-1")), None)
         .await
         .unwrap();
     assert_eq!(created.status, InvoiceStatus::Pending);
@@ -268,17 +278,20 @@ async fn invoice_creation_writes_its_created_event(db: TestDb) {
 async fn duplicate_merchant_order_id_is_refused_without_partial_write(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    store
-        .create_invoice(&new_invoice(&merchant_id, Some("A-1"), None))
+    create(&store, &new_invoice(&merchant_id, Some("A-1")), None)
         .await
         .unwrap();
-    let duplicate = new_invoice(&merchant_id, Some("A-1"), Some(5));
-    let err = store.create_invoice(&duplicate).await.unwrap_err();
+    let duplicate = new_invoice(&merchant_id, Some("A-1"));
+    let err = create(&store, &duplicate, Some(5)).await.unwrap_err();
     assert!(
         matches!(err, InvoiceError::DuplicateOrderId(ref id) if id == "A-1"),
         "{err:?}"
     );
-    assert!(store.invoice(&duplicate.id).await.unwrap().is_none());
+    let invoices: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM invoices")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(invoices, 1, "the refused invoice was not written");
     let targets: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM payment_targets")
         .fetch_one(store.pool())
         .await
@@ -291,14 +304,14 @@ async fn concurrent_reservations_of_one_amount_admit_exactly_one(db: TestDb) {
     let merchant_id = merchant(&store).await;
     let attempts = (0..8).map(|_| {
         let store = store.clone();
-        let invoice = new_invoice(&merchant_id, None, Some(1_000_001));
-        tokio::spawn(async move { store.create_invoice(&invoice).await })
+        let invoice = new_invoice(&merchant_id, None);
+        tokio::spawn(async move { create(&store, &invoice, Some(1_000_001)).await })
     });
     let results = futures::future::join_all(attempts).await;
     let won = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
     let taken = results
         .iter()
-        .filter(|r| matches!(r, Ok(Err(InvoiceError::TargetTaken))))
+        .filter(|r| matches!(r, Ok(Err(InvoiceError::NoFreeAmount { .. }))))
         .count();
     assert_eq!((won, taken), (1, 7), "{results:?}");
 }
@@ -306,19 +319,18 @@ async fn concurrent_reservations_of_one_amount_admit_exactly_one(db: TestDb) {
 async fn released_reservation_can_be_taken_again(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let first = store
-        .create_invoice(&new_invoice(&merchant_id, None, Some(7)))
+    let first = create(&store, &new_invoice(&merchant_id, None), Some(7))
         .await
         .unwrap();
     assert!(matches!(
-        store
-            .create_invoice(&new_invoice(&merchant_id, None, Some(7)))
-            .await,
-        Err(InvoiceError::TargetTaken)
+        create(&store, &new_invoice(&merchant_id, None), Some(7)).await,
+        Err(InvoiceError::NoFreeAmount { .. })
     ));
-    store.cancel_invoice(&first.id).await.unwrap();
-    store
-        .create_invoice(&new_invoice(&merchant_id, None, Some(7)))
+    InvoiceService::new(store.clone())
+        .cancel(&first.id)
+        .await
+        .unwrap();
+    create(&store, &new_invoice(&merchant_id, None), Some(7))
         .await
         .expect("the cancelled invoice released its amount");
 }
@@ -326,21 +338,21 @@ async fn released_reservation_can_be_taken_again(db: TestDb) {
 async fn cancel_moves_pending_to_cancelled_once(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let invoice = store
-        .create_invoice(&new_invoice(&merchant_id, None, None))
+    let invoice = create(&store, &new_invoice(&merchant_id, None), None)
         .await
         .unwrap();
-    let cancelled = store.cancel_invoice(&invoice.id).await.unwrap();
+    let service = InvoiceService::new(store.clone());
+    let cancelled = service.cancel(&invoice.id).await.unwrap();
     assert_eq!(cancelled.status, InvoiceStatus::Cancelled);
     assert!(cancelled.cancelled_at.is_some());
-    let again = store.cancel_invoice(&invoice.id).await.unwrap_err();
+    let again = service.cancel(&invoice.id).await.unwrap_err();
     assert!(matches!(again, InvoiceError::Illegal(_)), "{again:?}");
     assert_eq!(
         events(&store, &invoice.id).await,
         vec!["invoice.created", "invoice.cancelled"]
     );
     assert!(matches!(
-        store.cancel_invoice("no-such-id").await,
+        service.cancel("no-such-id").await,
         Err(InvoiceError::NotFound(_))
     ));
 }
@@ -348,8 +360,7 @@ async fn cancel_moves_pending_to_cancelled_once(db: TestDb) {
 async fn settle_walks_pending_confirming_paid_and_back_on_reorg(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let invoice = store
-        .create_invoice(&new_invoice(&merchant_id, None, None))
+    let invoice = create(&store, &new_invoice(&merchant_id, None), None)
         .await
         .unwrap();
     credit(&store, &invoice.id, "0xpay", 1_000_000, 100).await;
@@ -392,9 +403,9 @@ async fn settle_walks_pending_confirming_paid_and_back_on_reorg(db: TestDb) {
 async fn underpayment_is_flagged_and_expiry_applies(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let mut new = new_invoice(&merchant_id, None, None);
+    let mut new = new_invoice(&merchant_id, None);
     new.expires_at = now_ms() + 60_000;
-    let invoice = store.create_invoice(&new).await.unwrap();
+    let invoice = create(&store, &new, None).await.unwrap();
     credit(&store, &invoice.id, "0xpart", 400_000, 10).await;
     let partial = settle(&store, &invoice.id, 20, now_ms()).await.unwrap();
     assert_eq!(partial.status, InvoiceStatus::Pending);
@@ -405,8 +416,9 @@ async fn underpayment_is_flagged_and_expiry_applies(db: TestDb) {
         Some("invoice.payment_detected")
     );
     // Nothing is due yet; at the deadline the scheduler expires it.
-    assert!(store.expire_due(now_ms(), 100).await.unwrap().is_empty());
-    let expired = store.expire_due(new.expires_at + 1, 100).await.unwrap();
+    let service = InvoiceService::new(store.clone());
+    assert!(service.expire_due(now_ms(), 100).await.unwrap().is_empty());
+    let expired = service.expire_due(new.expires_at + 1, 100).await.unwrap();
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].status, InvoiceStatus::Expired);
     assert!(expired[0].outcome.underpaid);
@@ -464,10 +476,14 @@ async fn plugin_kv_values_expire_and_insert_if_absent_is_exclusive(db: TestDb) {
 async fn underpayment_within_the_tolerance_pays_without_the_underpaid_flag(db: TestDb) {
     let store = db.store().await;
     let merchant_id = merchant(&store).await;
-    let mut new = new_invoice(&merchant_id, None, None);
-    new.tolerance = Amount::from(10_000u64);
-    new.confirmations_required = 1;
-    let invoice = store.create_invoice(&new).await.unwrap();
+    let new = new_invoice(&merchant_id, None);
+    let mut allocation = allocation(&new, None);
+    allocation.tolerance = Amount::from(10_000u64);
+    allocation.confirmations_required = 1;
+    let invoice = InvoiceService::new(store.clone())
+        .create(&new, &allocation)
+        .await
+        .unwrap();
     assert_eq!(invoice.tolerance, Amount::from(10_000u64));
     credit(&store, &invoice.id, "0xshort", 989_999, 10).await;
     let short = settle(&store, &invoice.id, 10, now_ms()).await.unwrap();

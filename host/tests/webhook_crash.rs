@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::db::TestDb;
-use common::polypay::PolypayProcess;
+use common::polypay::{ADMIN_TOKEN, PolypayProcess};
 use polypay_host::store::Store;
 use polypay_host::store::outbox::{AttemptOutcome, DeliveryState};
 use webhook_support::*;
@@ -223,6 +223,8 @@ admin = "127.0.0.1:0"
 url = "{url}"
 [secrets]
 master_key = "{key}"
+[admin]
+token = "{ADMIN_TOKEN}"
 [webhooks]
 workers = 2
 batch_size = 4

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::db::TestDb;
+use polypay_host::invoice::InvoiceService;
 use polypay_host::store::now_ms;
 use polypay_host::store::outbox::{
     self, AttemptOutcome, DeliveryState, Next, ReplayError, SummaryState,
@@ -34,6 +35,7 @@ on_both_backends!(
     worker_whose_lease_was_retaken_cannot_record_its_outcome,
     stats_count_a_merchants_deliveries_and_summaries_describe_an_invoice,
     test_event_is_rendered_as_a_test_and_delivered_to_its_url,
+    test_events_are_rate_limited_per_merchant,
 );
 
 /// Creates another invoice and waits for its callback: proof that the dispatcher has made
@@ -289,8 +291,14 @@ async fn later_event_of_an_invoice_waits_for_the_earlier_one_while_other_invoice
     })
     .await;
     let a = invoice(&store, &merchant, Some(&receiver.url("/a"))).await;
-    store.mark_submitted(&a.id).await.unwrap();
-    store.cancel_invoice(&a.id).await.unwrap();
+    InvoiceService::new(store.clone())
+        .mark_submitted(&a.id)
+        .await
+        .unwrap();
+    InvoiceService::new(store.clone())
+        .cancel(&a.id)
+        .await
+        .unwrap();
     let b = invoice(&store, &merchant, Some(&receiver.url("/b"))).await;
     let a_events = events_of(&store, &a.id).await;
     assert_eq!(
@@ -347,7 +355,10 @@ async fn dead_lettered_earlier_event_does_not_block_later_ones(db: TestDb) {
     })
     .await;
     let invoice = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
-    store.cancel_invoice(&invoice.id).await.unwrap();
+    InvoiceService::new(store.clone())
+        .cancel(&invoice.id)
+        .await
+        .unwrap();
     let events = events_of(&store, &invoice.id).await;
     let mut config = fast_config();
     config.retry.max_attempts = 2;
@@ -462,7 +473,10 @@ async fn events_the_plugin_declines_or_without_callback_url_are_skipped(db: Test
     let receiver = Receiver::accepting().await;
     let merchant = merchant(&store).await;
     let with_url = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
-    store.cancel_invoice(&with_url.id).await.unwrap();
+    InvoiceService::new(store.clone())
+        .cancel(&with_url.id)
+        .await
+        .unwrap();
     let without_url = invoice(&store, &merchant, None).await;
     let renderer = Arc::new(TestRenderer {
         skip_kinds: vec!["invoice.created".into()],
@@ -735,6 +749,40 @@ async fn test_event_is_rendered_as_a_test_and_delivered_to_its_url(db: TestDb) {
 
 // ---- one backend suffices for the HTTP-level behaviour below ----
 
+async fn test_events_are_rate_limited_per_merchant(db: TestDb) {
+    let store = db.store().await;
+    let (busy, other) = (merchant(&store).await, merchant(&store).await);
+    let url = "https://merchant.example/test-hook";
+    for _ in 0..webhook::TEST_EVENT_LIMIT {
+        webhook::queue_test_event(&store, PLUGIN, &busy, url)
+            .await
+            .unwrap();
+    }
+    for plugin in [PLUGIN, "another-plugin"] {
+        match webhook::queue_test_event(&store, plugin, &busy, url).await {
+            Err(webhook::TestEventError::RateLimited { retry_after_ms }) => assert!(
+                retry_after_ms > 0 && retry_after_ms <= webhook::TEST_EVENT_WINDOW_MS as u64,
+                "{retry_after_ms}"
+            ),
+            other => panic!("one test callback too many was queued: {other:?}"),
+        }
+    }
+    let queued: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox_events WHERE merchant_id = $1")
+            .bind(&busy)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        queued,
+        i64::from(webhook::TEST_EVENT_LIMIT),
+        "a refused call writes nothing"
+    );
+    webhook::queue_test_event(&store, PLUGIN, &other, url)
+        .await
+        .expect("another merchant has its own allowance");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_to_a_loopback_address_is_refused_unless_allowed() {
     let db = TestDb::sqlite().await;
@@ -941,7 +989,10 @@ async fn two_workers_on_one_postgres_database_never_send_the_same_attempt_twice(
     let mut invoices = Vec::new();
     for _ in 0..INVOICES {
         let invoice = invoice(&setup, &merchant, Some(&receiver.url("/notify"))).await;
-        setup.cancel_invoice(&invoice.id).await.unwrap();
+        InvoiceService::new(setup.clone())
+            .cancel(&invoice.id)
+            .await
+            .unwrap();
         invoices.push(invoice.id);
     }
     let mut config = fast_config();

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use polypay_host::app::Server;
-use polypay_host::config::{Config, ListenConfig};
+use polypay_host::config::Config;
 use polypay_host::store::Store;
 use polypay_host::store::outbox::DeliveryState;
 use polypay_host::webhook::WebhookConfig;
@@ -36,23 +36,18 @@ async fn dead_event(store: &Store, receiver: &Receiver) -> (String, i64) {
 async fn admin_api_lists_shows_replays_and_reports_stats() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
-        data_dir: dir.path().join("data"),
-        listen: ListenConfig {
-            public: "127.0.0.1:0".parse().unwrap(),
-            admin: "127.0.0.1:0".parse().unwrap(),
-        },
         // This test delivers with its own dispatcher; the server only answers the operator.
         webhooks: WebhookConfig {
             workers: 0,
             ..WebhookConfig::default()
         },
-        ..Config::default()
+        ..common::polypay::server_config(dir.path())
     };
     let server = Server::start(config).await.unwrap();
     let receiver = Receiver::start(|_, _| Reply::Status(500)).await;
     let (merchant, id) = dead_event(&server.context.store, &receiver).await;
     let admin = format!("http://{}", server.admin_addr);
-    let http = reqwest::Client::new();
+    let http = common::polypay::admin_client();
     let get = |path: String| {
         let http = http.clone();
         async move { http.get(path).send().await.unwrap() }

@@ -93,6 +93,13 @@ pub trait Host {
     ) -> Result<invoices::Invoice, HostError> {
         Err(unsupported("invoices.create"))
     }
+    fn create_invoice_idempotent(
+        &self,
+        invoice: &invoices::NewInvoice,
+        idempotency_key: &str,
+    ) -> Result<invoices::Invoice, HostError> {
+        Err(unsupported("invoices.create-idempotent"))
+    }
     fn get_invoice(&self, id: &str) -> Result<invoices::Invoice, HostError> {
         Err(unsupported("invoices.get"))
     }
@@ -305,6 +312,13 @@ impl Host for ComponentHost {
         invoice: &invoices::NewInvoice,
     ) -> Result<invoices::Invoice, HostError> {
         wit::invoices::create(invoice)
+    }
+    fn create_invoice_idempotent(
+        &self,
+        invoice: &invoices::NewInvoice,
+        idempotency_key: &str,
+    ) -> Result<invoices::Invoice, HostError> {
+        wit::invoices::create_idempotent(invoice, idempotency_key)
     }
     fn get_invoice(&self, id: &str) -> Result<invoices::Invoice, HostError> {
         wit::invoices::get(id)
@@ -556,6 +570,15 @@ pub mod invoices {
 
     pub fn create(invoice: &NewInvoice) -> Result<Invoice, HostError> {
         with_host(|h| h.create_invoice(invoice))
+    }
+    /// Creates the invoice at most once per `idempotency_key` (for the plugin and
+    /// merchant): a repeated request returns the invoice the first one created; a
+    /// different request with the same key is a `conflict`. Use the merchant's order id.
+    pub fn create_idempotent(
+        invoice: &NewInvoice,
+        idempotency_key: &str,
+    ) -> Result<Invoice, HostError> {
+        with_host(|h| h.create_invoice_idempotent(invoice, idempotency_key))
     }
     pub fn get(id: &str) -> Result<Invoice, HostError> {
         with_host(|h| h.get_invoice(id))

@@ -16,6 +16,8 @@ pub struct Request {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The client's address: the peer, or behind the operator's trusted reverse proxies
+    /// the address they forwarded; never one the client chose. Key per-IP limits on it.
     pub client_ip: Option<String>,
 }
 

@@ -184,6 +184,8 @@ struct State {
     merchants: Vec<merchants::Merchant>,
     credentials: Vec<(merchants::Credential, String, bool)>,
     invoices: Vec<invoices::Invoice>,
+    /// (merchant, idempotency key) → (the request as created, invoice id).
+    idempotency: HashMap<(String, String), (String, String)>,
     kv: HashMap<String, (Vec<u8>, Option<i64>)>,
     windows: HashMap<String, (i64, u32)>,
     logs: Vec<(log::Level, String)>,
@@ -611,6 +613,42 @@ impl Host for FakeHost {
             .collect())
     }
 
+    fn create_invoice_idempotent(
+        &self,
+        new: &invoices::NewInvoice,
+        idempotency_key: &str,
+    ) -> Result<invoices::Invoice, HostError> {
+        if idempotency_key.is_empty() || idempotency_key.len() > 128 {
+            return Err(HostError::Invalid(
+                "idempotency key must be 1 to 128 bytes".into(),
+            ));
+        }
+        let merchant_id = self
+            .state
+            .borrow()
+            .authenticated
+            .clone()
+            .or_else(|| self.state.borrow().default_merchant.clone())
+            .ok_or(HostError::Unauthorized)?;
+        let request = format!("{new:?}");
+        let key = (merchant_id, idempotency_key.to_owned());
+        let earlier = self.state.borrow().idempotency.get(&key).cloned();
+        if let Some((earlier_request, id)) = earlier {
+            if earlier_request != request {
+                return Err(HostError::Conflict(format!(
+                    "idempotency key `{idempotency_key}` was used for a different request"
+                )));
+            }
+            return self.get_invoice(&id);
+        }
+        let invoice = self.create_invoice(new)?;
+        self.state
+            .borrow_mut()
+            .idempotency
+            .insert(key, (request, invoice.id.clone()));
+        Ok(invoice)
+    }
+
     fn create_invoice(&self, new: &invoices::NewInvoice) -> Result<invoices::Invoice, HostError> {
         let merchant_id = match self.state.borrow().authenticated.clone() {
             Some(m) => m,
@@ -980,5 +1018,48 @@ impl Host for FakeRandom {
         let host = FakeHost::new("random");
         host.rng.set(self.0);
         host.random_bytes(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::invoices::{MatchStrategy, NewInvoice, Price};
+
+    fn new_invoice(amount: &str) -> NewInvoice {
+        NewInvoice {
+            merchant_order_id: Some("o-1".into()),
+            price: Price::BaseUnits(amount.into()),
+            chain: "ethereum".into(),
+            asset: "USDT".into(),
+            matching: MatchStrategy::FixedAddress("0xabc".into()),
+            expires_in_secs: 60,
+            notify_url: None,
+            return_url: None,
+            plugin_data: None,
+        }
+    }
+
+    #[test]
+    fn the_fake_host_creates_once_per_idempotency_key_like_the_real_one() {
+        let host = FakeHost::new("p");
+        let merchant = host.add_merchant("Shop");
+        host.set_default_merchant(&merchant);
+        let first = host
+            .create_invoice_idempotent(&new_invoice("100"), "o-1")
+            .unwrap();
+        let again = host
+            .create_invoice_idempotent(&new_invoice("100"), "o-1")
+            .unwrap();
+        assert_eq!(again.id, first.id);
+        assert_eq!(host.invoices().len(), 1);
+        assert!(matches!(
+            host.create_invoice_idempotent(&new_invoice("200"), "o-1"),
+            Err(HostError::Conflict(_))
+        ));
+        assert!(matches!(
+            host.create_invoice_idempotent(&new_invoice("100"), ""),
+            Err(HostError::Invalid(_))
+        ));
     }
 }

@@ -2,12 +2,15 @@
 // Run by host/tests/checkout_page.rs, which starts the real server, creates the invoices
 // and passes a JSON scenario as the only argument:
 //
-//   { base, returnUrl, screenshots, invoices: { pending, expired, overdue, cancelled, unknown },
+//   { base, returnUrl, screenshots,
+//     invoices: { pending, expired, late, overdue, cancelled, unknown },
 //     expect: { amountDisplay, symbol, network, payAddress, paymentUri } }
 //
 // Protocol with the Rust test, on stdout: the line `READY_FOR_PAYMENT` once the open
 // invoice has been checked; the Rust side then settles the invoice as paid, and this
-// script waits for the page to show it and to redirect. Every wait is a Playwright wait
+// script waits for the page to show it and to redirect. Likewise `READY_FOR_LATE_PAYMENT`
+// once the page of the expired invoice `late` follows it: the Rust side pays it late
+// (inside its monitoring window), and the page must show it paid and redirect. Every wait is a Playwright wait
 // with a timeout, never a sleep. Exits non-zero with the reason on any failure.
 
 import assert from 'node:assert/strict'
@@ -151,6 +154,26 @@ try {
     await shot(page, 'checkout-expired-zh.png')
     assert.deepEqual(problems, [])
     await context.close()
+  }
+
+  // 3b. An expired invoice still inside its monitoring window: the page keeps following
+  // it, and a late payment is shown as paid (late) and returns the payer.
+  {
+    const { context, page, problems } = await openPage('en-US')
+    const stream = page.waitForRequest((r) => r.url().endsWith(`/api/checkout/${invoices.late}/events`))
+    await page.goto(payUrl(invoices.late))
+    await page.locator('[data-testid=status][data-phase=expired]').waitFor()
+    await stream
+    process.stdout.write('READY_FOR_LATE_PAYMENT\n')
+    await page.locator('[data-testid=status][data-phase=paid]').waitFor({ timeout: 20_000 })
+    assert.match(await page.getByTestId('status').innerText(), /Payment complete/)
+    assert.match(await page.getByTestId('status').innerText(), /arrived after the invoice expired/)
+    await page.getByTestId('redirect').getByText(/Returning to the merchant in \d s/).waitFor()
+    await shot(page, 'checkout-paid-late-en.png')
+    await page.waitForURL(scenario.returnUrl, { timeout: 20_000 })
+    assert.deepEqual(problems, [])
+    await context.close()
+    log('expired invoice paid late: followed, shown as paid late, redirected')
   }
 
   // 4. Past its deadline but not yet expired by the host: shown as expired all the same.

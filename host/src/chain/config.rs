@@ -20,6 +20,7 @@
 //! contract = "0xdAC17F958D2ee523a2206206994597C13D831ec7"
 //! unique_amount_step = "0.000001"   # optional, default one base unit
 //! unique_amount_slots = 1000        # optional
+//! unique_amount_reuse_after_secs = 600   # optional
 //!
 //! [[chains.payment_contracts]]       # optional, for the contract-reference strategy
 //! address = "0x…"
@@ -115,6 +116,12 @@ pub struct AssetConfig {
     /// How many increments (0, 1, … slots-1 steps) a unique amount may add. Default 1000.
     #[serde(default = "defaults::unique_amount_slots")]
     pub unique_amount_slots: u32,
+    /// Seconds a released unique amount is not handed out again at the same address, so a
+    /// payment made just after an invoice's deadline cannot pay a newer invoice that got
+    /// the same amount. Default 600. Together with the slots and the invoices' lifetime
+    /// it bounds how many unpaid invoices per amount an address can take per hour.
+    #[serde(default = "defaults::unique_amount_reuse_after_secs")]
+    pub unique_amount_reuse_after_secs: u32,
     /// Underpayment still accepted as full payment, as a decimal in the asset's units
     /// (`"0.01"`): the payment and the invoice end `paid` without the underpaid flag.
     /// Default: none (the exact amount is due). Applies to invoices created after it is set.
@@ -155,6 +162,10 @@ mod defaults {
     }
     pub fn unique_amount_slots() -> u32 {
         1_000
+    }
+
+    pub fn unique_amount_reuse_after_secs() -> u32 {
+        600
     }
 }
 
@@ -362,6 +373,7 @@ mod tests {
             contract: None,
             unique_amount_step: None,
             unique_amount_slots: 1,
+            unique_amount_reuse_after_secs: 0,
             payment_tolerance: tolerance.map(str::to_string),
         };
         assert_eq!(asset(None).tolerance().unwrap(), Amount::ZERO);

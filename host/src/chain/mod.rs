@@ -38,7 +38,7 @@ pub use config::{
     AssetConfig, ChainConfig, ChainConfigError, ChainKind, PaymentContractConfig, validate_chains,
 };
 
-use crate::invoice::Amount;
+pub use crate::invoice::{NATIVE_LOG_INDEX, ObservedTransfer};
 use crate::store::Store;
 
 /// A listener for every `[[chains]]` entry this host can follow, ready to `run`. Entries of
@@ -60,34 +60,6 @@ pub fn evm_listeners(
     }
     Ok(listeners)
 }
-
-/// A transfer a listener saw to a watched address (or a payment-contract event), as the
-/// matcher and the `observed_transfers` table take it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObservedTransfer {
-    /// The config name of the chain (`ethereum`, `bsc`, …).
-    pub chain: String,
-    /// Transaction hash, `0x`-prefixed lowercase hex.
-    pub tx_hash: String,
-    /// Index of the log within its block; [`NATIVE_LOG_INDEX`] for a native transfer.
-    pub log_index: i64,
-    pub block_number: u64,
-    /// Block hash, `0x`-prefixed lowercase hex.
-    pub block_hash: String,
-    /// The payer (for a payment-contract event: the sender of the transaction).
-    pub from: String,
-    /// The receiving address (for a payment-contract event: its `recipient`).
-    pub to: String,
-    /// Asset symbol from the chain's config.
-    pub asset: String,
-    /// Amount in the asset's base units.
-    pub amount: Amount,
-    /// The invoice reference a payment-contract event names; `None` for plain transfers.
-    pub reference: Option<String>,
-}
-
-/// `log_index` of a native-coin transfer, which has no log.
-pub const NATIVE_LOG_INDEX: i64 = -1;
 
 /// What a listener is doing, as published on its status channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

@@ -242,6 +242,14 @@ async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
             utc_text(invoice.expires_at)
         );
     }
+    let ahead_ms = block_ms - crate::store::now_ms();
+    if args.late && ahead_ms > 1_000 {
+        println!(
+            "  the dev chain's clock now runs {} s ahead of yours: invoices due before {} count as late until then",
+            ahead_ms / 1000,
+            utc_text(block_ms)
+        );
+    }
     let confirmations = invoice.confirmations_required;
     if confirmations > 1 {
         println!(

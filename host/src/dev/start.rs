@@ -535,7 +535,14 @@ fn walkthrough(
             "callbacks",
             format!("{}/<plugin>", notify_base.trim_end_matches('/')),
         ),
-        ("admin API", options.admin_url()),
+        (
+            "admin API",
+            format!(
+                "{} (send `Authorization: Bearer $(cat {})`)",
+                options.admin_url(),
+                shell_word(&format!("{shown_dir}/admin.token"))
+            ),
+        ),
         ("config", format!("{shown_dir}/{CONFIG_FILE}")),
         (
             "deliveries",

@@ -15,10 +15,13 @@
 //!   send without a CORS preflight this server never grants.
 //! - `GET /api/checkout/{invoice_id}/events`: server-sent events, event name `invoice`,
 //!   data the same JSON: once at connect, then whenever the status, the outcome, the
-//!   amount paid or the transaction change. The stream ends after a final status
-//!   (`paid`, `expired`, `cancelled`) is sent, and after [`STREAM_LIFETIME`] in any case
-//!   (the browser's `EventSource` reconnects by itself and gets the current state first),
-//!   so that no connection holds up a graceful shutdown for long.
+//!   amount paid or the transaction change. The stream ends after a final view is sent
+//!   (`"final": true`: `paid` or `cancelled`, or `expired` once the post-expiry monitoring
+//!   window is over; until then a late payment can still arrive and is shown), after
+//!   [`STREAM_LIFETIME`] in any case (the browser's `EventSource` reconnects by itself and
+//!   gets the current state first), and at shutdown. At most `checkout.max_streams` are
+//!   open at once (503 with `Retry-After` beyond). All streams of one invoice follow one
+//!   shared watcher ([`feed`]).
 //!
 //! Anyone holding the link sees the view, so it carries nothing a payer should not see:
 //! no merchant id, no plugin name, no notify URL, no plugin data beyond the title.
@@ -28,9 +31,11 @@
 //!   wants a title on the page puts it there);
 //! - `return_url` is only passed on when it is an `http(s)://` URL, so the page never
 //!   navigates to a `javascript:` or other URL a merchant's caller slipped in;
-//! - the live status is polled from the store once a second per open stream, for now; a
-//!   change feed from the store (PostgreSQL `LISTEN/NOTIFY`) can replace the poll without
-//!   changing the contract.
+//! - the live status is polled from the store once per `checkout.poll_interval_ms` per
+//!   watched invoice (not per stream); a change feed from the store (PostgreSQL
+//!   `LISTEN/NOTIFY`) can replace the poll inside [`feed`] without changing the contract.
+
+pub mod feed;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -48,8 +53,8 @@ use tokio::time::Instant;
 use super::ApiError;
 use crate::app::AppContext;
 use crate::chain::{ChainConfig, ChainKind};
+use crate::invoice::Invoice;
 use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, Outcome};
-use crate::store::invoices::Invoice;
 
 /// The page's files, built into `OUT_DIR` by `build.rs`: `ASSETS`, a list of
 /// (path relative to the build output, bytes).
@@ -57,10 +62,7 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/checkout_assets.rs"));
 }
 
-/// How often an open event stream re-reads its invoice.
-const POLL_INTERVAL: Duration = Duration::from_secs(1);
-/// Longest life of one event stream; the browser reconnects after it.
-pub const STREAM_LIFETIME: Duration = Duration::from_secs(30);
+pub use feed::{CheckoutFeed, FeedStats, STREAM_LIFETIME};
 /// What the page's `EventSource` waits before reconnecting.
 const RECONNECT_AFTER: Duration = Duration::from_secs(2);
 /// Comment lines keep idle connections open through proxies.
@@ -127,6 +129,10 @@ pub struct CheckoutView {
     pub txn_hash: Option<String>,
     /// Where the page sends the payer once paid (`http(s)` only).
     pub return_url: Option<String>,
+    /// Nothing the page shows can change any more: `paid`, `cancelled`, or `expired`
+    /// after the post-expiry monitoring window (within it a late payment still counts).
+    #[serde(rename = "final")]
+    pub is_final: bool,
     /// Development mode: the page offers "Pay with the dev wallet"
     /// (`POST /api/checkout/{invoice_id}/dev-pay`). Always false in production.
     pub dev_wallet: bool,
@@ -196,28 +202,33 @@ impl CheckoutView {
             confirmations_required: invoice.confirmations_required,
             txn_hash: invoice.txn_hash.clone(),
             return_url: invoice.return_url.clone().filter(|u| is_web_url(u)),
+            is_final: match invoice.status {
+                InvoiceStatus::Paid | InvoiceStatus::Cancelled => true,
+                InvoiceStatus::Expired => now >= invoice.monitor_until,
+                _ => false,
+            },
             dev_wallet: false,
         }
     }
 
     /// Whether nothing the page shows can change any more.
     pub fn is_final(&self) -> bool {
-        matches!(
-            self.status,
-            InvoiceStatus::Paid | InvoiceStatus::Expired | InvoiceStatus::Cancelled
-        )
+        self.is_final
     }
 
     /// The fields whose change is pushed to an open event stream.
-    fn change_key(&self) -> (InvoiceStatus, Outcome, Amount, Option<String>) {
+    fn change_key(&self) -> ChangeKey {
         (
             self.status,
             self.outcome,
             self.amount_paid,
             self.txn_hash.clone(),
+            self.is_final,
         )
     }
 }
+
+type ChangeKey = (InvoiceStatus, Outcome, Amount, Option<String>, bool);
 
 /// The EIP-681 payment request for `amount` base units to `to` on chain `chain_id`: a
 /// native transfer (`ethereum:<to>@<chainId>?value=<wei>`), or with `token` an ERC20
@@ -252,17 +263,9 @@ fn is_web_url(url: &str) -> bool {
     !rest.is_empty() && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// The view of `invoice` as this server shows it now: with the dev wallet offered when
-/// the process runs in development mode with one and the invoice is on an EVM network.
-fn view_of(ctx: &AppContext, invoice: &Invoice) -> CheckoutView {
-    let mut view = CheckoutView::of(invoice, &ctx.config.chains, crate::store::now_ms());
-    view.dev_wallet = ctx.config.dev_wallet().is_some() && view.chain_kind == Some(ChainKind::Evm);
-    view
-}
-
 async fn load_view(ctx: &AppContext, id: &str) -> Result<CheckoutView, ApiError> {
     let invoice = ctx.store.invoice(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(view_of(ctx, &invoice))
+    Ok(ctx.checkout.view(&invoice))
 }
 
 /// Development mode: pays what is due from the dev wallet. See the module docs.
@@ -330,37 +333,42 @@ async fn invoice_events(
     State(ctx): State<AppContext>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let slot = ctx.checkout.reserve().ok_or(ApiError::Overloaded {
+        what: "too many open checkout streams",
+        retry_after_s: 5,
+    })?;
     // An unknown id is a plain 404, not a stream that says nothing.
     let first = load_view(&ctx, &id).await?;
-    let stream = follow(ctx, id, first);
+    let subscription = ctx.checkout.subscribe(slot, &id, &first);
     Ok((
         // Tells nginx-style proxies not to buffer the stream.
         [("x-accel-buffering", "no")],
-        Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")),
+        Sse::new(follow(id, first, subscription))
+            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")),
     )
         .into_response())
 }
 
 /// Where one event stream is.
 struct Following {
-    ctx: AppContext,
     id: String,
+    subscription: feed::Subscription,
     /// The next view to send, if any.
     next: Option<CheckoutView>,
-    last_sent: Option<(InvoiceStatus, Outcome, Amount, Option<String>)>,
+    last_sent: Option<ChangeKey>,
     ends_at: Instant,
     done: bool,
 }
 
 /// The stream of `invoice` events for one connection, starting with `first`.
 fn follow(
-    ctx: AppContext,
     id: String,
     first: CheckoutView,
+    subscription: feed::Subscription,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let state = Following {
-        ctx,
         id,
+        subscription,
         next: Some(first),
         last_sent: None,
         ends_at: Instant::now() + STREAM_LIFETIME,
@@ -389,18 +397,15 @@ fn follow(
                 };
                 return Some((Ok(event), s));
             }
-            if Instant::now() + POLL_INTERVAL > s.ends_at {
-                return None;
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-            match s.ctx.store.invoice(&s.id).await {
-                Ok(Some(invoice)) => s.next = Some(view_of(&s.ctx, &invoice)),
-                Ok(None) => return None,
-                Err(e) => {
-                    // The browser reconnects (or falls back to polling); nothing to tell it.
-                    tracing::warn!(invoice = %s.id, error = %e, "checkout stream: reading the invoice failed");
-                    return None;
+            let updates = s.subscription.updates.as_mut()?;
+            tokio::select! {
+                changed = updates.changed() => {
+                    // An error: the watcher is gone (invoice unreadable); the browser reconnects.
+                    changed.ok()?;
+                    s.next = Some(updates.borrow_and_update().clone());
                 }
+                _ = tokio::time::sleep_until(s.ends_at) => return None,
+                _ = s.subscription.shutdown.cancelled() => return None,
             }
         }
     })

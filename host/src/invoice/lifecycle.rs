@@ -49,10 +49,12 @@
 //!    `paid_total > 0`: the tolerance accepts a small underpayment as full, but
 //!    nothing paid is never a payment, however large the tolerance.
 //!    **Confirmed enough** is the same test on `confirmed_total`.
-//! 3. **When the full payment was seen decides whether it counts.** The time
-//!    is `first_full_payment_at_ms` (when the non-removed transfers first added
-//!    up to enough); if the facts say enough but give no time, the payment is
-//!    taken as seen now. With that time `seen`:
+//! 3. **When the full payment was made decides whether it counts.** The time
+//!    is `first_full_payment_at_ms`: the *block time* of the transfer with
+//!    which the non-removed transfers first added up to enough (see
+//!    [`super::tally`]), never the moment the host processed it. Facts that say
+//!    enough without a time (a caller bug) are taken as paid now. With that
+//!    time `seen`:
 //!    - `seen < expires_at_ms`: on time. `paid` if confirmed enough, else
 //!      `confirming`. A payment seen before the deadline is not late even if
 //!      its confirmations complete after it.
@@ -63,7 +65,8 @@
 //!      invoice is (or becomes) `expired` and is not revived; the caller
 //!      records the payment.
 //! 4. **Not enough:** `pending` while `now_ms < expires_at_ms`, `expired` from
-//!    `expires_at_ms` on (the deadline instant itself is expired). This is also
+//!    `expires_at_ms` on (the deadline instant itself is expired); an `expired`
+//!    invoice stays `expired` even if the host's clock steps back. This is also
 //!    where a reorg lands: a `confirming` or `paid` invoice whose payment was
 //!    removed goes back to `pending`, or to `expired` after the deadline.
 //!
@@ -78,9 +81,9 @@
 //!   seen late but within the monitoring window (rule 3).
 //!
 //! Evaluation is a pure function of the facts; it never looks at the clock or
-//! the database. The facts can ask for an illegal change only if they are
-//! inconsistent (e.g. an `expired` invoice with a clock before its deadline):
-//! [`next_status`] reports that as an error instead of applying it.
+//! the database. Every change it can ask for is legal (a test walks them all);
+//! [`next_status`] still checks each one, so a future rule that could ask for
+//! an illegal change is an error, never applied.
 
 use std::fmt;
 
@@ -170,8 +173,16 @@ pub struct PaymentFacts {
     /// End of the post-expiry monitoring window: a full payment seen before
     /// this instant (and after the deadline) still pays the invoice, late.
     pub monitor_until_ms: i64,
-    /// When the non-removed transfers first added up to enough, if they do.
+    /// Block time of the transfer with which the non-removed transfers first
+    /// added up to enough, if they do.
     pub first_full_payment_at_ms: Option<i64>,
+}
+
+/// Whether `total` pays `amount_due` in full: `total + tolerance >= amount_due` and
+/// something was paid (rule 2 of the module docs). The one definition of "enough", used by
+/// the lifecycle and by the tally that finds the completing payment.
+pub fn covers_due(total: Amount, amount_due: Amount, tolerance: Amount) -> bool {
+    !total.is_zero() && total.saturating_add(tolerance) >= amount_due
 }
 
 /// The status the facts call for, and the amount outcome.
@@ -187,11 +198,8 @@ pub struct Evaluation {
 /// payment facts. The rules are in the module docs.
 pub fn evaluate(facts: &PaymentFacts) -> Evaluation {
     use InvoiceStatus::*;
-    let covers_due = |total: Amount| {
-        !total.is_zero() && total.saturating_add(facts.tolerance) >= facts.amount_due
-    };
-    let enough = covers_due(facts.paid_total);
-    let confirmed = covers_due(facts.confirmed_total);
+    let enough = covers_due(facts.paid_total, facts.amount_due, facts.tolerance);
+    let confirmed = covers_due(facts.confirmed_total, facts.amount_due, facts.tolerance);
     let mut outcome = Outcome {
         underpaid: !enough && !facts.paid_total.is_zero(),
         overpaid: facts.paid_total > facts.amount_due,
@@ -210,10 +218,11 @@ pub fn evaluate(facts: &PaymentFacts) -> Evaluation {
         } else {
             Expired
         }
-    } else if facts.now_ms < facts.expires_at_ms {
-        Pending
-    } else {
+    } else if facts.status == Expired || facts.now_ms >= facts.expires_at_ms {
+        // An expired invoice never reopens, even if the host's clock has stepped back.
         Expired
+    } else {
+        Pending
     };
     Evaluation { status, outcome }
 }
@@ -829,21 +838,15 @@ mod tests {
     }
 
     #[test]
-    fn inconsistent_facts_asking_for_an_illegal_change_are_an_error() {
-        // An expired invoice whose clock reads before its deadline would go
-        // back to pending: refused, not applied.
+    fn an_expired_invoice_never_reopens_even_if_the_clock_steps_back() {
+        // The host's clock reads before the deadline (stepped back after the
+        // expiry): still expired, no illegal change asked for.
         let f = PaymentFacts {
             status: Expired,
             ..facts()
         };
-        assert_eq!(evaluate(&f).status, Pending);
-        assert_eq!(
-            next_status(&f),
-            Err(IllegalTransition {
-                from: Expired,
-                to: Pending
-            })
-        );
+        assert_eq!(evaluate(&f).status, Expired);
+        assert_eq!(next_status(&f), Ok(None));
     }
 
     #[test]

@@ -1,22 +1,58 @@
-//! Invoices: the host's payment domain, independent of any API dialect,
-//! chain listener or storage.
+//! Invoices: the host's payment domain, independent of any API dialect and of how a chain
+//! is read.
 //!
 //! This module owns
 //!
-//! - **money** ([`money`]): [`Amount`], an exact non-negative integer of an
-//!   asset's base units (`U256`), and the one parser/formatter between human
-//!   amounts such as `"99.99"` and base units. No floats anywhere.
+//! - **money** ([`money`]): [`Amount`], an exact non-negative integer of an asset's base
+//!   units (`U256`), and the one parser/formatter between human amounts such as `"99.99"`
+//!   and base units. No floats anywhere.
+//! - **the invoice aggregate** ([`model`]): [`Invoice`] and its one constructor
+//!   [`Invoice::open`], [`NewInvoice`], the matcher's [`Allocation`].
 //! - **the lifecycle state machine** ([`lifecycle`]): [`InvoiceStatus`],
-//!   [`check_transition`] (the single place that decides which status changes
-//!   are legal), [`evaluate`]/[`next_status`] (which status the payment facts
-//!   call for, with the [`Outcome`] flags `underpaid`, `overpaid`,
-//!   `paid_late`), and the outbox [`EventKind`] a transition emits.
-//! - **domain names** shared with plugins, the database and the API:
-//!   [`MatchStrategy`] and the stable string names of every enum here.
+//!   [`check_transition`] (the single place that decides which status changes are legal),
+//!   [`evaluate`] (which status and [`Outcome`] the payment facts call for), and the outbox
+//!   [`EventKind`] a transition emits.
+//! - **the tally** ([`tally`]): paid and confirmed sums and the completing payment of one
+//!   invoice, from its credits.
+//! - **the service** ([`service`]): [`InvoiceService`], through which every change of an
+//!   invoice goes, in one transaction with its outbox event ([`EventPayload`], versioned).
+//! - **observed transfers** ([`ObservedTransfer`]): what a chain listener hands over.
+//! - **the operator's commands** ([`cli`]): `polypay invoice quarantined|retry`.
 //!
-//! Dialect plugins map these canonical statuses to their own vocabulary; that
-//! mapping lives in each plugin, never here (see `ARCHITECTURE.md`,
-//! "Canonical invoice lifecycle").
+//! Dialect plugins map the canonical statuses to their own vocabulary; that mapping lives
+//! in each plugin, never here (see `ARCHITECTURE.md`, "Canonical invoice lifecycle").
+//!
+//! # The lifecycle
+//!
+//! An invoice is `pending` until enough has been paid; `confirming` while the payment has
+//! fewer confirmations than its chain requires; `paid` once confirmed. Unpaid at its
+//! deadline it becomes `expired`; the merchant may cancel it while `pending`
+//! (`cancelled`, terminal). A reorg that removes a payment moves a `confirming` or `paid`
+//! invoice back (to `pending` before the deadline, `expired` after it) with an
+//! `invoice.reverted` event. Every status change is checked by [`check_transition`] and
+//! written with its outbox event in one transaction; an illegal one is an error, never
+//! applied. Amount outcomes sit beside the status: `underpaid`, `overpaid`, `paid_late`.
+//!
+//! # The lateness rule
+//!
+//! Whether a payment is on time is judged by the **block time** of the transfer that
+//! completed it, never by when polypay happened to read it: a payment mined before the
+//! deadline is on time even if the listener was down, lagging or catching up after a
+//! restart, and an `expired` invoice it pays goes to `confirming`/`paid` without the
+//! `paid_late` flag. A payment mined at or after the deadline but before the end of the
+//! post-expiry monitoring window (`monitor_until`) pays the invoice with `paid_late`; one
+//! mined later leaves it `expired` (the transfer stays recorded). Expiry itself follows
+//! the host clock: an invoice with no full payment *seen* is `expired` at its deadline,
+//! and a reservation is only released once the chain has been read past it (see
+//! [`service`]), so a payment mined in time always finds its invoice.
+//!
+//! # The tolerance rule
+//!
+//! An asset may set a `payment_tolerance`: a payment short by at most that much counts as
+//! full (`total + tolerance >= amount_due`, and something was paid). The same rule
+//! ([`covers_due`]) decides the status, the `underpaid` flag (not set for a payment within
+//! the tolerance), and *which* transfer completed the payment, hence its time and
+//! lateness. `overpaid` is strict: more than the amount due.
 //!
 //! ```
 //! use polypay_host::invoice::{Amount, InvoiceStatus, check_transition};
@@ -78,11 +114,23 @@ macro_rules! stable_names {
     };
 }
 
+pub mod cli;
+pub mod event;
 pub mod lifecycle;
+pub mod model;
 pub mod money;
+pub mod service;
+pub mod tally;
+mod transfer;
 
+pub use event::{EventPayload, PayloadError, TEST_EVENT_KIND};
 pub use lifecycle::*;
+pub use model::{
+    Allocation, DEFAULT_MONITOR_AFTER_EXPIRY_MS, Idempotency, Invoice, NewInvoice, NewTarget,
+};
 pub use money::{Amount, MAX_DECIMALS, MoneyError};
+pub use service::{ChainView, InvoiceError, InvoiceService};
+pub use transfer::{NATIVE_LOG_INDEX, ObservedTransfer};
 
 /// A string that is not the name of any variant of one of this module's enums.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

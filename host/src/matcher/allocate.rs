@@ -1,14 +1,23 @@
-//! Allocating a new invoice's payment target, by strategy, and creating the invoice with it.
+//! Allocating a new invoice's payment target, by strategy: the [`Plan`] of allocations the
+//! invoice service tries, in order, until one is stored.
 //!
 //! `unique-amount` is race-free without locks: the candidate amounts are tried smallest
 //! first, and the store's insert of the target is what claims one; the partial unique
 //! index on active reservations refuses a second claim of the same (chain, asset,
-//! address, amount), and the loser simply tries the next free amount.
+//! address, amount), and the loser simply tries the next free amount. Amounts released
+//! less than the asset's `unique_amount_reuse_after_secs` ago are skipped: a payer who
+//! pays an invoice just after its deadline must not pay a new invoice that was handed the
+//! same amount.
+//!
+//! `fixed-address` allows one open invoice per (chain, asset, address): the partial unique
+//! index on active fixed-address targets refuses a second one, which the service reports
+//! as the address being busy (see the matching rules in the module docs of `matcher`).
+
+use std::collections::HashSet;
 
 use crate::chain::evm::{address_text, parse_address};
 use crate::chain::{ChainConfig, ChainKind};
-use crate::invoice::{Amount, MatchStrategy};
-use crate::store::invoices::{Invoice, InvoiceError, NewInvoice, NewTarget};
+use crate::invoice::{Allocation, Amount, MatchStrategy, NewInvoice, NewTarget};
 use crate::store::{Store, StoreError};
 
 use super::derive::{DerivationError, derive_evm_address, parse_xpub, xpub_id};
@@ -42,7 +51,7 @@ impl TargetSpec {
     }
 }
 
-/// Why no invoice could be opened.
+/// Why no target could be allocated.
 #[derive(Debug, thiserror::Error)]
 pub enum AllocationError {
     #[error("the invoice is for chain `{invoice}` but chain `{config}` was given")]
@@ -68,32 +77,86 @@ pub enum AllocationError {
     },
     #[error(transparent)]
     Derivation(#[from] DerivationError),
-    #[error("every unique amount from {low} to {high} is reserved at {address}")]
-    NoFreeAmount {
-        address: String,
-        low: Amount,
-        high: Amount,
-    },
     #[error(transparent)]
-    Invoice(#[from] InvoiceError),
+    Store(#[from] StoreError),
 }
 
-impl From<StoreError> for AllocationError {
-    fn from(e: StoreError) -> Self {
-        AllocationError::Invoice(InvoiceError::Store(e))
+/// The allocations to try for one new invoice, in order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    base: Allocation,
+    unique: Option<UniqueAmounts>,
+}
+
+/// The candidate amounts of a unique-amount plan.
+#[derive(Debug, Clone)]
+struct UniqueAmounts {
+    step: Amount,
+    slots: u32,
+    /// Reserved, or released too recently to hand out again.
+    unavailable: HashSet<Amount>,
+}
+
+impl Plan {
+    /// The allocations to try, in order: one, or for `unique-amount` every free amount
+    /// from the price up, smallest first.
+    pub fn candidates(&self) -> impl Iterator<Item = Allocation> + '_ {
+        let base = &self.base;
+        let single = self.unique.is_none().then(|| base.clone());
+        let unique = self.unique.iter().flat_map(move |u| {
+            (0..u.slots)
+                .map_while(move |k| unique_candidate(base.amount_due, u.step, k))
+                .filter(move |amount| !u.unavailable.contains(amount))
+                .map(move |amount| Allocation {
+                    amount_due: amount,
+                    target: NewTarget {
+                        reserved_amount: Some(amount),
+                        ..base.target.clone()
+                    },
+                    ..base.clone()
+                })
+        });
+        single.into_iter().chain(unique)
+    }
+
+    /// The range of amounts a unique-amount plan covers: (lowest, highest).
+    pub fn unique_range(&self) -> Option<(Amount, Amount)> {
+        self.unique.as_ref().map(|u| {
+            let high =
+                unique_candidate(self.base.amount_due, u.step, u.slots - 1).unwrap_or(Amount::MAX);
+            (self.base.amount_due, high)
+        })
+    }
+
+    /// The strategy of every allocation of this plan.
+    pub fn strategy(&self) -> MatchStrategy {
+        self.base.strategy
+    }
+
+    /// The address every allocation of this plan pays to.
+    pub fn address(&self) -> &str {
+        &self.base.target.address
     }
 }
 
-/// Allocates the payment target `spec` asks for on `chain` and creates the invoice with it
-/// (and its `invoice.created` event). Sets `new`'s strategy and target; for
-/// `contract-reference` its payment reference; for `unique-amount` raises its amount due
-/// to the unique amount reserved.
-pub async fn open_invoice(
+/// `base + k * step`, if it fits.
+fn unique_candidate(base: Amount, step: Amount, k: u32) -> Option<Amount> {
+    step.as_u256()
+        .checked_mul(alloy::primitives::U256::from(k))
+        .and_then(|inc| base.checked_add(Amount::from(inc)))
+}
+
+/// Plans the payment target `spec` asks for `new` on `chain` at `now`: validates the
+/// chain, asset and address, and takes the asset's tolerance and the chain's
+/// confirmations; for `derived-address` hands out the next derivation index; for
+/// `unique-amount` reads which amounts are unavailable.
+pub async fn plan(
     store: &Store,
     chain: &ChainConfig,
-    mut new: NewInvoice,
+    new: &NewInvoice,
     spec: &TargetSpec,
-) -> Result<Invoice, AllocationError> {
+    now: i64,
+) -> Result<Plan, AllocationError> {
     if new.chain != chain.name {
         return Err(AllocationError::WrongChain {
             invoice: new.chain.clone(),
@@ -113,11 +176,14 @@ pub async fn open_invoice(
             given: new.decimals,
         });
     }
-    new.strategy = spec.strategy();
-    // Validated with the config at start-up, so an error here cannot happen; zero is the
-    // safe reading (the exact amount is due).
-    new.tolerance = asset.tolerance().unwrap_or(Amount::ZERO);
-    match spec {
+    let strategy = spec.strategy();
+    let target = |address: String, derivation_index: Option<i64>| NewTarget {
+        address,
+        reserved_amount: None,
+        derivation_index,
+    };
+    let mut pay_reference = None;
+    let target = match spec {
         TargetSpec::ContractReference {
             recipient,
             reference,
@@ -128,77 +194,60 @@ pub async fn open_invoice(
                     asset: new.asset.clone(),
                 });
             }
-            new.pay_reference = Some(reference.clone().unwrap_or_else(|| new.id.clone()));
-            new.target = NewTarget {
-                address: canonical_address(chain, recipient)?,
-                reserved_amount: None,
-                derivation_index: None,
-            };
-            Ok(store.create_invoice(&new).await?)
+            // The default reference, the invoice id, is filled in by the service.
+            pay_reference = reference.clone();
+            target(canonical_address(chain, recipient)?, None)
         }
-        TargetSpec::FixedAddress { address } => {
-            new.target = NewTarget {
-                address: canonical_address(chain, address)?,
-                reserved_amount: None,
-                derivation_index: None,
-            };
-            Ok(store.create_invoice(&new).await?)
+        TargetSpec::FixedAddress { address } | TargetSpec::UniqueAmount { address } => {
+            target(canonical_address(chain, address)?, None)
         }
         TargetSpec::DerivedAddress { xpub } => {
             if chain.kind != ChainKind::Evm {
                 return Err(AllocationError::Unsupported {
-                    strategy: new.strategy,
+                    strategy,
                     kind: chain.kind,
                 });
             }
             let key = parse_xpub(xpub)?;
             let index = store.next_derivation_index(&xpub_id(xpub)).await?;
             let address = derive_evm_address(&key, index)?;
-            new.target = NewTarget {
-                address: address_text(address),
-                reserved_amount: None,
-                derivation_index: Some(i64::from(index)),
-            };
-            Ok(store.create_invoice(&new).await?)
+            target(address_text(address), Some(i64::from(index)))
         }
-        TargetSpec::UniqueAmount { address } => {
-            let address = canonical_address(chain, address)?;
+    };
+    let base = Allocation {
+        strategy,
+        target,
+        pay_reference,
+        amount_due: new.amount_due,
+        // Validated with the config at start-up, so an error here cannot happen; zero is
+        // the safe reading (the exact amount is due).
+        tolerance: asset.tolerance().unwrap_or(Amount::ZERO),
+        confirmations_required: chain.confirmations,
+    };
+    let unique = match spec {
+        TargetSpec::UniqueAmount { .. } => {
             let step = asset.unique_step().map_err(AllocationError::Config)?;
-            let base = new.amount_due;
-            let candidate = |k: u32| {
-                step.as_u256()
-                    .checked_mul(alloy::primitives::U256::from(k))
-                    .and_then(|inc| base.checked_add(Amount::from(inc)))
-            };
-            let high = candidate(asset.unique_amount_slots - 1).unwrap_or(Amount::MAX);
-            let taken = store
-                .reserved_amounts(&chain.name, &new.asset, &address, base, high)
+            let slots = asset.unique_amount_slots;
+            let high = unique_candidate(new.amount_due, step, slots - 1).unwrap_or(Amount::MAX);
+            let reuse_after_ms = i64::from(asset.unique_amount_reuse_after_secs) * 1000;
+            let unavailable = store
+                .unavailable_amounts(
+                    &chain.name,
+                    &new.asset,
+                    &base.target.address,
+                    (new.amount_due, high),
+                    now - reuse_after_ms,
+                )
                 .await?;
-            for k in 0..asset.unique_amount_slots {
-                let Some(amount) = candidate(k) else { break };
-                if taken.contains(&amount) {
-                    continue;
-                }
-                new.amount_due = amount;
-                new.target = NewTarget {
-                    address: address.clone(),
-                    reserved_amount: Some(amount),
-                    derivation_index: None,
-                };
-                match store.create_invoice(&new).await {
-                    Ok(invoice) => return Ok(invoice),
-                    // Claimed by a concurrent creation since `taken` was read: next one.
-                    Err(InvoiceError::TargetTaken) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(AllocationError::NoFreeAmount {
-                address,
-                low: base,
-                high,
+            Some(UniqueAmounts {
+                step,
+                slots,
+                unavailable: unavailable.into_iter().collect(),
             })
         }
-    }
+        _ => None,
+    };
+    Ok(Plan { base, unique })
 }
 
 /// The stored form of an address on `chain` (EIP-55 on EVM chains).

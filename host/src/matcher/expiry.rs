@@ -1,18 +1,19 @@
 //! The expiry scheduler: moves unpaid invoices to `expired` when their deadline passes,
-//! and ends the reservations of expired invoices whose post-expiry monitoring window has
-//! closed.
+//! and ends the reservations that can no longer be paid.
 //!
 //! It ticks every [`ExpiryScheduler::tick`] (half a second by default), so an invoice
-//! expires at most about that long after its deadline. Each expiry is the store's
-//! `expire_due`, which re-reads the invoice under its lock, settles it (a payment that
-//! landed meanwhile wins), and writes the status change with its `invoice.expired` outbox
-//! event in one transaction. Several instances may run it at once: a second expiry of the
-//! same invoice finds it already expired and does nothing.
+//! expires at most about that long after its deadline. Each expiry is the invoice
+//! service's `expire_due`, which re-reads the invoice under its lock, settles it (a payment
+//! that landed meanwhile wins), and writes the status change with its `invoice.expired`
+//! outbox event in one transaction. Several instances may run it at once: a second expiry
+//! of the same invoice finds it already expired and does nothing. Reservations are
+//! released by the service's `release_due_targets`: an indexed scan of the targets due,
+//! each released only once its chain has been read past its release time.
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::store::invoices::{Invoice, InvoiceError};
+use crate::invoice::{Invoice, InvoiceError, InvoiceService};
 use crate::store::{Store, now_ms};
 
 /// Invoices expired per store call; a backlog is worked off in several calls in one tick.
@@ -21,14 +22,14 @@ const BATCH: i64 = 500;
 /// Expires invoices on time. See the module docs.
 #[derive(Debug, Clone)]
 pub struct ExpiryScheduler {
-    store: Store,
+    invoices: InvoiceService,
     tick: Duration,
 }
 
 impl ExpiryScheduler {
     pub fn new(store: Store) -> ExpiryScheduler {
         ExpiryScheduler {
-            store,
+            invoices: InvoiceService::new(store),
             tick: Duration::from_millis(500),
         }
     }
@@ -44,14 +45,14 @@ impl ExpiryScheduler {
     pub async fn run_once(&self, now: i64) -> Result<Vec<Invoice>, InvoiceError> {
         let mut expired = Vec::new();
         loop {
-            let batch = self.store.expire_due(now, BATCH).await?;
+            let batch = self.invoices.expire_due(now, BATCH).await?;
             let full = batch.len() as i64 >= BATCH;
             expired.extend(batch);
             if !full {
                 break;
             }
         }
-        self.store.release_ended_targets(now).await?;
+        self.invoices.release_due_targets(now).await?;
         Ok(expired)
     }
 

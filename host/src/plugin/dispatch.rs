@@ -95,12 +95,27 @@ async fn serve(inner: Arc<RuntimeInner>, target: Target, request: Request) -> Re
     }
     let body = match axum::body::to_bytes(body, max_body).await {
         Ok(bytes) => bytes.to_vec(),
+        Err(e) if crate::http::body_timed_out(&e) => {
+            return refused(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+                &request_id,
+            );
+        }
         Err(_) => return too_large(&request_id),
     };
+    // Resolved by the public listener (trusted proxies); the peer when that did not run.
     let client_ip = parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string());
+        .get::<crate::http::client_ip::ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ci| ci.0.ip())
+        })
+        .map(|ip| ip.to_string());
     let headers = parts
         .headers
         .iter()
@@ -195,9 +210,17 @@ fn to_http(
 }
 
 fn too_large(request_id: &str) -> Response {
-    let body = serde_json::json!({ "error": "request body too large", "request_id": request_id });
-    (
+    refused(
         StatusCode::PAYLOAD_TOO_LARGE,
+        "request body too large",
+        request_id,
+    )
+}
+
+fn refused(status: StatusCode, error: &str, request_id: &str) -> Response {
+    let body = serde_json::json!({ "error": error, "request_id": request_id });
+    (
+        status,
         [("x-request-id", request_id.to_owned())],
         axum::Json(body),
     )

@@ -10,10 +10,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::invoices::{INVOICE_COLUMNS, Invoice, invoice_from_row};
 use super::{Store, StoreError, Tx, amount_column, read_flag};
-use crate::chain::ObservedTransfer;
-use crate::invoice::{Amount, InvoiceStatus, MatchStrategy};
+use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, ObservedTransfer};
 
 /// A listener's stored position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +20,8 @@ pub struct ChainCursor {
     pub processed_block: Option<i64>,
     /// The node's head when last seen.
     pub head_block: Option<i64>,
+    /// The timestamp (unix ms) of the processed block, once known.
+    pub processed_time: Option<i64>,
     pub updated_at: i64,
 }
 
@@ -41,23 +41,42 @@ pub struct StoredTransfer {
     pub reference: Option<String>,
     pub invoice_id: Option<String>,
     pub removed: bool,
+    /// The block's timestamp (unix ms).
+    pub block_time: i64,
     pub observed_at: i64,
 }
 
-/// An active payment target with the invoice it belongs to, as the matcher weighs it.
+/// An active payment target that reserves no amount, with what its invoice still awaits,
+/// as the matcher weighs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenTarget {
     pub invoice_id: String,
     pub strategy: MatchStrategy,
-    /// The reserved amount (unique-amount targets).
-    pub amount: Option<Amount>,
-    pub status: InvoiceStatus,
-    pub amount_due: Amount,
-    pub amount_paid: Amount,
+    /// `None` when the invoice's amounts cannot be read.
+    pub awaited: Option<Awaited>,
+}
+
+/// What an invoice still awaits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Awaited {
+    /// The amount due minus what has been paid.
+    pub remaining: Amount,
+    /// Underpayment accepted as full payment.
+    pub tolerance: Amount,
+}
+
+/// A contract-reference invoice as the matcher checks an event against it (raw text, so a
+/// damaged row cannot fail the match).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceTarget {
+    pub invoice_id: String,
+    pub strategy: String,
+    pub asset: String,
+    pub pay_address: String,
 }
 
 const TRANSFER_COLUMNS: &str = "id, chain, tx_hash, log_index, block_number, block_hash, from_address, to_address, \
-     asset, amount, reference, invoice_id, removed, observed_at";
+     asset, amount, reference, invoice_id, removed, block_time, observed_at";
 
 fn transfer_from_row(row: &AnyRow) -> Result<StoredTransfer, StoreError> {
     Ok(StoredTransfer {
@@ -74,16 +93,11 @@ fn transfer_from_row(row: &AnyRow) -> Result<StoredTransfer, StoreError> {
         reference: row.try_get("reference")?,
         invoice_id: row.try_get("invoice_id")?,
         removed: read_flag(row, "removed")?,
+        block_time: row
+            .try_get::<Option<i64>, _>("block_time")?
+            .map_or_else(|| row.try_get("observed_at"), Ok)?,
         observed_at: row.try_get("observed_at")?,
     })
-}
-
-fn parse_column<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, StoreError>
-where
-    T::Err: std::fmt::Display,
-{
-    text.parse()
-        .map_err(|e| StoreError::Corrupt(format!("{what} `{text}`: {e}")))
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -94,7 +108,7 @@ impl Store {
     /// The listener cursor of `chain`, if the listener ever started.
     pub async fn chain_cursor(&self, chain: &str) -> Result<Option<ChainCursor>, StoreError> {
         let row = sqlx::query(
-            "SELECT processed_block, head_block, updated_at FROM chain_cursors WHERE chain = $1",
+            "SELECT processed_block, head_block, processed_time, updated_at FROM chain_cursors WHERE chain = $1",
         )
         .bind(chain)
         .fetch_optional(&self.pool)
@@ -103,6 +117,7 @@ impl Store {
             Ok(ChainCursor {
                 processed_block: row.try_get("processed_block")?,
                 head_block: row.try_get("head_block")?,
+                processed_time: row.try_get("processed_time")?,
                 updated_at: row.try_get("updated_at")?,
             })
         })
@@ -246,21 +261,23 @@ impl Store {
             .collect()
     }
 
-    /// The amounts in `low..=high` reserved by active targets at (chain, asset, address).
+    /// The amounts in `low..=high` at (chain, asset, address) that may not be handed out:
+    /// reserved by an active target, or released after `released_since` (unix ms).
     ///
     /// Amounts are decimal TEXT without leading zeros, so within one digit count text
     /// order is numeric order: the range is split by digit count and each part is an
-    /// index range scan of the unique-reservation index.
-    pub async fn reserved_amounts(
+    /// index range scan of the unique-reservation index. Recent releases come from the
+    /// release-time index, a short list.
+    pub async fn unavailable_amounts(
         &self,
         chain: &str,
         asset: &str,
         address: &str,
-        low: Amount,
-        high: Amount,
+        (low, high): (Amount, Amount),
+        released_since: i64,
     ) -> Result<Vec<Amount>, StoreError> {
         let (low, high) = (low.to_string(), high.to_string());
-        let mut reserved = Vec::new();
+        let mut unavailable = Vec::new();
         for digits in low.len()..=high.len() {
             let part_low = if digits == low.len() {
                 low.clone()
@@ -285,10 +302,23 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
             for text in rows {
-                reserved.push(amount_column(&text)?);
+                unavailable.push(amount_column(&text)?);
             }
         }
-        Ok(reserved)
+        let recent: Vec<String> = sqlx::query_scalar(
+            "SELECT amount FROM payment_targets WHERE chain = $1 AND asset = $2 AND address = $3 \
+             AND amount IS NOT NULL AND active = 0 AND released_at > $4",
+        )
+        .bind(chain)
+        .bind(asset)
+        .bind(address)
+        .bind(released_since)
+        .fetch_all(&self.pool)
+        .await?;
+        for text in recent {
+            unavailable.push(amount_column(&text)?);
+        }
+        Ok(unavailable)
     }
 
     /// Hands out the next BIP32 child index of an extended public key (by its id), once:
@@ -305,20 +335,6 @@ impl Store {
         u32::try_from(index)
             .map_err(|_| StoreError::Corrupt(format!("derivation index {index} out of range")))
     }
-
-    /// Releases the targets of invoices whose payments can no longer count: expired ones
-    /// whose post-expiry monitoring window has closed at `now`. Returns how many.
-    pub async fn release_ended_targets(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE payment_targets SET active = 0, released_at = $1 WHERE active = 1 AND invoice_id IN \
-             (SELECT id FROM invoices WHERE status = $2 AND monitor_until <= $1)",
-        )
-        .bind(now)
-        .bind(InvoiceStatus::Expired.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 /// Stores a transfer once. A new row, or a row a reorg had removed that is now back on
@@ -333,10 +349,10 @@ pub async fn record_transfer(
 ) -> Result<Option<Option<String>>, StoreError> {
     let row = sqlx::query(
         "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, \
-         to_address, asset, amount, reference, invoice_id, observed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         to_address, asset, amount, reference, invoice_id, observed_at, block_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET removed = 0, \
-         block_number = excluded.block_number, block_hash = excluded.block_hash, \
+         block_number = excluded.block_number, block_hash = excluded.block_hash, block_time = excluded.block_time, \
          invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
          WHERE observed_transfers.removed = 1 \
          RETURNING invoice_id",
@@ -353,6 +369,7 @@ pub async fn record_transfer(
     .bind(&transfer.reference)
     .bind(invoice_id)
     .bind(now)
+    .bind(transfer.block_time)
     .fetch_optional(&mut **tx)
     .await?;
     row.map(|r| r.try_get::<Option<String>, _>("invoice_id"))
@@ -416,18 +433,19 @@ pub async fn save_block_hashes(
     Ok(())
 }
 
-/// Sets `chain`'s processed block and head.
+/// Sets `chain`'s processed block (with its timestamp, when known) and head.
 pub async fn set_processed(
     tx: &mut Tx,
     chain: &str,
-    processed_block: i64,
+    (processed_block, processed_time): (i64, Option<i64>),
     head_block: u64,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE chain_cursors SET processed_block = $1, head_block = $2, updated_at = $3 WHERE chain = $4")
+    sqlx::query("UPDATE chain_cursors SET processed_block = $1, head_block = $2, updated_at = $3, processed_time = $4 WHERE chain = $5")
         .bind(processed_block)
         .bind(to_i64(head_block))
         .bind(now)
+        .bind(processed_time)
         .bind(chain)
         .execute(&mut **tx)
         .await?;
@@ -456,7 +474,9 @@ pub async fn reserving_invoice(
 }
 
 /// The active targets at (chain, address, asset) that reserve no amount (derived- and
-/// fixed-address), oldest first, with their invoices.
+/// fixed-address), oldest first, with what their invoices still await. An invoice row
+/// that cannot be read leaves its amounts `None` instead of failing the caller: matching
+/// must not stop a chain because one invoice is damaged (settlement sets it aside).
 pub async fn open_targets_at(
     tx: &mut Tx,
     chain: &str,
@@ -466,7 +486,7 @@ pub async fn open_targets_at(
     // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to the
     // (chain, created_at) index, a scan of the whole chain, instead of the address index.
     let mut rows = sqlx::query(
-        "SELECT t.invoice_id, t.strategy, t.amount, t.created_at, t.id, i.status, i.amount_due, i.amount_paid \
+        "SELECT t.invoice_id, t.strategy, t.created_at, t.id, i.amount_due, i.amount_paid, i.tolerance \
          FROM payment_targets t JOIN invoices i ON i.id = t.invoice_id \
          WHERE t.chain = $1 AND t.address = $2 AND t.asset = $3 AND t.active = 1 AND t.amount IS NULL",
     )
@@ -483,39 +503,60 @@ pub async fn open_targets_at(
     })
     .collect::<Result<Vec<_>, StoreError>>()?;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    rows.iter()
-        .map(|(_, row)| {
-            let strategy: String = row.try_get("strategy")?;
-            let status: String = row.try_get("status")?;
-            let amount: Option<String> = row.try_get("amount")?;
-            Ok(OpenTarget {
-                invoice_id: row.try_get("invoice_id")?,
-                strategy: parse_column("strategy", &strategy)?,
-                amount: amount.as_deref().map(amount_column).transpose()?,
-                status: parse_column("status", &status)?,
-                amount_due: amount_column(&row.try_get::<String, _>("amount_due")?)?,
-                amount_paid: amount_column(&row.try_get::<String, _>("amount_paid")?)?,
-            })
-        })
-        .collect()
+    let mut targets = Vec::with_capacity(rows.len());
+    for (_, row) in &rows {
+        let strategy: String = row.try_get("strategy")?;
+        let Ok(strategy) = strategy.parse::<MatchStrategy>() else {
+            continue;
+        };
+        let amount = |column: &str| {
+            row.try_get::<String, _>(column)
+                .ok()
+                .and_then(|text| Amount::from_base_units(&text).ok())
+        };
+        let awaited = match (
+            amount("amount_due"),
+            amount("amount_paid"),
+            amount("tolerance"),
+        ) {
+            (Some(due), Some(paid), Some(tolerance)) => Some(Awaited {
+                remaining: due.saturating_sub(paid),
+                tolerance,
+            }),
+            _ => None,
+        };
+        targets.push(OpenTarget {
+            invoice_id: row.try_get("invoice_id")?,
+            strategy,
+            awaited,
+        });
+    }
+    Ok(targets)
 }
 
-/// The invoice on `chain` whose payment reference is `reference`.
-pub async fn invoice_by_reference(
+/// The invoice on `chain` whose payment reference is `reference`, as the matcher checks
+/// a payment-contract event against it: (id, strategy, asset, pay address) as stored.
+pub async fn reference_target(
     tx: &mut Tx,
     chain: &str,
     reference: &str,
-) -> Result<Option<Invoice>, StoreError> {
-    let sql =
-        format!("SELECT {INVOICE_COLUMNS} FROM invoices WHERE chain = $1 AND pay_reference = $2");
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(chain)
-        .bind(reference)
-        .fetch_optional(&mut **tx)
-        .await?
-        .as_ref()
-        .map(invoice_from_row)
-        .transpose()
+) -> Result<Option<ReferenceTarget>, StoreError> {
+    let row = sqlx::query(
+        "SELECT id, strategy, asset, pay_address FROM invoices WHERE chain = $1 AND pay_reference = $2",
+    )
+    .bind(chain)
+    .bind(reference)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|row| {
+        Ok(ReferenceTarget {
+            invoice_id: row.try_get("id")?,
+            strategy: row.try_get("strategy")?,
+            asset: row.try_get("asset")?,
+            pay_address: row.try_get("pay_address")?,
+        })
+    })
+    .transpose()
 }
 
 /// Invoices with a live matched transfer of `chain` in blocks `low..=high`.
@@ -536,31 +577,17 @@ pub async fn invoices_paid_in_blocks(
     .await?)
 }
 
-/// Ids of `chain`'s invoices in `status`.
+/// Ids of `chain`'s invoices in `status` (those set aside excluded).
 pub async fn invoice_ids_in_status(
     tx: &mut Tx,
     chain: &str,
     status: InvoiceStatus,
 ) -> Result<Vec<String>, StoreError> {
     Ok(
-        sqlx::query_scalar("SELECT id FROM invoices WHERE status = $1 AND chain = $2 ORDER BY id")
+        sqlx::query_scalar("SELECT id FROM invoices WHERE status = $1 AND chain = $2 AND quarantined_at IS NULL ORDER BY id")
             .bind(status.as_str())
             .bind(chain)
             .fetch_all(&mut **tx)
             .await?,
     )
-}
-
-/// Re-activates the released targets of an invoice a reorg moved back, unless another
-/// active target has taken the same reservation meanwhile.
-pub async fn reactivate_targets(tx: &mut Tx, invoice_id: &str) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE payment_targets SET active = 1, released_at = NULL WHERE invoice_id = $1 AND active = 0 \
-         AND NOT EXISTS (SELECT 1 FROM payment_targets o WHERE o.active = 1 AND o.chain = payment_targets.chain \
-         AND o.asset = payment_targets.asset AND o.address = payment_targets.address AND o.amount = payment_targets.amount)",
-    )
-    .bind(invoice_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -14,9 +14,13 @@
 //! and then writes can fail with "database is locked" when another connection wrote in
 //! between, whereas an immediate one waits for the write lock (busy timeout) up front.
 //!
-//! Queries live beside the domain they serve: [`merchants`] (merchants and credentials),
-//! [`invoices`] (invoices, payment targets and their outbox events), [`kv`] (the
-//! plugin-scoped key-value store).
+//! The store is plain queries over the domain types of [`crate::invoice`] (and its own row
+//! types): which change to make is decided elsewhere (the invoice service, the matcher,
+//! the webhook worker), never here. Queries live beside the domain they serve:
+//! [`merchants`] (merchants and credentials), [`invoices`] (invoices, payment targets,
+//! credits and the outbox events of invoice changes), [`chain_queries`] (listener cursors,
+//! block hashes, observed transfers, reservations), [`outbox`] (webhook delivery),
+//! [`plugin_queries`] (what plugins read), [`kv`] (the plugin-scoped key-value store).
 
 pub mod chain_queries;
 pub mod invoices;
@@ -187,6 +191,12 @@ impl Store {
             .map(|m| m.version)
             .filter(|v| !applied.contains(v))
             .collect())
+    }
+
+    /// Reads an invoice.
+    pub async fn invoice(&self, id: &str) -> Result<Option<crate::invoice::Invoice>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        invoices::get(&mut conn, id).await
     }
 
     /// A trivial round trip to the database.

@@ -1,7 +1,7 @@
 //! The webhook outbox as the delivery worker and the operator use it: claiming due events,
 //! recording attempts, replays, listings and per-merchant statistics. Events are written
 //! by [`super::invoices::append_event`] in the transaction of the change they report (and,
-//! for test callbacks, by [`insert_test_event`]).
+//! for test callbacks, by [`insert_test_event_limited`]).
 //!
 //! States: `pending` (waiting for its next attempt) → `delivering` (claimed by a worker,
 //! under a lease) → `delivered` | `pending` (retry) | `dead` (given up); `skipped` when the
@@ -29,6 +29,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, flag, read_flag};
+use crate::invoice::EventPayload;
 
 /// Where an outbox event is in its delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -697,28 +698,80 @@ pub async fn queue_depth(conn: &mut AnyConnection) -> Result<(u64, Option<i64>),
     Ok((count(&row, "depth")?, row.try_get("oldest")?))
 }
 
-/// Queues a test event (no invoice) of `plugin` for `merchant_id`; due at once.
-pub async fn insert_test_event(
+/// Queues a test event (no invoice) of `plugin` for `merchant_id`, due at once, unless
+/// the merchant already queued `limit` test events since `since`: then nothing is written
+/// and the answer is `Err(created_at)` of the oldest of those (the caller works out when
+/// the window frees a slot). The count and the insert are one transaction, serialised per
+/// merchant (SQLite's single writer; on PostgreSQL a lock on the merchant's row).
+pub async fn insert_test_event_limited(
     store: &Store,
-    plugin: &str,
-    merchant_id: &str,
-    kind: &str,
-    payload: &serde_json::Value,
-    now: i64,
-) -> Result<i64, StoreError> {
+    event: TestEvent<'_>,
+    limit: u32,
+    since: i64,
+) -> Result<Result<i64, i64>, StoreError> {
+    let mut tx = store.begin().await?;
+    if store.backend() == Backend::Postgres {
+        sqlx::query("SELECT id FROM merchants WHERE id = $1 FOR UPDATE")
+            .bind(event.merchant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox_events \
+         WHERE merchant_id = $1 AND kind = $2 AND created_at > $3",
+    )
+    .bind(event.merchant_id)
+    .bind(&event.payload.kind)
+    .bind(since)
+    .fetch_one(&mut *tx)
+    .await?;
+    if count(&row, "n")? >= u64::from(limit) {
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        return Ok(Err(oldest.unwrap_or(since)));
+    }
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO outbox_events (merchant_id, plugin, kind, payload, created_at, next_attempt_at) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
-    .bind(merchant_id)
-    .bind(plugin)
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(now)
-    .bind(now)
-    .fetch_one(store.pool())
+    .bind(event.merchant_id)
+    .bind(event.plugin)
+    .bind(&event.payload.kind)
+    .bind(event.payload.to_json())
+    .bind(event.now)
+    .bind(event.now)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(id)
+    tx.commit().await?;
+    Ok(Ok(id))
+}
+
+/// A test event to queue ([`insert_test_event_limited`]).
+pub struct TestEvent<'a> {
+    pub plugin: &'a str,
+    pub merchant_id: &'a str,
+    pub payload: &'a EventPayload,
+    pub now: i64,
+}
+
+/// The outbox events of an invoice with their payloads, oldest first.
+pub async fn invoice_events(
+    conn: &mut AnyConnection,
+    invoice_id: &str,
+) -> Result<Vec<(Delivery, EventPayload)>, StoreError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {DELIVERY_COLUMNS}, payload FROM outbox_events WHERE invoice_id = $1 ORDER BY id"
+    )))
+    .bind(invoice_id)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let payload: String = row.try_get("payload")?;
+            let payload = EventPayload::from_json(&payload)
+                .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?;
+            Ok((delivery_from_row(row)?, payload))
+        })
+        .collect()
 }
 
 /// An invoice's callback delivery in one word (WIT `invoices.webhook-summary`).

@@ -7,9 +7,10 @@
 
 use sqlx::Row;
 
-use super::invoices::{INVOICE_COLUMNS, Invoice, invoice_from_row};
+use super::invoices::{INVOICE_COLUMNS, invoice_from_row};
 use super::merchants::{CredentialRow, get_merchant, insert_credential};
 use super::{Store, StoreError};
+use crate::invoice::Invoice;
 use crate::invoice::InvoiceStatus;
 use crate::merchant::Merchant;
 

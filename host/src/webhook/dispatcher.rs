@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use super::config::WebhookConfig;
 use super::render::{RenderError, RenderedWebhook, RetryAdvice, WebhookRenderer};
 use super::transport::{SendError, Transport};
+use crate::invoice::PayloadError;
 use crate::store::outbox::{self, AttemptOutcome, AttemptReport, Claim, DeliveryState, Next};
 use crate::store::{Store, StoreError, now_ms};
 
@@ -164,9 +165,27 @@ impl Dispatcher {
             (delivery.id, delivery.attempts, delivery.round_attempt());
         let event = match super::event_from_claim(&claim) {
             Ok(event) => event,
+            Err(problem @ PayloadError::TooNew { .. }) => {
+                // Written by a newer polypay sharing this database: leave it to that one
+                // (or to this one once upgraded), like an event of an unmounted plugin.
+                tracing::warn!(event_id = id, %problem, "webhook event waits: written by a newer polypay");
+                let retry_at = now_ms() + self.config.unmounted_plugin_retry_ms as i64;
+                let reason = problem.to_string();
+                outbox::unclaim(
+                    &self.store,
+                    id,
+                    attempt,
+                    DeliveryState::Pending,
+                    retry_at,
+                    &reason,
+                )
+                .await?;
+                return Ok(());
+            }
             Err(problem) => {
                 // Nothing to render from: retrying cannot help; keep it visible as dead.
-                let report = report_without_request("", AttemptOutcome::RenderFailed, problem);
+                let report =
+                    report_without_request("", AttemptOutcome::RenderFailed, problem.to_string());
                 return self.finish(&claim, &report, Next::Dead).await;
             }
         };

@@ -4,7 +4,8 @@
 //! # The path of one callback
 //!
 //! 1. Every invoice change writes its outbox event in the same transaction
-//!    ([`crate::store::invoices::append_event`]); a plugin's test callback
+//!    (`crate::invoice::service`; the payload is [`crate::invoice::EventPayload`], one
+//!    versioned type for writing and reading); a plugin's test callback
 //!    ([`queue_test_event`]) is an outbox event too, without an invoice.
 //! 2. A [`Dispatcher`] claims due events ([`crate::store::outbox::claim`]): on PostgreSQL
 //!    with `FOR UPDATE SKIP LOCKED`, so any number of workers and instances share one
@@ -88,38 +89,20 @@ pub use render::{
     WebhookEvent, WebhookEventKind, WebhookRenderer,
 };
 
-use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, Outcome};
-use crate::store::invoices::Invoice;
+use crate::invoice::{Allocation, Amount, EventPayload, Invoice, NewInvoice, PayloadError};
 use crate::store::outbox::{self, Claim, DeliveryStats};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The event a claim is about, as a renderer sees it. Fails when the stored payload is
-/// not what the outbox writes.
-pub(crate) fn event_from_claim(claim: &Claim) -> Result<WebhookEvent, String> {
+/// not one this polypay reads.
+pub(crate) fn event_from_claim(claim: &Claim) -> Result<WebhookEvent, PayloadError> {
     let delivery = &claim.delivery;
-    let payload: serde_json::Value = serde_json::from_str(&claim.payload)
-        .map_err(|e| format!("event payload is not JSON: {e}"))?;
-    let invoice = payload
-        .get("invoice")
-        .cloned()
-        .filter(|i| i.is_object())
-        .ok_or("event payload has no invoice")?;
-    let previous_status = match payload.get("previous_status") {
-        Some(serde_json::Value::String(s)) => {
-            Some(s.parse::<InvoiceStatus>().map_err(|e| e.to_string())?)
-        }
-        _ => None,
-    };
-    let kind = if delivery.kind == TEST_EVENT_KIND {
+    let payload = EventPayload::from_json(&claim.payload)?;
+    let kind = if payload.is_test() {
         WebhookEventKind::Test
     } else {
         WebhookEventKind::StatusChanged
     };
-    let url = match kind {
-        WebhookEventKind::Test => payload.get("url"),
-        WebhookEventKind::StatusChanged => invoice.get("notify_url"),
-    };
-    let url = url.and_then(|u| u.as_str()).unwrap_or_default().to_string();
     Ok(WebhookEvent {
         id: delivery.id,
         kind,
@@ -127,18 +110,29 @@ pub(crate) fn event_from_claim(claim: &Claim) -> Result<WebhookEvent, String> {
         plugin: delivery.plugin.clone(),
         merchant_id: delivery.merchant_id.clone(),
         invoice_id: delivery.invoice_id.clone(),
-        invoice,
-        previous_status,
+        url: payload.callback_url().unwrap_or_default().to_string(),
+        invoice: payload.invoice,
+        previous_status: payload.previous_status,
         occurred_at: delivery.created_at,
-        url,
     })
 }
+
+/// Test callbacks one merchant may queue per [`TEST_EVENT_WINDOW_MS`]: enough to try a
+/// receiver a few times, too few to turn polypay into a request cannon aimed at someone
+/// else's server.
+pub const TEST_EVENT_LIMIT: u32 = 10;
+/// The sliding window of [`TEST_EVENT_LIMIT`]: ten minutes.
+pub const TEST_EVENT_WINDOW_MS: i64 = 10 * 60_000;
 
 /// Why a test callback could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum TestEventError {
     #[error("invalid callback URL `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
+    #[error(
+        "at most {TEST_EVENT_LIMIT} test callbacks per merchant every 10 minutes; retry after {retry_after_ms} ms"
+    )]
+    RateLimited { retry_after_ms: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -147,6 +141,8 @@ pub enum TestEventError {
 /// and returns its event id. The plugin renders it like any event, with kind
 /// [`WebhookEventKind::Test`] and a sample paid invoice (1 USDT on `ethereum`) whose
 /// `notify_url` is `url`. The URL's target is checked at delivery, like every callback.
+/// A merchant queues at most [`TEST_EVENT_LIMIT`] of them per [`TEST_EVENT_WINDOW_MS`]
+/// (over every plugin; counted in the outbox, so the limit holds across instances).
 pub async fn queue_test_event(
     store: &Store,
     plugin: &str,
@@ -163,43 +159,42 @@ pub async fn queue_test_event(
     }
     let now = now_ms();
     let amount = Amount::from(1_000_000u64);
-    let sample = Invoice {
-        id: format!("test-{}", uuid::Uuid::new_v4()),
-        merchant_id: merchant_id.to_string(),
-        plugin: plugin.to_string(),
-        merchant_order_id: Some("test".into()),
-        status: InvoiceStatus::Paid,
-        outcome: Outcome::default(),
-        chain: "ethereum".into(),
-        asset: "USDT".into(),
-        decimals: 6,
-        amount_due: amount,
-        amount_paid: amount,
-        amount_confirmed: amount,
-        tolerance: Amount::ZERO,
-        confirmations_required: 1,
-        strategy: MatchStrategy::FixedAddress,
-        pay_address: format!("0x{}", "0".repeat(40)),
-        pay_reference: None,
-        txn_hash: Some(format!("0x{}", "0".repeat(64))),
-        notify_url: Some(url.to_string()),
-        return_url: None,
-        plugin_data: serde_json::json!({}),
-        expires_at: now + 3_600_000,
-        monitor_until: now + 3_600_000,
-        first_paid_at: Some(now),
-        paid_at: Some(now),
-        submitted_at: None,
-        cancelled_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 0,
+    let mut new = NewInvoice::new(
+        merchant_id,
+        plugin,
+        "ethereum",
+        ("USDT", 6),
+        amount,
+        now + 3_600_000,
+    );
+    new.merchant_order_id = Some("test".into());
+    new.notify_url = Some(url.to_string());
+    let allocation = Allocation::fixed_address(&new, &format!("0x{}", "0".repeat(40)), 1);
+    let mut sample = Invoice::open(
+        format!("test-{}", uuid::Uuid::new_v4()),
+        &new,
+        &allocation,
+        now,
+    );
+    sample.status = crate::invoice::InvoiceStatus::Paid;
+    sample.amount_paid = amount;
+    sample.amount_confirmed = amount;
+    sample.txn_hash = Some(format!("0x{}", "0".repeat(64)));
+    sample.first_paid_at = Some(now);
+    sample.paid_at = Some(now);
+    let payload = EventPayload::test(sample, url);
+    let event = outbox::TestEvent {
+        plugin,
+        merchant_id,
+        payload: &payload,
+        now,
     };
-    let payload = serde_json::json!({ "kind": TEST_EVENT_KIND, "previous_status": null, "invoice": sample, "url": url });
-    Ok(
-        outbox::insert_test_event(store, plugin, merchant_id, TEST_EVENT_KIND, &payload, now)
-            .await?,
-    )
+    let since = now - TEST_EVENT_WINDOW_MS;
+    outbox::insert_test_event_limited(store, event, TEST_EVENT_LIMIT, since)
+        .await?
+        .map_err(|oldest| TestEventError::RateLimited {
+            retry_after_ms: (oldest + TEST_EVENT_WINDOW_MS - now).max(1) as u64,
+        })
 }
 
 /// Delivery statistics of `merchant_id` over the last `days` days (WIT `webhooks.stats`);

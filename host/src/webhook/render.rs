@@ -7,10 +7,9 @@
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::invoice::InvoiceStatus;
+use crate::invoice::{Invoice, InvoiceStatus};
 
-/// The outbox `kind` of a test event queued through `webhooks.send-test`.
-pub const TEST_EVENT_KIND: &str = "webhook.test";
+pub use crate::invoice::TEST_EVENT_KIND;
 
 /// What an event is about (WIT `event-kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,10 +35,9 @@ pub struct WebhookEvent {
     pub merchant_id: String,
     /// `None` for test events.
     pub invoice_id: Option<String>,
-    /// The invoice as it was right after the change, shaped like
-    /// [`crate::store::invoices::Invoice`] serialised; for test events a sample invoice
+    /// The invoice as it was right after the change; for test events a sample invoice
     /// carrying the test URL as its `notify_url`.
-    pub invoice: serde_json::Value,
+    pub invoice: Invoice,
     pub previous_status: Option<InvoiceStatus>,
     /// When the change happened (unix ms).
     pub occurred_at: i64,

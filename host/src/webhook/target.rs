@@ -19,128 +19,116 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+use ipnet::IpNet;
 
 use super::config::WebhookConfig;
 
-/// A network in CIDR notation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    addr: IpAddr,
-    prefix: u8,
+/// Non-public IPv4 ranges, most specific first (the first match names the range).
+const V4_RANGES: &[(&str, &str)] = &[
+    ("169.254.169.254/32", "cloud metadata"),
+    ("255.255.255.255/32", "broadcast"),
+    ("0.0.0.0/8", "unspecified (0.0.0.0/8)"),
+    ("10.0.0.0/8", "private (10.0.0.0/8)"),
+    (
+        "100.64.0.0/10",
+        "shared address space (100.64.0.0/10, CGNAT)",
+    ),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private (172.16.0.0/12)"),
+    ("192.0.0.0/24", "IETF protocol assignments (192.0.0.0/24)"),
+    ("192.0.2.0/24", "documentation"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private (192.168.0.0/16)"),
+    ("198.18.0.0/15", "benchmarking (198.18.0.0/15)"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (240.0.0.0/4)"),
+];
+
+/// Non-public IPv6 ranges that do not carry a judgeable IPv4 address (those are in
+/// [`V6_EMBEDDING`]), most specific first.
+const V6_RANGES: &[(&str, &str)] = &[
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("fd00:ec2::254/128", "cloud metadata"),
+    // RFC 8215: local-use NAT64 prefixes translate into whatever the operator's
+    // translator reaches, which is exactly the inside of the network.
+    ("64:ff9b:1::/48", "local-use NAT64 (64:ff9b:1::/48)"),
+    // Teredo tunnels to an address obfuscated in the low bits, relayed by a third party.
+    ("2001::/32", "Teredo (2001::/32)"),
+    ("2001:db8::/32", "documentation"),
+    ("100::/64", "discard-only (100::/64)"),
+    ("fc00::/7", "unique-local (fc00::/7)"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local (deprecated)"),
+    ("ff00::/8", "multicast"),
+];
+
+/// Where an IPv6 form carries an IPv4 address: the 16-bit segment it starts at, and what
+/// to call the form when the IPv4 address is public but the form itself is suspect.
+type Embedding = (usize, Option<&'static str>);
+
+/// IPv6 ranges that embed an IPv4 address; the IPv4 address inside is judged by
+/// [`V4_RANGES`].
+const V6_EMBEDDING: &[(&str, Embedding)] = &[
+    // IPv4-mapped ::ffff:a.b.c.d
+    ("::ffff:0:0/96", (6, None)),
+    // SIIT IPv4-translated ::ffff:0:a.b.c.d (RFC 6052/7915)
+    ("::ffff:0:0:0/96", (6, None)),
+    // Well-known NAT64 prefix 64:ff9b::a.b.c.d
+    ("64:ff9b::/96", (6, None)),
+    // 6to4 2002:AABB:CCDD::/48
+    ("2002::/16", (1, None)),
+    // Deprecated IPv4-compatible ::a.b.c.d
+    ("::/96", (6, Some("IPv4-compatible IPv6"))),
+];
+
+fn table<T: Copy>(rows: &[(&str, T)]) -> Vec<(IpNet, T)> {
+    rows.iter()
+        .map(|(net, what)| (net.parse().expect("static network table"), *what))
+        .collect()
 }
 
-impl Network {
-    /// Parses `10.0.0.0/8`, `::1/128`, or a bare address (a single host).
-    pub fn parse(text: &str) -> Result<Network, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IP network (e.g. 10.0.0.0/8)"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{text}`: prefix must be 0..={max}"))?,
-            None => max,
-        };
-        Ok(Network { addr, prefix })
-    }
+static V4_TABLE: LazyLock<Vec<(IpNet, &str)>> = LazyLock::new(|| table(V4_RANGES));
+static V6_TABLE: LazyLock<Vec<(IpNet, &str)>> = LazyLock::new(|| table(V6_RANGES));
+static V6_EMBEDDING_TABLE: LazyLock<Vec<(IpNet, Embedding)>> =
+    LazyLock::new(|| table(V6_EMBEDDING));
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(&net.octets(), &ip.octets(), self.prefix)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
-    let (bytes, bits) = (usize::from(prefix / 8), prefix % 8);
-    if a[..bytes] != b[..bytes] {
-        return false;
-    }
-    bits == 0 || (a[bytes] ^ b[bytes]) >> (8 - bits) == 0
+fn lookup<T: Copy>(table: &[(IpNet, T)], ip: IpAddr) -> Option<T> {
+    table
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map(|(_, what)| *what)
 }
 
 /// Why an address is not a public unicast address, or `None` when it is.
 pub fn non_public_range(ip: IpAddr) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(v4) => non_public_v4(v4),
+        IpAddr::V4(v4) => lookup(&V4_TABLE, IpAddr::V4(v4)),
         IpAddr::V6(v6) => non_public_v6(v6),
     }
 }
 
-fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    Some(match (a, b, c) {
-        _ if ip == Ipv4Addr::new(169, 254, 169, 254) => "cloud metadata",
-        _ if ip.is_broadcast() => "broadcast",
-        (0, _, _) => "unspecified (0.0.0.0/8)",
-        (10, _, _) => "private (10.0.0.0/8)",
-        (100, 64..=127, _) => "shared address space (100.64.0.0/10, CGNAT)",
-        (127, _, _) => "loopback",
-        (169, 254, _) => "link-local",
-        (172, 16..=31, _) => "private (172.16.0.0/12)",
-        (192, 0, 0) => "IETF protocol assignments (192.0.0.0/24)",
-        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
-        (192, 88, 99) => "6to4 relay anycast",
-        (192, 168, _) => "private (192.168.0.0/16)",
-        (198, 18..=19, _) => "benchmarking (198.18.0.0/15)",
-        (224..=239, _, _) => "multicast",
-        (240..=255, _, _) => "reserved (240.0.0.0/4)",
-        _ => return None,
-    })
-}
-
 fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let segments = ip.segments();
-    if ip.is_unspecified() {
-        return Some("unspecified");
-    }
-    if ip.is_loopback() {
-        return Some("loopback");
-    }
-    if ip == Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254) {
-        return Some("cloud metadata");
+    if let Some(range) = lookup(&V6_TABLE, IpAddr::V6(ip)) {
+        return Some(range);
     }
     // Forms that carry an IPv4 address: judge the IPv4 address.
-    let embedded =
-        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return non_public_v4(v4);
+    if let Some((at, name)) = lookup(&V6_EMBEDDING_TABLE, IpAddr::V6(ip)) {
+        let s = ip.segments();
+        let v4 = Ipv4Addr::new(
+            (s[at] >> 8) as u8,
+            s[at] as u8,
+            (s[at + 1] >> 8) as u8,
+            s[at + 1] as u8,
+        );
+        return non_public_range(IpAddr::V4(v4)).or(name);
     }
-    if segments[..6] == [0; 6] {
-        // IPv4-compatible (deprecated) ::a.b.c.d
-        return non_public_v4(embedded(segments[6], segments[7])).or(Some("IPv4-compatible IPv6"));
-    }
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return non_public_v4(embedded(segments[6], segments[7]));
-    }
-    if segments[0] == 0x2002 {
-        return non_public_v4(embedded(segments[1], segments[2]));
-    }
-    Some(match segments[0] {
-        s if s & 0xfe00 == 0xfc00 => "unique-local (fc00::/7)",
-        s if s & 0xffc0 == 0xfe80 => "link-local",
-        s if s & 0xffc0 == 0xfec0 => "site-local (deprecated)",
-        s if s & 0xff00 == 0xff00 => "multicast",
-        0x2001 if segments[1] == 0x0db8 => "documentation",
-        0x0100 if segments[1..4] == [0, 0, 0] => "discard-only (100::/64)",
-        _ => return None,
-    })
+    None
 }
 
 /// A callback target the policy refuses.
@@ -166,7 +154,7 @@ impl std::error::Error for TargetRefused {}
 #[derive(Debug, Clone, Default)]
 pub struct TargetPolicy {
     allow_private: bool,
-    allowed: Vec<Network>,
+    allowed: Vec<IpNet>,
 }
 
 impl TargetPolicy {
@@ -176,11 +164,7 @@ impl TargetPolicy {
     }
 
     pub fn from_config(config: &WebhookConfig) -> Result<TargetPolicy, String> {
-        let allowed = config
-            .allowed_networks
-            .iter()
-            .map(|n| Network::parse(n))
-            .collect::<Result<_, _>>()?;
+        let allowed = crate::config::parse_networks(&config.allowed_networks)?;
         Ok(TargetPolicy {
             allow_private: config.allow_private_targets,
             allowed,
@@ -189,7 +173,7 @@ impl TargetPolicy {
 
     /// Checks one address of `host`.
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), TargetRefused> {
-        if self.allow_private || self.allowed.iter().any(|n| n.contains(ip)) {
+        if self.allow_private || self.allowed.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
         match non_public_range(ip) {
@@ -311,6 +295,16 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
             "2001:db8::1",
+            // Local-use NAT64 reaches the operator's own network.
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1:ffff::808:808",
+            // SIIT IPv4-translated addresses of private, loopback and metadata hosts.
+            "::ffff:0:a00:1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            // Teredo, whatever it embeds.
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001::1",
         ] {
             assert!(refused(ip), "{ip} must be refused");
         }
@@ -325,7 +319,10 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:808:808",
+            "64:ff9b::808:808",
             "2002:0808:0808::",
+            "2001:4860::8888",
         ] {
             assert!(!refused(ip), "{ip} is public");
         }
@@ -368,33 +365,22 @@ mod tests {
 
     #[test]
     fn networks_parse_with_and_without_prefix() {
-        assert!(
-            Network::parse("10.0.0.0/8")
+        let contains = |net: &str, ip: &str| {
+            crate::config::parse_network(net)
                 .unwrap()
-                .contains("10.9.9.9".parse().unwrap())
-        );
+                .contains(&ip.parse::<IpAddr>().unwrap())
+        };
+        assert!(contains("10.0.0.0/8", "10.9.9.9"));
+        assert!(contains("::1", "::1"));
+        assert!(contains("fd00::/8", "fd12::1"));
+        assert!(!contains("10.0.0.0/9", "10.128.0.1"));
+        assert!(contains("0.0.0.0/0", "8.8.8.8"));
         assert!(
-            Network::parse("::1")
-                .unwrap()
-                .contains("::1".parse().unwrap())
+            contains("10.1.2.3/8", "10.200.0.1"),
+            "host bits are dropped"
         );
-        assert!(
-            Network::parse("fd00::/8")
-                .unwrap()
-                .contains("fd12::1".parse().unwrap())
-        );
-        assert!(
-            !Network::parse("10.0.0.0/9")
-                .unwrap()
-                .contains("10.128.0.1".parse().unwrap())
-        );
-        assert!(
-            Network::parse("0.0.0.0/0")
-                .unwrap()
-                .contains("8.8.8.8".parse().unwrap())
-        );
-        assert!(Network::parse("10.0.0.0/33").is_err());
-        assert!(Network::parse("nonsense").is_err());
+        assert!(crate::config::parse_network("10.0.0.0/33").is_err());
+        assert!(crate::config::parse_network("nonsense").is_err());
     }
 
     #[test]

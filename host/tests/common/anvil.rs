@@ -29,15 +29,19 @@ pub use polypay_host::dev::contracts::Contracts;
 use polypay_host::dev::node::{AnvilNode, AnvilOptions, NodeError};
 pub use polypay_host::dev::rpc::Receipt;
 use polypay_host::dev::rpc::{AnvilRpc, Transaction};
-use polypay_host::invoice::Amount;
+use polypay_host::invoice::{Amount, EventPayload, Invoice, InvoiceService, NewInvoice};
+use polypay_host::matcher::TargetSpec;
 use polypay_host::matcher::expiry::ExpiryScheduler;
-use polypay_host::matcher::{TargetSpec, open_invoice};
 use polypay_host::store::Store;
-use polypay_host::store::invoices::{Invoice, NewInvoice, NewTarget, OutboxEvent};
-use serde_json::{Value, json};
+use polypay_host::store::outbox::{self, Delivery};
+use serde_json::Value;
 
 use super::db::TestDb;
 use super::polypay::free_port;
+
+/// BIP32 test vector 1, chain m/0H/1: an extended public key whose children nobody uses,
+/// for derived-address invoices (public derivation only).
+pub const TEST_XPUB: &str = "xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ";
 
 /// anvil's default chain id.
 pub const CHAIN_ID: u64 = polypay_host::dev::setup::CHAIN_ID;
@@ -151,6 +155,18 @@ impl Anvil {
         self.client().mine(blocks).await.expect("anvil_mine");
     }
 
+    /// Gives the next mined block the timestamp `time_ms` (unix ms, rounded up to the
+    /// second, the unit of EVM block times); later blocks follow from it.
+    pub async fn set_next_block_time(&self, time_ms: i64) {
+        let secs = u64::try_from(time_ms.max(0))
+            .expect("not negative")
+            .div_ceil(1000);
+        self.client()
+            .set_next_block_timestamp(secs)
+            .await
+            .expect("evm_setNextBlockTimestamp");
+    }
+
     /// Turns automine (one block per transaction) on or off.
     pub async fn set_automine(&self, on: bool) {
         self.client()
@@ -260,6 +276,7 @@ impl TestChain {
                     contract: None,
                     unique_amount_step: None,
                     unique_amount_slots: 1_000,
+                    unique_amount_reuse_after_secs: 0,
                     payment_tolerance: None,
                 },
                 AssetConfig {
@@ -269,6 +286,7 @@ impl TestChain {
                     contract: Some(self.token.to_checksum(None)),
                     unique_amount_step: None,
                     unique_amount_slots: 1_000,
+                    unique_amount_reuse_after_secs: 0,
                     payment_tolerance: None,
                 },
             ],
@@ -415,31 +433,17 @@ impl Harness {
             .decimals;
         let now = polypay_host::store::now_ms();
         let expires_at = now + expires_in.as_millis() as i64;
-        let new = NewInvoice {
-            id: uuid::Uuid::new_v4().to_string(),
-            merchant_id: self.merchant_id.clone(),
-            plugin: "test".into(),
-            merchant_order_id: None,
-            chain: self.config.name.clone(),
-            asset: asset.into(),
-            decimals,
-            amount_due: Amount::parse_decimal(amount, decimals).expect("amount"),
-            tolerance: Amount::ZERO,
-            confirmations_required: self.config.confirmations,
-            strategy: spec.strategy(),
-            target: NewTarget {
-                address: String::new(),
-                reserved_amount: None,
-                derivation_index: None,
-            },
-            pay_reference: None,
-            notify_url: None,
-            return_url: None,
-            plugin_data: json!({}),
+        let mut new = NewInvoice::new(
+            &self.merchant_id,
+            "test",
+            &self.config.name,
+            (asset, decimals),
+            Amount::parse_decimal(amount, decimals).expect("amount"),
             expires_at,
-            monitor_until: expires_at + window.as_millis() as i64,
-        };
-        open_invoice(&self.store, &self.config, new, &spec)
+        );
+        new.monitor_until = expires_at + window.as_millis() as i64;
+        InvoiceService::new(self.store.clone())
+            .open(&self.config, &new, &spec)
             .await
             .expect("open invoice")
     }
@@ -460,6 +464,15 @@ impl Harness {
     pub async fn open_fixed_usdt(&self, to: Address, amount: &str) -> Invoice {
         let spec = TargetSpec::FixedAddress {
             address: to.to_checksum(None),
+        };
+        self.open_for_an_hour("USDT", amount, spec).await
+    }
+
+    /// Opens a USDT invoice paid to an address derived from [`TEST_XPUB`], expiring in an
+    /// hour: any amount to that address counts, so partial payments accumulate.
+    pub async fn open_derived_usdt(&self, amount: &str) -> Invoice {
+        let spec = TargetSpec::DerivedAddress {
+            xpub: TEST_XPUB.into(),
         };
         self.open_for_an_hour("USDT", amount, spec).await
     }
@@ -520,14 +533,17 @@ impl Harness {
 
     /// The kinds of the invoice's outbox events, oldest first.
     pub async fn event_kinds(&self, id: &str) -> Vec<String> {
-        self.events(id).await.into_iter().map(|e| e.kind).collect()
+        self.events(id)
+            .await
+            .into_iter()
+            .map(|(e, _)| e.kind)
+            .collect()
     }
 
-    pub async fn events(&self, id: &str) -> Vec<OutboxEvent> {
+    /// The invoice's outbox events with their payloads, oldest first.
+    pub async fn events(&self, id: &str) -> Vec<(Delivery, EventPayload)> {
         let mut conn = self.store.pool().acquire().await.expect("connection");
-        polypay_host::store::invoices::events_of(&mut conn, id)
-            .await
-            .expect("events")
+        outbox::invoice_events(&mut conn, id).await.expect("events")
     }
 
     /// Mints `amount` (decimal) test tokens to `to`.

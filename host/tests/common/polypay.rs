@@ -1,11 +1,57 @@
 //! The real `polypay` binary, driven as an operator would: a config file, CLI commands
-//! whose JSON output the test reads, and `polypay serve` as a child process.
+//! whose JSON output the test reads, and `polypay serve` as a child process. Also the
+//! production-mode secrets every test server is configured with, for the binary
+//! ([`secrets_toml`]) and in process ([`server_config`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use polypay_host::config::{Config, Secret};
 use serde_json::Value;
+
+/// The master key of test servers (64 hex characters).
+pub fn test_master_key() -> String {
+    "42".repeat(32)
+}
+
+/// The admin listener's bearer token of test servers.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+
+/// The `[secrets]` and `[admin]` sections of a test server's config file.
+pub fn secrets_toml() -> String {
+    format!(
+        "[secrets]\nmaster_key = \"{}\"\n\n[admin]\ntoken = \"{ADMIN_TOKEN}\"\n",
+        test_master_key()
+    )
+}
+
+/// A production-mode config for an in-process server on free loopback ports with its
+/// data in `dir`, with [`test_master_key`] and [`ADMIN_TOKEN`].
+pub fn server_config(dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    config.listen.public = "127.0.0.1:0".parse().unwrap();
+    config.listen.admin = "127.0.0.1:0".parse().unwrap();
+    config.secrets.master_key = Some(Secret::new(test_master_key()));
+    config.admin.token = Some(Secret::new(ADMIN_TOKEN));
+    config
+}
+
+/// An HTTP client that sends [`ADMIN_TOKEN`] with every request, for the admin API.
+pub fn admin_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 /// A free loopback port (free when asked; the server binds it moments later).
 pub fn free_port() -> u16 {
@@ -82,6 +128,11 @@ impl PolypayProcess {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The operating system's id of the server process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server logged so far.

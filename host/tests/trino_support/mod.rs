@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 
 use crate::common::anvil::{CHAIN_ID, TestChain};
-use crate::common::polypay::{PolypayProcess, cli_json, free_port};
+use crate::common::polypay::{PolypayProcess, cli_json, free_port, secrets_toml};
 
 /// The network name the seed's requests use. The tests' local anvil node plays it.
 pub const NETWORK: &str = "goerli";
@@ -56,9 +56,7 @@ public_base_url = "http://127.0.0.1:{public}"
 public = "127.0.0.1:{public}"
 admin = "127.0.0.1:{admin}"
 
-[secrets]
-master_key = "{master_key}"
-
+{secrets}
 [webhooks]
 poll_interval_ms = 50
 # The merchant's callback receiver is on loopback in these tests.
@@ -99,7 +97,7 @@ name = "trino"
 wasm = "{wasm}"
 "#,
                 data = dir.path().display(),
-                master_key = "42".repeat(32),
+                secrets = secrets_toml(),
                 rpc = chain.anvil.url,
                 start = chain.anvil.block_number().await + 1,
                 token = chain.token.to_checksum(None),

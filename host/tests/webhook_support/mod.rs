@@ -14,9 +14,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
-use polypay_host::invoice::{Amount, MatchStrategy};
+use polypay_host::invoice::{Allocation, Amount, Invoice, InvoiceService, NewInvoice};
 use polypay_host::merchant::{CredentialSpec, MasterKey, Merchants};
-use polypay_host::store::invoices::{Invoice, NewInvoice, NewTarget};
 use polypay_host::store::outbox::{self, Attempt, Delivery};
 use polypay_host::store::{Store, now_ms};
 use polypay_host::webhook::{
@@ -192,7 +191,7 @@ impl TestRenderer {
             "kind": event.name,
             "test": event.kind == polypay_host::webhook::WebhookEventKind::Test,
             "invoice_id": event.invoice_id,
-            "status": event.invoice["status"],
+            "status": event.invoice.status,
             "previous_status": event.previous_status.map(|s| s.as_str()),
         })
     }
@@ -284,31 +283,21 @@ pub async fn merchant(store: &Store) -> String {
 /// its `invoice.created` event.
 pub async fn invoice(store: &Store, merchant_id: &str, notify_url: Option<&str>) -> Invoice {
     let now = now_ms();
-    let new = NewInvoice {
-        id: uuid::Uuid::new_v4().to_string(),
-        merchant_id: merchant_id.into(),
-        plugin: PLUGIN.into(),
-        merchant_order_id: None,
-        chain: "ethereum".into(),
-        asset: "USDT".into(),
-        decimals: 6,
-        amount_due: Amount::from(1_000_000u64),
-        tolerance: Amount::ZERO,
-        confirmations_required: 1,
-        strategy: MatchStrategy::FixedAddress,
-        target: NewTarget {
-            address: format!("0x{:040x}", rand_u64()),
-            reserved_amount: None,
-            derivation_index: None,
-        },
-        pay_reference: None,
-        notify_url: notify_url.map(str::to_string),
-        return_url: None,
-        plugin_data: serde_json::json!({}),
-        expires_at: now + 3_600_000,
-        monitor_until: now + 7_200_000,
-    };
-    store.create_invoice(&new).await.expect("create invoice")
+    let mut new = NewInvoice::new(
+        merchant_id,
+        PLUGIN,
+        "ethereum",
+        ("USDT", 6),
+        Amount::from(1_000_000u64),
+        now + 3_600_000,
+    );
+    new.notify_url = notify_url.map(str::to_string);
+    new.monitor_until = now + 7_200_000;
+    let allocation = Allocation::fixed_address(&new, &format!("0x{:040x}", rand_u64()), 1);
+    InvoiceService::new(store.clone())
+        .create(&new, &allocation)
+        .await
+        .expect("create invoice")
 }
 
 fn rand_u64() -> u64 {

@@ -36,10 +36,9 @@ use tokio::sync::watch;
 use super::reader::hash_text;
 use super::{BlockReader, Network, ReadError, WatchSet, parse_address};
 use crate::chain::{ChainConfig, ChainConfigError, ChainStatus};
-use crate::invoice::InvoiceStatus;
+use crate::invoice::{ChainView, InvoiceError, InvoiceService, InvoiceStatus};
 use crate::matcher;
 use crate::store::chain_queries;
-use crate::store::invoices::{ChainView, InvoiceError};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The watch set is rebuilt from scratch this often (dropping released targets); in
@@ -101,6 +100,7 @@ pub struct EvmListener {
     network: Arc<Network>,
     reader: BlockReader,
     store: Store,
+    invoices: InvoiceService,
     status: watch::Sender<ChainStatus>,
     watch: WatchSet,
     watch_loaded_at: Option<i64>,
@@ -128,6 +128,7 @@ impl EvmListener {
             ranges_under_ceiling: 0,
             network,
             reader,
+            invoices: InvoiceService::new(store.clone()),
             store,
             status,
             watch: WatchSet::default(),
@@ -281,7 +282,8 @@ impl EvmListener {
             .collect();
         let keep_from = to as i64 - self.network.max_reorg_depth as i64;
         chain_queries::save_block_hashes(&mut tx, &chain, &hashes, keep_from).await?;
-        chain_queries::set_processed(&mut tx, &chain, to as i64, head, now).await?;
+        let processed_to = (to as i64, Some(scan.last().time_ms));
+        chain_queries::set_processed(&mut tx, &chain, processed_to, head, now).await?;
         // Confirmations advance: every confirming invoice, and every invoice paid (maybe
         // partly) in a block that this range brings to its confirmations.
         touched.extend(
@@ -299,9 +301,11 @@ impl EvmListener {
             .await?,
         );
         let view = ChainView {
-            head_block: to as i64,
+            processed_block: to as i64,
         };
-        matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
+        self.invoices
+            .settle_in(&mut tx, &touched, view, now)
+            .await?;
         tx.commit().await?;
 
         if to - next + 1 == self.range {
@@ -351,12 +355,12 @@ impl EvmListener {
             .await?
         {
             let on_node = self.reader.block(number as u64).await?;
-            if on_node.is_some_and(|b| hash_text(b.hash) == stored) {
-                ancestor = Some(number);
+            if let Some(block) = on_node.filter(|b| hash_text(b.hash) == stored) {
+                ancestor = Some((number, block.time_ms));
                 break;
             }
         }
-        let Some(ancestor) = ancestor else {
+        let Some((ancestor, ancestor_time)) = ancestor else {
             return Err(ListenerError::ReorgTooDeep {
                 depth: self.network.max_reorg_depth,
                 low,
@@ -370,16 +374,20 @@ impl EvmListener {
                 .await?
                 .into_iter()
                 .collect();
-        chain_queries::set_processed(&mut tx, &chain, ancestor, head, now).await?;
+        chain_queries::set_processed(&mut tx, &chain, (ancestor, Some(ancestor_time)), head, now)
+            .await?;
         touched.extend(
             chain_queries::invoice_ids_in_status(&mut tx, &chain, InvoiceStatus::Confirming)
                 .await?,
         );
         let view = ChainView {
-            head_block: ancestor,
+            processed_block: ancestor,
         };
-        let changed =
-            matcher::settle_invoices(&mut tx, self.store.backend(), &touched, view, now).await?;
+        let changed = self
+            .invoices
+            .settle_in(&mut tx, &touched, view, now)
+            .await?
+            .changed;
         tx.commit().await?;
 
         metrics::counter!("polypay_chain_reorgs_total", "chain" => chain.clone()).increment(1);

@@ -33,12 +33,14 @@ const MAX_TOPIC_ADDRESSES: usize = 500;
 /// Full blocks fetched concurrently while scanning a range for native transfers.
 const BLOCK_FETCH_CONCURRENCY: usize = 4;
 
-/// A block's identity and its link to its parent.
+/// A block's identity, its link to its parent, and its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockRef {
     pub number: u64,
     pub hash: B256,
     pub parent_hash: B256,
+    /// The block's timestamp, unix milliseconds.
+    pub time_ms: i64,
 }
 
 /// The addresses a scan keeps transfers to.
@@ -305,12 +307,58 @@ impl BlockReader {
             }
         }
         self.attribute_payments(&mut transfers, &pays).await?;
+        self.fill_block_times(&mut transfers, &blocks).await?;
 
         if scan_native {
             transfers.extend(self.native_transfers(&full_blocks, watch).await?);
         }
         transfers.sort_by_key(|t| (t.block_number, t.log_index));
         Ok(Scan { blocks, transfers })
+    }
+
+    /// Sets each transfer's block time: from the blocks the scan already read, else from
+    /// the header of its block (fetched once per block, checked against the log's hash).
+    async fn fill_block_times(
+        &self,
+        transfers: &mut [ObservedTransfer],
+        blocks: &[BlockRef],
+    ) -> Result<(), ReadError> {
+        let mut times: HashMap<u64, (String, i64)> = blocks
+            .iter()
+            .map(|b| (b.number, (hash_text(b.hash), b.time_ms)))
+            .collect();
+        let missing: Vec<u64> = transfers
+            .iter()
+            .map(|t| t.block_number)
+            .filter(|n| !times.contains_key(n))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let reader = self.clone();
+        let fetched: Vec<BlockRef> = futures::stream::iter(missing)
+            .map(move |n| {
+                let reader = reader.clone();
+                async move { reader.block(n).await?.ok_or(ReadError::MissingBlock(n)) }
+            })
+            .buffered(BLOCK_FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        times.extend(
+            fetched
+                .iter()
+                .map(|b| (b.number, (hash_text(b.hash), b.time_ms))),
+        );
+        for transfer in transfers {
+            let (hash, time) = &times[&transfer.block_number];
+            if *hash != transfer.block_hash {
+                return Err(ReadError::Inconsistent(format!(
+                    "block {} changed during the scan",
+                    transfer.block_number
+                )));
+            }
+            transfer.block_time = *time;
+        }
+        Ok(())
     }
 
     /// Fills in each `Pay`'s payer and drops the ERC20 `Transfer` its `transferFrom` logged
@@ -382,6 +430,7 @@ impl BlockReader {
                     log_index: NATIVE_LOG_INDEX,
                     block_number: header.number,
                     block_hash: hash_text(header.hash),
+                    block_time: header.time_ms,
                     from: address_text(tx.from()),
                     to: address_text(to),
                     asset: native.symbol.clone(),
@@ -490,6 +539,8 @@ impl LogPosition {
             log_index: i64::try_from(self.log_index).unwrap_or(i64::MAX),
             block_number: self.block_number,
             block_hash: hash_text(self.block_hash),
+            // Filled in from the block's header once the scan has it.
+            block_time: 0,
             from: address_text(*from),
             to: address_text(*to),
             asset: asset.to_string(),
@@ -504,6 +555,9 @@ fn block_ref(block: &AnyRpcBlock) -> BlockRef {
         number: block.header.inner.number,
         hash: block.header.hash,
         parent_hash: block.header.inner.parent_hash,
+        time_ms: i64::try_from(block.header.inner.timestamp)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
     }
 }
 

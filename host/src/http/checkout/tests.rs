@@ -25,38 +25,22 @@ fn chains() -> Vec<ChainConfig> {
 }
 
 fn invoice(asset: &str, decimals: u8, amount: u64, strategy: MatchStrategy) -> Invoice {
-    Invoice {
-        id: "inv_123".into(),
-        merchant_id: "merchant-secret-id".into(),
-        plugin: "trino".into(),
-        merchant_order_id: Some("order-9".into()),
-        status: InvoiceStatus::Pending,
-        outcome: Outcome::default(),
-        chain: "sepolia".into(),
-        asset: asset.into(),
-        decimals,
-        amount_due: Amount::from(amount),
-        amount_paid: Amount::ZERO,
-        amount_confirmed: Amount::ZERO,
-        tolerance: Amount::ZERO,
-        confirmations_required: 3,
-        strategy,
-        pay_address: MERCHANT.into(),
-        pay_reference: None,
-        txn_hash: None,
-        notify_url: Some("https://merchant.example/notify".into()),
-        return_url: Some("https://merchant.example/order/9".into()),
-        plugin_data: json!({ "title": "Order NO: 23435435646", "metadata": "secret-ish" }),
-        expires_at: 1_700_000_900_000,
-        monitor_until: 1_700_001_800_000,
-        first_paid_at: None,
-        paid_at: None,
-        submitted_at: None,
-        cancelled_at: None,
-        created_at: 1_700_000_000_000,
-        updated_at: 1_700_000_000_000,
-        version: 0,
-    }
+    let mut new = crate::invoice::NewInvoice::new(
+        "merchant-secret-id",
+        "trino",
+        "sepolia",
+        (asset, decimals),
+        Amount::from(amount),
+        1_700_000_900_000,
+    );
+    new.merchant_order_id = Some("order-9".into());
+    new.notify_url = Some("https://merchant.example/notify".into());
+    new.return_url = Some("https://merchant.example/order/9".into());
+    new.plugin_data = json!({ "title": "Order NO: 23435435646", "metadata": "secret-ish" });
+    new.monitor_until = 1_700_001_800_000;
+    let mut allocation = crate::invoice::Allocation::fixed_address(&new, MERCHANT, 3);
+    allocation.strategy = strategy;
+    Invoice::open("inv_123".into(), &new, &allocation, 1_700_000_000_000)
 }
 
 const NOW: i64 = 1_700_000_100_000;
@@ -197,6 +181,7 @@ fn view_json_carries_nothing_merchant_private() {
             "decimals",
             "dev_wallet",
             "expires_at",
+            "final",
             "invoice_id",
             "network",
             "outcome",
@@ -279,20 +264,26 @@ fn invoice_on_a_network_no_longer_configured_still_has_a_view() {
 }
 
 #[test]
-fn final_statuses_end_the_live_feed() {
+fn final_statuses_end_the_live_feed_and_expired_only_after_the_monitoring_window() {
     let mut inv = invoice("ETH", 18, 1, MatchStrategy::FixedAddress);
-    for (status, fin) in [
-        (InvoiceStatus::Pending, false),
-        (InvoiceStatus::Confirming, false),
-        (InvoiceStatus::Paid, true),
-        (InvoiceStatus::Expired, true),
-        (InvoiceStatus::Cancelled, true),
+    let after_window = inv.monitor_until;
+    for (status, now, fin) in [
+        (InvoiceStatus::Pending, NOW, false),
+        (InvoiceStatus::Confirming, NOW, false),
+        (InvoiceStatus::Paid, NOW, true),
+        // A late payment can still arrive and must reach the page.
+        (InvoiceStatus::Expired, NOW, false),
+        (InvoiceStatus::Expired, after_window - 1, false),
+        (InvoiceStatus::Expired, after_window, true),
+        (InvoiceStatus::Cancelled, NOW, true),
     ] {
         inv.status = status;
+        let view = CheckoutView::of(&inv, &chains(), now);
+        assert_eq!(view.is_final(), fin, "{status} at {now}");
         assert_eq!(
-            CheckoutView::of(&inv, &chains(), NOW).is_final(),
+            serde_json::to_value(&view).unwrap()["final"],
             fin,
-            "{status}"
+            "the page reads it too"
         );
     }
 }

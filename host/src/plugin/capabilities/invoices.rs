@@ -9,26 +9,30 @@
 //!   of the plugin's invoices (payment pages, payer status polling);
 //!   `create` only for the plugin's `default_merchant`; everything else is
 //!   `unauthorized`.
+//!
+//! Every change goes through the invoice service (`crate::invoice::service`),
+//! one transaction with its outbox event. `create-idempotent` keys the
+//! creation by (plugin, merchant, key) and a fingerprint of the request as the
+//! plugin sent it.
 
 use super::{HostResult, guest, store_error, store_failure};
 use crate::chain::ChainConfig;
-use crate::invoice::{self, Amount};
-use crate::matcher::{AllocationError, TargetSpec, open_invoice};
+use crate::invoice::service::request_fingerprint;
+use crate::invoice::{self, Amount, Idempotency, InvoiceError, InvoiceService};
+use crate::matcher::{AllocationError, TargetSpec};
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::invoices::{
     AssetVolume, DeliveryState, Host, Invoice, InvoiceFilter, InvoicePage, InvoiceStats,
     InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price, WebhookSummary,
 };
 use crate::plugin::state::{CallScope, PluginState};
-use crate::store::invoices::{self as stored, InvoiceError, NewTarget};
 use crate::store::outbox::{self, SummaryState};
 use crate::store::plugin_queries::{InvoiceQuery, PageStart};
 
 /// Longest invoice lifetime a plugin may ask for: 30 days.
 const MAX_EXPIRY_SECS: u32 = 30 * 24 * 3600;
-/// How long after expiry a full payment is still watched for (`paid_late`).
-const MONITOR_AFTER_EXPIRY_MS: i64 = 24 * 3600 * 1000;
 const MAX_PLUGIN_DATA: usize = 64 * 1024;
+const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 pub(crate) fn status_to_wit(s: invoice::InvoiceStatus) -> InvoiceStatus {
     match s {
@@ -71,7 +75,7 @@ fn delivery_state(state: SummaryState) -> DeliveryState {
 /// The guest's view of a stored invoice (plus its webhook delivery summary).
 pub(crate) async fn invoice_to_wit(
     scope: &CallScope,
-    i: &stored::Invoice,
+    i: &invoice::Invoice,
 ) -> Result<Invoice, HostError> {
     let storage = scope.storage()?;
     let mut conn = storage
@@ -83,7 +87,26 @@ pub(crate) async fn invoice_to_wit(
     let summary = outbox::invoice_summary(&mut conn, &i.id)
         .await
         .map_err(|e| store_error(scope, e))?;
-    Ok(Invoice {
+    let webhook = WebhookSummary {
+        state: delivery_state(summary.state),
+        attempts: summary.attempts,
+        last_attempt_at: summary.last_attempt_at,
+    };
+    Ok(invoice_wit(
+        i,
+        &scope.services.inner.public_base_url,
+        webhook,
+    ))
+}
+
+/// The one conversion of an invoice to the WIT record, for live reads and for the
+/// snapshots webhooks carry.
+pub(crate) fn invoice_wit(
+    i: &invoice::Invoice,
+    base_url: &str,
+    webhook: WebhookSummary,
+) -> Invoice {
+    Invoice {
         id: i.id.clone(),
         merchant_id: i.merchant_id.clone(),
         merchant_order_id: i.merchant_order_id.clone(),
@@ -102,7 +125,12 @@ pub(crate) async fn invoice_to_wit(
         pay_to: i.pay_address.clone(),
         payment_reference: i.pay_reference.clone(),
         txn_hash: i.txn_hash.clone(),
-        confirmations: confirmations(scope, i),
+        // As far as the invoice record tells: all required once paid.
+        confirmations: if i.status == invoice::InvoiceStatus::Paid {
+            i.confirmations_required
+        } else {
+            0
+        },
         required_confirmations: i.confirmations_required,
         created_at: i.created_at,
         expires_at: i.expires_at,
@@ -110,22 +138,9 @@ pub(crate) async fn invoice_to_wit(
         updated_at: i.updated_at,
         notify_url: i.notify_url.clone(),
         return_url: i.return_url.clone(),
-        payment_page_url: format!("{}/pay/{}", scope.services.inner.public_base_url, i.id),
+        payment_page_url: format!("{base_url}/pay/{}", i.id),
         plugin_data: i.plugin_data.to_string(),
-        webhook: WebhookSummary {
-            state: delivery_state(summary.state),
-            attempts: summary.attempts,
-            last_attempt_at: summary.last_attempt_at,
-        },
-    })
-}
-
-/// Confirmations as far as the invoice record tells: all required once paid.
-fn confirmations(_scope: &CallScope, i: &stored::Invoice) -> u32 {
-    if i.status == invoice::InvoiceStatus::Paid {
-        i.confirmations_required
-    } else {
-        0
+        webhook,
     }
 }
 
@@ -152,12 +167,6 @@ fn allocation_error(scope: &CallScope, e: AllocationError) -> HostError {
         AllocationError::Derivation(d) => {
             HostError::Invalid(format!("invalid extended public key: {d}"))
         }
-        AllocationError::NoFreeAmount { .. } => {
-            HostError::Unavailable("no unique amount is free; retry later".into())
-        }
-        AllocationError::Invoice(InvoiceError::DuplicateOrderId(id)) => {
-            HostError::Conflict(format!("merchant order id `{id}` already exists"))
-        }
         other => store_failure(scope, &other),
     }
 }
@@ -169,9 +178,16 @@ fn invoice_error(scope: &CallScope, e: InvoiceError) -> HostError {
         InvoiceError::DuplicateOrderId(id) => {
             HostError::Conflict(format!("merchant order id `{id}` already exists"))
         }
+        e @ (InvoiceError::IdempotencyMismatch(_)
+        | InvoiceError::AddressBusy { .. }
+        | InvoiceError::DuplicateReference(_)) => HostError::Conflict(e.to_string()),
+        InvoiceError::NoFreeAmount { .. } => {
+            HostError::Unavailable("no unique amount is free; retry later".into())
+        }
         InvoiceError::Concurrent(_) => {
             HostError::Unavailable("the invoice changed concurrently; retry".into())
         }
+        InvoiceError::Allocation(a) => allocation_error(scope, a),
         other => store_failure(scope, &other),
     }
 }
@@ -203,7 +219,7 @@ fn query(
 
 /// A stored invoice this call may see: the plugin's own, and the
 /// merchant's own when authenticated. Anything else is `not-found`.
-async fn visible_invoice(scope: &CallScope, id: &str) -> Result<stored::Invoice, HostError> {
+async fn visible_invoice(scope: &CallScope, id: &str) -> Result<invoice::Invoice, HostError> {
     let storage = scope.storage()?;
     let invoice = storage
         .store
@@ -221,7 +237,11 @@ async fn visible_invoice(scope: &CallScope, id: &str) -> Result<stored::Invoice,
     Ok(invoice)
 }
 
-async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, HostError> {
+async fn create_invoice(
+    scope: &CallScope,
+    new: NewInvoice,
+    idempotency_key: Option<String>,
+) -> Result<Invoice, HostError> {
     let storage = scope.storage()?;
     let merchant_id = match (&scope.merchant_id, &scope.plugin.default_merchant) {
         (Some(m), _) => m.clone(),
@@ -278,6 +298,30 @@ async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, H
             .map_err(|e| HostError::Invalid(format!("plugin-data is not JSON: {e}")))?,
         None => serde_json::json!({}),
     };
+    if idempotency_key
+        .as_ref()
+        .is_some_and(|k| k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(HostError::Invalid(format!(
+            "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} bytes"
+        )));
+    }
+    // What the plugin asked, before the host raises a unique amount: a retried request
+    // must match it exactly.
+    let idempotency = idempotency_key.map(|key| Idempotency {
+        fingerprint: request_fingerprint(&[
+            &format!("{:?}", new.price),
+            &new.chain,
+            &new.asset,
+            &format!("{:?}", new.matching),
+            &new.expires_in_secs.to_string(),
+            new.merchant_order_id.as_deref().unwrap_or(""),
+            new.notify_url.as_deref().unwrap_or(""),
+            new.return_url.as_deref().unwrap_or(""),
+            new.plugin_data.as_deref().unwrap_or(""),
+        ]),
+        key,
+    });
     let spec = match new.matching {
         MatchStrategy::ContractReference(recipient) => TargetSpec::ContractReference {
             recipient,
@@ -289,33 +333,24 @@ async fn create_invoice(scope: &CallScope, new: NewInvoice) -> Result<Invoice, H
     };
     let now = crate::store::now_ms();
     let expires_at = now + i64::from(new.expires_in_secs) * 1000;
-    let record = stored::NewInvoice {
-        id: uuid::Uuid::new_v4().to_string(),
-        merchant_id,
-        plugin: scope.plugin_name().to_owned(),
-        merchant_order_id: new.merchant_order_id,
-        chain: chain.name.clone(),
-        asset: asset.symbol.clone(),
-        decimals: asset.decimals,
+    let mut record = invoice::NewInvoice::new(
+        &merchant_id,
+        scope.plugin_name(),
+        &chain.name,
+        (&asset.symbol, asset.decimals),
         amount_due,
-        tolerance: Amount::ZERO, // the matcher sets it from the asset config
-        confirmations_required: chain.confirmations,
-        strategy: spec.strategy(),
-        target: NewTarget {
-            address: String::new(),
-            reserved_amount: None,
-            derivation_index: None,
-        },
-        pay_reference: None,
-        notify_url: new.notify_url,
-        return_url: new.return_url,
-        plugin_data,
         expires_at,
-        monitor_until: expires_at + MONITOR_AFTER_EXPIRY_MS,
-    };
-    let created = open_invoice(&storage.store, chain, record, &spec)
+    );
+    record.merchant_order_id = new.merchant_order_id;
+    record.notify_url = new.notify_url;
+    record.return_url = new.return_url;
+    record.plugin_data = plugin_data;
+    record.idempotency = idempotency;
+    let service = InvoiceService::new(storage.store.clone());
+    let created = service
+        .open(chain, &record, &spec)
         .await
-        .map_err(|e| allocation_error(scope, e))?;
+        .map_err(|e| invoice_error(scope, e))?;
     invoice_to_wit(scope, &created).await
 }
 
@@ -328,10 +363,10 @@ enum Change {
 /// Applies `change` to the invoice `id`, if this call may see it.
 async fn change_visible(scope: &CallScope, id: &str, change: Change) -> Result<Invoice, HostError> {
     let invoice = visible_invoice(scope, id).await?;
-    let store = &scope.storage()?.store;
+    let service = InvoiceService::new(scope.storage()?.store.clone());
     let changed = match change {
-        Change::Cancel => store.cancel_invoice(&invoice.id).await,
-        Change::MarkSubmitted => store.mark_submitted(&invoice.id).await,
+        Change::Cancel => service.cancel(&invoice.id).await,
+        Change::MarkSubmitted => service.mark_submitted(&invoice.id).await,
     };
     match changed {
         Ok(changed) => invoice_to_wit(scope, &changed).await,
@@ -341,7 +376,15 @@ async fn change_visible(scope: &CallScope, id: &str, change: Change) -> Result<I
 
 impl Host for PluginState {
     async fn create(&mut self, invoice: NewInvoice) -> HostResult<Invoice> {
-        guest(create_invoice(&self.scope, invoice).await)
+        guest(create_invoice(&self.scope, invoice, None).await)
+    }
+
+    async fn create_idempotent(
+        &mut self,
+        invoice: NewInvoice,
+        idempotency_key: String,
+    ) -> HostResult<Invoice> {
+        guest(create_invoice(&self.scope, invoice, Some(idempotency_key)).await)
     }
 
     async fn get(&mut self, id: String) -> HostResult<Invoice> {

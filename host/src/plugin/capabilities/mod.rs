@@ -10,7 +10,7 @@ mod chains;
 mod context;
 mod crypto;
 mod invoices;
-pub(crate) use invoices::status_to_wit;
+pub(crate) use invoices::{invoice_wit, status_to_wit};
 mod kv;
 mod log;
 mod merchants;

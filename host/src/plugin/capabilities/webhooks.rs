@@ -47,6 +47,9 @@ impl Host for PluginState {
                 Err(TestEventError::InvalidUrl { url, reason }) => {
                     Err(HostError::Invalid(format!("`{url}`: {reason}")))
                 }
+                Err(TestEventError::RateLimited { retry_after_ms }) => {
+                    Err(HostError::RateLimited(retry_after_ms))
+                }
                 Err(TestEventError::Store(e)) => Err(store_failure(scope, &e)),
             },
         )

@@ -252,6 +252,9 @@ struct CreateInvoice {
     expires_in_secs: Option<u32>,
     #[serde(default)]
     notify_url: Option<String>,
+    /// When set, the invoice is created with `invoices.create-idempotent`.
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 fn create_invoice(req: &Request) -> Reply {
@@ -268,7 +271,7 @@ fn create_invoice(req: &Request) -> Reply {
             MatchStrategy::UniqueAmount(address)
         }
     };
-    let invoice = invoices::create(&NewInvoice {
+    let new = NewInvoice {
         merchant_order_id: body.order_id,
         price: Price::BaseUnits(body.amount),
         chain: body.chain,
@@ -278,7 +281,11 @@ fn create_invoice(req: &Request) -> Reply {
         notify_url: body.notify_url,
         return_url: None,
         plugin_data: Some(json!({ "created_by": "test-echo" }).to_string()),
-    })
+    };
+    let invoice = match &body.idempotency_key {
+        Some(key) => invoices::create_idempotent(&new, key),
+        None => invoices::create(&new),
+    }
     .map_err(host_error)?;
     Ok(Response::json(201, &invoice_json(&invoice)))
 }
