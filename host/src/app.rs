@@ -139,6 +139,7 @@ async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppC
         checkout: CheckoutFeed::new(
             store.clone(),
             config.chains.clone(),
+            config.dev_wallet().is_some(),
             &config.checkout,
             shutdown.clone(),
         ),
@@ -341,9 +342,16 @@ impl Server {
     }
 
     /// Runs until SIGINT/SIGTERM or until a task fails, then shuts down.
-    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let signals = ShutdownSignals::install().context("installing signal handlers")?;
+        self.run_until(signals).await
+    }
+
+    /// Runs until one of `signals` arrives (or arrived since they were installed) or until
+    /// a task fails, then shuts down.
+    pub async fn run_until(mut self, mut signals: ShutdownSignals) -> anyhow::Result<()> {
         let failed = tokio::select! {
-            _ = shutdown_signal() => None,
+            _ = signals.recv() => None,
             Some(result) = self.tasks.join_next() => Some(result),
         };
         if let Some(result) = failed {
@@ -356,19 +364,40 @@ impl Server {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment [`ShutdownSignals::install`]
+/// returns: a signal that arrives before anyone waits for it is kept, not lost (nor does
+/// it kill the process, nor is it ignored because the shell started it in the background).
+pub struct ShutdownSignals {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    pub fn install() -> std::io::Result<ShutdownSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Waits for the next signal.
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

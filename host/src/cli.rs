@@ -46,6 +46,10 @@ pub enum Command {
     /// Inspect invoices set aside because settling them failed, and retry them.
     #[command(subcommand)]
     Invoice(crate::invoice::cli::InvoiceCommand),
+    /// A local payment setup in one command: a dev chain with a token and a payment
+    /// contract, every dialect plugin with a demo merchant, the server, and a walkthrough.
+    /// `polypay dev pay|mine|reorg` act on it while it runs.
+    Dev(crate::dev::cli::DevArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +87,15 @@ pub struct CreateArgs {
 impl Cli {
     /// Runs the parsed command.
     pub async fn run(self) -> anyhow::Result<()> {
+        if let Command::Dev(args) = self.command {
+            if let Some(path) = &self.config {
+                eprintln!(
+                    "note: polypay dev writes its own config into its data directory; {} is not used",
+                    path.display()
+                );
+            }
+            return crate::dev::cli::run(args).await;
+        }
         let config = Config::load(self.config.as_deref())?;
         crate::telemetry::init_logging(&config.log);
         match self.command {
@@ -104,6 +117,7 @@ impl Cli {
             Command::Merchant(command) => run_merchant(config, command).await,
             Command::Webhook(command) => crate::webhook::cli::run(config, command).await,
             Command::Invoice(command) => crate::invoice::cli::run(config, command).await,
+            Command::Dev(_) => unreachable!("handled before the config is loaded"),
         }
     }
 }
@@ -188,7 +202,7 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
 
 /// The credentials a merchant of `plugin` gets: what the plugin's manifest declares, so
 /// loading it is needed; the host default for merchants of no plugin.
-async fn credential_specs(
+pub(crate) async fn credential_specs(
     ctx: &crate::app::AppContext,
     plugin: Option<&str>,
 ) -> anyhow::Result<Vec<CredentialSpec>> {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 /// Top-level sections; environment variables outside these are ignored.
 const SECTIONS: &[&str] = &[
     "mode",
+    "dev",
     "listen",
     "database",
     "data_dir",
@@ -64,6 +65,18 @@ pub struct Config {
     pub plugin_runtime: crate::plugin::PluginRuntimeConfig,
     /// Callback delivery (`[webhooks]`, see [`crate::webhook`]).
     pub webhooks: crate::webhook::WebhookConfig,
+    /// Development tooling (`[dev]`); only allowed with `mode = "development"`.
+    pub dev: DevConfig,
+}
+
+/// The `[dev]` section, written by `polypay dev` (see [`crate::dev`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// An unlocked account of the development chain (anvil) that the checkout page's
+    /// "Pay with the dev wallet" button pays from, on the invoice's EVM network. Unset: no
+    /// such button.
+    pub wallet: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +99,8 @@ pub struct DatabaseConfig {
 
 /// What kind of installation this is. Production refuses to make up secrets: the master
 /// key and the admin token must be configured. Development generates both into the data
-/// directory on first start (with a warning), so that a checkout runs with one command.
+/// directory on first start (with a warning), so that a checkout runs with one command,
+/// and allows the development tooling of `[dev]`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -222,6 +236,7 @@ impl Default for Config {
             plugins: Vec::new(),
             plugin_runtime: crate::plugin::PluginRuntimeConfig::default(),
             webhooks: crate::webhook::WebhookConfig::default(),
+            dev: DevConfig::default(),
         }
     }
 }
@@ -389,6 +404,24 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        if let Some(wallet) = &self.dev.wallet {
+            if self.mode != Mode::Development {
+                return Err(ConfigError::Value {
+                    key: "dev.wallet",
+                    origin: origin(),
+                    message: "only allowed with mode = \"development\": it pays from an unlocked \
+                              account of a development chain"
+                        .into(),
+                });
+            }
+            if let Err(message) = crate::chain::evm::parse_address(wallet) {
+                return Err(ConfigError::Value {
+                    key: "dev.wallet",
+                    origin: origin(),
+                    message,
+                });
+            }
+        }
         if let Err((key, message)) = self.webhooks.validate() {
             return Err(ConfigError::Value {
                 key,
@@ -404,6 +437,15 @@ impl Config {
             });
         }
         Ok(self)
+    }
+
+    /// The dev wallet's address, when this process runs in development mode with one.
+    pub fn dev_wallet(&self) -> Option<alloy_primitives::Address> {
+        if self.mode != Mode::Development {
+            return None;
+        }
+        let wallet = self.dev.wallet.as_deref()?;
+        crate::chain::evm::parse_address(wallet).ok()
     }
 
     /// The database URL in force: the configured one, or embedded SQLite in the data dir.
@@ -523,6 +565,33 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn dev_wallet_is_refused_outside_development_mode() {
+        const WALLET: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+        Jail::expect_with(|jail| {
+            jail.create_file("prod.toml", &format!("[dev]\nwallet = \"{WALLET}\"\n"))?;
+            let err = Config::load(Some(Path::new("prod.toml")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("dev.wallet"), "{err}");
+            assert!(err.contains("development"), "{err}");
+
+            jail.create_file(
+                "dev.toml",
+                &format!("mode = \"development\"\n[dev]\nwallet = \"{WALLET}\"\n"),
+            )?;
+            let config = Config::load(Some(Path::new("dev.toml"))).unwrap();
+            assert_eq!(config.mode, Mode::Development);
+            assert_eq!(
+                config.dev_wallet().map(|a| a.to_checksum(None)).as_deref(),
+                Some(WALLET)
+            );
+
+            assert_eq!(Config::load(None).unwrap().mode, Mode::Production);
+            Ok(())
+        });
     }
 
     #[test]

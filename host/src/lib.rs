@@ -21,12 +21,15 @@
 //!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.
 //! - [`app`]: wires the rooms into a running server.
+//! - [`dev`]: `polypay dev`, a local payment setup in one command: an anvil dev chain with
+//!   the test contracts, every dialect's demo, the dev wallet.
 //! - [`cli`]: the `polypay` command line.
 
 pub mod app;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod invoice;
 pub mod matcher;

@@ -341,7 +341,7 @@ pub struct Credential {
 }
 
 /// A credential at the one moment its secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct IssuedCredential {
     pub id: String,
     /// The plugin it is issued for; `None`: the operator's generic credential.

@@ -245,6 +245,20 @@ async fn checkout_feed_serves_the_payer_view_assets_and_live_status() {
     let skew = view["server_time"].as_i64().unwrap() - now_ms();
     assert!(skew.abs() < 5_000, "server_time is the server's clock");
 
+    // Production: no dev wallet on the page, and its endpoint does not exist.
+    assert_eq!(view["dev_wallet"], false);
+    let dev_pay = http
+        .post(app.url(&format!("/api/checkout/{}/dev-pay", invoice.id)))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        dev_pay.status(),
+        404,
+        "dev-pay is refused outside development"
+    );
+
     let missing = http
         .get(app.url("/api/checkout/no-such-invoice"))
         .send()

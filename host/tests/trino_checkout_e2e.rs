@@ -78,29 +78,19 @@ async fn payer_pays_a_trino_invoice_with_a_browser_wallet_and_the_merchant_is_no
         "screenshots": browser::screenshots_dir(),
         "expect": { "title": request["title"], "amount": "10", "symbol": "USDT" },
     });
-    let (mut node, mut lines) = browser::start_script("wallet-payment.mjs", &scenario);
     let payment_contract = chain.payment_contract.to_checksum(None);
     let mut payment_tx = None;
-    let mut done = false;
-    let browser = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            println!("{line}");
-            match line.split(' ').collect::<Vec<_>>()[..] {
-                ["TX", to, hash] if to.eq_ignore_ascii_case(&payment_contract) => {
-                    payment_tx = Some(hash.to_owned());
-                    chain.anvil.mine(1).await;
-                }
-                ["DONE"] => done = true,
-                _ => {}
-            }
+    let ok = browser::run_script("wallet-payment.mjs", &scenario, async |line: &str| {
+        if let ["TX", to, hash] = line.split(' ').collect::<Vec<_>>()[..]
+            && to.eq_ignore_ascii_case(&payment_contract)
+        {
+            payment_tx = Some(hash.to_owned());
+            chain.anvil.mine(1).await;
         }
-        node.wait().await.unwrap()
-    };
-    let status = tokio::time::timeout(Duration::from_secs(180), browser)
-        .await
-        .expect("the browser run finishes within 3 minutes");
+    })
+    .await;
     assert!(
-        status.success() && done,
+        ok,
         "the payer's browser run failed (see wallet-browser lines above); server log:\n{}",
         server.process.log_text()
     );

@@ -89,6 +89,16 @@
 //! settings = { greeting = "hi" } # handed to the plugin as JSON
 //! ```
 //!
+//! # Trying it in `polypay dev`
+//!
+//! A plugin crate under the repository's `plugins/` that has a `demo.toml` beside its
+//! `Cargo.toml` takes part in `polypay dev` (the README's run command): mounted with the
+//! settings the file gives, with a demo merchant holding the credentials of
+//! [`Plugin::credentials`], and with the file's `curl` commands in the printed
+//! walkthrough. The format and its placeholders (`{public_url}`, `{network}`,
+//! `{credential.<kind>}`, …) are documented in `polypay_host::dev::demo`;
+//! `plugins/trino/demo.toml` is an example.
+//!
 //! # Testing a plugin without the server
 //!
 //! [`testing::Harness`] routes a request like the host does (404 for an

@@ -15,17 +15,10 @@
 // Every wait is a Playwright wait with a timeout. Exits non-zero with the reason on failure.
 
 import assert from 'node:assert/strict'
-import { mkdirSync } from 'node:fs'
-import { join } from 'node:path'
-import { chromium } from 'playwright-core'
+import { launch, openInvoice, setup, waitPaid, watchedPage } from './payer.mjs'
 
-const scenario = JSON.parse(process.argv[2])
-const CHROMIUM = process.env.POLYPAY_CHROMIUM || '/usr/bin/chromium'
 const TIMEOUT = 30_000
-const log = (message) => process.stderr.write(`wallet-browser: ${message}\n`)
-
-mkdirSync(scenario.screenshots, { recursive: true })
-const shot = (page, name) => page.screenshot({ path: join(scenario.screenshots, name), fullPage: true })
+const { scenario, log, shot } = setup('wallet-browser')
 
 /** A JSON-RPC call to the node; a node error is thrown as an EIP-1193 error. */
 let rpcId = 0
@@ -40,12 +33,7 @@ async function rpc(method, params = []) {
   return reply.result
 }
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  timeout: 60_000,
-})
+const browser = await launch()
 
 try {
   const context = await browser.newContext({ locale: 'en-US', viewport: { width: 480, height: 1000 } })
@@ -91,20 +79,10 @@ try {
     }
   })
 
-  const page = await context.newPage()
-  const problems = []
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`))
-  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`))
+  const { page, problems } = await watchedPage(context)
 
   // 1. The invoice as the payer first sees it.
-  await page.goto(scenario.payUrl)
-  await page.getByTestId('amount').waitFor()
-  assert.equal(await page.getByTestId('title').innerText(), scenario.expect.title)
-  assert.equal(
-    (await page.getByTestId('amount').innerText()).replace(/\s+/g, ' ').trim(),
-    `${scenario.expect.amount} ${scenario.expect.symbol}`,
-  )
-  assert.equal(await page.getByTestId('status').getAttribute('data-phase'), 'pending')
+  await openInvoice(page, scenario.payUrl, scenario.expect)
   await shot(page, 'trino-before-payment.png')
   log('invoice shown, waiting for payment')
 
@@ -112,8 +90,7 @@ try {
   await page.getByTestId('pay-with-wallet').click()
 
   // 3. The host's listener sees the payment; once deep enough the page shows it paid.
-  await page.locator('[data-testid=status][data-phase=paid]').waitFor({ timeout: 60_000 })
-  assert.match(await page.getByTestId('status').innerText(), /Payment complete/)
+  await waitPaid(page)
   assert.equal(await page.getByTestId('pay-with-wallet').count(), 0)
   assert.equal(sent.length, 2, 'the wallet sent approve, then pay')
   assert.equal(await page.getByTestId('txn-hash').innerText(), sent[1])

@@ -8,6 +8,11 @@
 //!   hash, so they are cached as immutable.
 //! - `GET /api/checkout/{invoice_id}`: [`CheckoutView`], what a payer may see of an invoice
 //!   (JSON; 404 `{"error": "not found"}` for an unknown id).
+//! - `POST /api/checkout/{invoice_id}/dev-pay` (development mode with a dev wallet only;
+//!   404 otherwise): pays what is still due from the dev wallet, as `polypay dev pay`
+//!   does (see [`crate::dev::wallet`]), and answers `{"tx_hash", "amount"}`. The request
+//!   must be JSON (`content-type: application/json`), which a cross-site form cannot
+//!   send without a CORS preflight this server never grants.
 //! - `GET /api/checkout/{invoice_id}/events`: server-sent events, event name `invoice`,
 //!   data the same JSON: once at connect, then whenever the status, the outcome, the
 //!   amount paid or the transaction change. The stream ends after a final view is sent
@@ -37,10 +42,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures::Stream;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -74,6 +79,7 @@ pub fn router() -> Router<AppContext> {
         .route("/pay/assets/{*path}", get(asset))
         .route("/api/checkout/{invoice_id}", get(invoice_json))
         .route("/api/checkout/{invoice_id}/events", get(invoice_events))
+        .route("/api/checkout/{invoice_id}/dev-pay", post(dev_pay))
 }
 
 /// What a payer sees of an invoice. Amounts are base-unit decimal strings; `*_display`
@@ -127,6 +133,9 @@ pub struct CheckoutView {
     /// after the post-expiry monitoring window (within it a late payment still counts).
     #[serde(rename = "final")]
     pub is_final: bool,
+    /// Development mode: the page offers "Pay with the dev wallet"
+    /// (`POST /api/checkout/{invoice_id}/dev-pay`). Always false in production.
+    pub dev_wallet: bool,
 }
 
 impl CheckoutView {
@@ -198,6 +207,7 @@ impl CheckoutView {
                 InvoiceStatus::Expired => now >= invoice.monitor_until,
                 _ => false,
             },
+            dev_wallet: false,
         }
     }
 
@@ -255,11 +265,60 @@ fn is_web_url(url: &str) -> bool {
 
 async fn load_view(ctx: &AppContext, id: &str) -> Result<CheckoutView, ApiError> {
     let invoice = ctx.store.invoice(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(CheckoutView::of(
-        &invoice,
-        ctx.checkout.chains(),
-        crate::store::now_ms(),
-    ))
+    Ok(ctx.checkout.view(&invoice))
+}
+
+/// Development mode: pays what is due from the dev wallet. See the module docs.
+async fn dev_pay(
+    State(ctx): State<AppContext>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(wallet) = ctx.config.dev_wallet() else {
+        return Err(ApiError::NotFound);
+    };
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return Err(ApiError::BadRequest(
+            "send the request as application/json".into(),
+        ));
+    }
+    let view = load_view(&ctx, &id).await?;
+    if !view.dev_wallet {
+        return Err(ApiError::BadRequest(format!(
+            "the dev wallet cannot pay on network `{}`",
+            view.network
+        )));
+    }
+    let chain = ctx
+        .config
+        .chains
+        .iter()
+        .find(|c| c.name == view.network)
+        .ok_or(ApiError::NotFound)?;
+    let rpc = crate::dev::rpc::AnvilRpc::new(&chain.rpc_url)
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let request = crate::dev::wallet::PayRequest::default();
+    let paid = crate::dev::wallet::pay(&rpc, wallet, &view, request)
+        .await
+        .map_err(|e| {
+            use crate::dev::wallet::WalletError;
+            match e {
+                WalletError::Rpc(_) | WalletError::Contract(_) => {
+                    ApiError::Unavailable(e.to_string())
+                }
+                other => ApiError::BadRequest(other.to_string()),
+            }
+        })?;
+    tracing::info!(invoice = %id, tx = %paid.payment.tx_hash, amount = %paid.amount, "paid from the dev wallet");
+    Ok(axum::Json(serde_json::json!({
+        "tx_hash": paid.payment.tx_hash,
+        "amount": paid.amount,
+    }))
+    .into_response())
 }
 
 async fn invoice_json(

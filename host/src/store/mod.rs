@@ -117,6 +117,17 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Unix ms as `2026-01-02T03:04:05Z` (UTC, to the second), for people.
+pub fn utc_text(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
 impl Store {
     /// Connects to `url`. For SQLite the file (and its directory) is created when missing
     /// and switched to WAL.

@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::store::now_ms;
 use crate::store::outbox::{self, Delivery, DeliveryFilter, ReplayError};
+use crate::store::{now_ms, utc_text as timestamp};
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
@@ -198,15 +198,4 @@ fn describe(out: &mut impl Write, d: &Delivery) -> std::io::Result<()> {
         writeln!(out, "  last error: {error}")?;
     }
     Ok(())
-}
-
-/// Unix ms as `2026-01-02T03:04:05Z` (UTC, to the second).
-fn timestamp(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }

@@ -3,8 +3,11 @@
 //! adds the contracts from `contracts/` (a 6-decimal ERC20 and the `InvoicePayment`
 //! contract) and the `[[chains]]` entry that points a listener at it.
 //!
-//! The binary is found, in order, at `POLYPAY_ANVIL`, in the repository's
-//! `node_modules` (installed by `scripts/install-test-tools.sh`), then on `PATH`.
+//! The node, its JSON-RPC and the contracts are the library's (`polypay_host::dev`, which
+//! `polypay dev` runs on); this module adds what tests want on top: free ports, a
+//! throw-away directory, and calls that panic with the reason instead of returning it.
+//! The binary is found as `polypay_host::dev::node::anvil_binary` says, starting from
+//! this crate's directory.
 //!
 //! [`Harness`] puts a [`TestChain`], a fresh database and a listener together for
 //! end-to-end payment tests.
@@ -14,81 +17,43 @@
 //! call returns.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, B256, Bytes, U256};
-use alloy::providers::{Provider, RootProvider};
-use alloy::sol_types::{SolCall, SolValue};
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::providers::RootProvider;
 use polypay_host::chain::{AssetConfig, ChainConfig, ChainKind, PaymentContractConfig};
+pub use polypay_host::dev::contracts::Contracts;
+use polypay_host::dev::node::{AnvilNode, AnvilOptions, NodeError};
+pub use polypay_host::dev::rpc::Receipt;
+use polypay_host::dev::rpc::{AnvilRpc, Transaction};
 use polypay_host::invoice::{Amount, Invoice};
 use polypay_host::matcher::TargetSpec;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::db::TestDb;
 use super::merchant::Merchant;
 use super::polypay::free_port;
-
-alloy::sol! {
-    function mint(address to, uint256 value) external;
-    function transfer(address to, uint256 value) external returns (bool);
-    function approve(address spender, uint256 value) external returns (bool);
-    function pay(string invoice_id, address recipient, uint256 amount) external;
-    function balanceOf(address owner) external view returns (uint256);
-}
-
-const TEST_TOKEN_ARTIFACT: &str = include_str!("../../../contracts/artifacts/TestToken.json");
-const INVOICE_PAYMENT_ARTIFACT: &str =
-    include_str!("../../../contracts/artifacts/InvoicePayment.json");
 
 /// BIP32 test vector 1, chain m/0H/1: an extended public key whose children nobody uses,
 /// for derived-address invoices (public derivation only).
 pub const TEST_XPUB: &str = "xpub6ASuArnXKPbfEwhqN6e3mwBcDTgzisQN1wXN9BJcM47sSikHjJf3UFHKkNAWbWMiGj7Wf5uMash7SyYq527Hqck2AxYysAA7xmALppuCkwQ";
 
 /// anvil's default chain id.
-pub const CHAIN_ID: u64 = 31337;
+pub const CHAIN_ID: u64 = polypay_host::dev::setup::CHAIN_ID;
 
-/// The anvil executable. See the module docs for the search order.
+/// The anvil executable (see `polypay_host::dev::node::anvil_binary`).
 pub fn anvil_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("POLYPAY_ANVIL") {
-        return PathBuf::from(path);
-    }
-    // The platform package's native binary: unlike the npm `.bin/anvil` wrapper (a node
-    // script), killing it stops the node itself.
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in manifest.ancestors() {
-        let scope = dir.join("node_modules/@foundry-rs");
-        for platform in ["linux-amd64", "linux-arm64", "darwin-arm64", "darwin-amd64"] {
-            let candidate = scope.join(format!("anvil-{platform}/bin/anvil"));
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-        let wrapper = dir.join("node_modules/.bin/anvil");
-        if wrapper.is_file() {
-            return wrapper;
-        }
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let candidate = dir.join("anvil");
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!("anvil not found: run scripts/install-test-tools.sh (or set POLYPAY_ANVIL)");
+    polypay_host::dev::node::anvil_binary(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A running anvil node, killed on drop.
 pub struct Anvil {
-    child: Option<Child>,
+    node: AnvilNode,
     pub port: u16,
     pub url: String,
     pub provider: RootProvider,
     /// Working directory: anvil's log, and its state file when persistent.
-    dir: tempfile::TempDir,
-    persistent: bool,
+    _dir: tempfile::TempDir,
     /// The unlocked development accounts.
     pub accounts: Vec<Address>,
 }
@@ -106,126 +71,58 @@ impl Anvil {
     }
 
     async fn launch(persistent: bool) -> Anvil {
-        let mut dir = tempfile::tempdir().expect("temp dir");
-        let mut last_error = String::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut last_error = None;
+        // A free port may be taken by someone else before anvil binds it: try another.
         for _ in 0..5 {
-            let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
-            let provider = RootProvider::new_http(url.parse().expect("url"));
-            let mut anvil = Anvil {
-                child: None,
-                port,
-                url,
-                provider,
-                dir,
-                persistent,
-                accounts: Vec::new(),
-            };
-            match anvil.spawn_and_wait().await {
-                Ok(()) => {
-                    let accounts = anvil.rpc("eth_accounts", json!([])).await;
-                    anvil.accounts = serde_json::from_value(accounts).expect("accounts");
-                    return anvil;
+            let mut options = AnvilOptions::new(
+                anvil_binary(),
+                free_port(),
+                CHAIN_ID,
+                dir.path().join("anvil.log"),
+            );
+            if persistent {
+                options.state = Some(dir.path().join("state.json"));
+            }
+            match AnvilNode::start(options).await {
+                Ok(node) => {
+                    let rpc = node.rpc().clone();
+                    let accounts = rpc.accounts().await.expect("eth_accounts");
+                    return Anvil {
+                        port: node.port(),
+                        url: node.url().to_string(),
+                        provider: rpc.provider().clone(),
+                        node,
+                        _dir: dir,
+                        accounts,
+                    };
                 }
-                Err(e) => {
-                    last_error = e;
-                    anvil.stop();
-                    dir = std::mem::replace(&mut anvil.dir, tempfile::tempdir().expect("temp dir"));
+                Err(e @ (NodeError::PortTaken { .. } | NodeError::WrongChain { .. })) => {
+                    last_error = Some(e)
                 }
+                Err(e) => panic!("anvil did not start: {e}"),
             }
         }
-        panic!("anvil did not start: {last_error}");
+        panic!("anvil did not start: {}", last_error.expect("an error"));
     }
 
-    async fn spawn_and_wait(&mut self) -> Result<(), String> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("anvil.log"))
-            .map_err(|e| e.to_string())?;
-        let mut command = Command::new(anvil_binary());
-        command
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--chain-id",
-                &CHAIN_ID.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
-        if self.persistent {
-            command
-                .arg("--state")
-                .arg(self.dir.path().join("state.json"));
-        }
-        // Its own process group, so that drop can stop it together with any wrapper.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let child = command
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", anvil_binary().display()))?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(id) = self.provider.get_chain_id().await {
-                return if id == CHAIN_ID {
-                    Ok(())
-                } else {
-                    Err(format!("port {} answers chain id {id}", self.port))
-                };
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("anvil.log")).unwrap_or_default();
-                return Err(format!("anvil exited with {status}: {log}"));
-            }
-            if Instant::now() > deadline {
-                return Err("anvil did not answer within 30 s".into());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// The node's JSON-RPC client.
+    pub fn client(&self) -> &AnvilRpc {
+        self.node.rpc()
     }
 
     /// Stops the node (SIGTERM to its process group, so a persistent node saves its
     /// state), and waits for it to exit. Its port stops answering.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        signal_group(child.id(), "-TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                signal_group(child.id(), "-KILL");
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.node.stop();
     }
 
     /// Starts the node again on the same port (with its chain, if persistent).
     pub async fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match self.spawn_and_wait().await {
-                Ok(()) => return,
-                // The old socket may linger a moment.
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!("anvil restart retry: {e}");
-                    self.stop();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("anvil did not restart: {e}"),
-            }
-        }
+        self.node
+            .restart()
+            .await
+            .unwrap_or_else(|e| panic!("anvil did not restart: {e}"));
     }
 
     /// A JSON-RPC call, panicking on error.
@@ -237,49 +134,49 @@ impl Anvil {
 
     /// A JSON-RPC call.
     pub async fn try_rpc(&self, method: &str, params: Value) -> Result<Value, String> {
-        self.provider
-            .raw_request::<_, Value>(method.to_string().into(), params)
+        self.client()
+            .call(method, params)
             .await
             .map_err(|e| e.to_string())
     }
 
     pub async fn block_number(&self) -> u64 {
-        self.provider
-            .get_block_number()
-            .await
-            .expect("eth_blockNumber")
+        self.client().block_number().await.expect("eth_blockNumber")
     }
 
     /// Mines `blocks` empty blocks.
     pub async fn mine(&self, blocks: u64) {
-        self.rpc("anvil_mine", json!([format!("{blocks:#x}")]))
-            .await;
+        self.client().mine(blocks).await.expect("anvil_mine");
     }
 
     /// Gives the next mined block the timestamp `time_ms` (unix ms, rounded up to the
     /// second, the unit of EVM block times); later blocks follow from it.
     pub async fn set_next_block_time(&self, time_ms: i64) {
-        let secs = (time_ms + 999) / 1000;
-        self.rpc("evm_setNextBlockTimestamp", json!([secs])).await;
+        let secs = u64::try_from(time_ms.max(0))
+            .expect("not negative")
+            .div_ceil(1000);
+        self.client()
+            .set_next_block_timestamp(secs)
+            .await
+            .expect("evm_setNextBlockTimestamp");
     }
 
     /// Turns automine (one block per transaction) on or off.
     pub async fn set_automine(&self, on: bool) {
-        self.rpc("evm_setAutomine", json!([on])).await;
+        self.client()
+            .set_automine(on)
+            .await
+            .expect("evm_setAutomine");
     }
 
     /// Takes a snapshot of the chain; [`Anvil::revert`] returns to it.
     pub async fn snapshot(&self) -> Value {
-        self.rpc("evm_snapshot", json!([])).await
+        self.client().snapshot().await.expect("evm_snapshot")
     }
 
     /// Reverts the chain to a snapshot: the blocks after it disappear.
     pub async fn revert(&self, snapshot: Value) {
-        assert_eq!(
-            self.rpc("evm_revert", json!([snapshot])).await,
-            json!(true),
-            "evm_revert"
-        );
+        self.client().revert(snapshot).await.expect("evm_revert");
     }
 
     /// Sends a transaction from an unlocked account and returns its mined receipt.
@@ -291,94 +188,21 @@ impl Anvil {
         input: Bytes,
         gas: Option<u64>,
     ) -> Receipt {
-        let mut tx = json!({ "from": from, "value": value, "input": input });
-        if let Some(to) = to {
-            tx["to"] = json!(to);
-        }
-        if let Some(gas) = gas {
-            tx["gas"] = json!(format!("{gas:#x}"));
-        }
-        let hash: B256 = serde_json::from_value(self.rpc("eth_sendTransaction", json!([tx])).await)
-            .expect("tx hash");
-        self.receipt(hash).await
-    }
-
-    /// The receipt of a mined transaction (waits for it to be mined).
-    pub async fn receipt(&self, hash: B256) -> Receipt {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let receipt = self.rpc("eth_getTransactionReceipt", json!([hash])).await;
-            if !receipt.is_null() {
-                return Receipt::from_json(hash, &receipt);
-            }
-            assert!(Instant::now() < deadline, "transaction {hash} not mined");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.client()
+            .send(Transaction {
+                from,
+                to,
+                value,
+                input,
+                gas,
+            })
+            .await
+            .expect("eth_sendTransaction")
     }
 
     /// Sends `value` wei from `from` to `to`.
     pub async fn send_eth(&self, from: Address, to: Address, value: U256) -> Receipt {
         self.send(from, Some(to), value, Bytes::new(), None).await
-    }
-
-    /// Deploys a contract from an artifact in `contracts/artifacts` with ABI-encoded
-    /// constructor arguments.
-    pub async fn deploy(&self, artifact: &str, constructor_args: Vec<u8>) -> Address {
-        let artifact: Value = serde_json::from_str(artifact).expect("artifact JSON");
-        let bytecode = artifact["bytecode"].as_str().expect("artifact bytecode");
-        let mut code = alloy::hex::decode(bytecode).expect("bytecode hex");
-        code.extend(constructor_args);
-        let receipt = self
-            .send(self.accounts[0], None, U256::ZERO, code.into(), None)
-            .await;
-        assert!(
-            receipt.success,
-            "deployment of {} failed",
-            artifact["contractName"]
-        );
-        receipt.contract_address.expect("contract address")
-    }
-}
-
-fn signal_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([signal, "--", &format!("-{pid}")])
-        .stderr(Stdio::null())
-        .status();
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal_group(child.id(), "-KILL");
-            let _ = child.wait();
-        }
-    }
-}
-
-/// What the tests need of a mined transaction.
-#[derive(Debug, Clone)]
-pub struct Receipt {
-    pub tx_hash: B256,
-    pub block_number: u64,
-    pub block_hash: B256,
-    pub success: bool,
-    pub contract_address: Option<Address>,
-}
-
-impl Receipt {
-    fn from_json(tx_hash: B256, json: &Value) -> Receipt {
-        let number = json["blockNumber"].as_str().expect("blockNumber");
-        Receipt {
-            tx_hash,
-            block_number: u64::from_str_radix(number.trim_start_matches("0x"), 16)
-                .expect("block number"),
-            block_hash: serde_json::from_value(json["blockHash"].clone()).expect("block hash"),
-            success: json["status"] == json!("0x1"),
-            contract_address: serde_json::from_value(json["contractAddress"].clone())
-                .ok()
-                .flatten(),
-        }
     }
 }
 
@@ -404,19 +228,20 @@ impl TestChain {
     }
 
     async fn on(anvil: Anvil) -> TestChain {
-        let token = anvil
-            .deploy(
-                TEST_TOKEN_ARTIFACT,
-                ("Test USD".to_string(), "USDT".to_string()).abi_encode_params(),
-            )
-            .await;
-        let payment_contract = anvil
-            .deploy(INVOICE_PAYMENT_ARTIFACT, token.abi_encode())
-            .await;
+        let contracts = Contracts::deploy(anvil.client(), anvil.accounts[0])
+            .await
+            .expect("deploy the test contracts");
         TestChain {
             anvil,
-            token,
-            payment_contract,
+            token: contracts.token,
+            payment_contract: contracts.payment_contract,
+        }
+    }
+
+    fn contracts(&self) -> Contracts {
+        Contracts {
+            token: self.token,
+            payment_contract: self.payment_contract,
         }
     }
 
@@ -477,32 +302,26 @@ impl TestChain {
 
     /// Mints test tokens (base units) to `to`.
     pub async fn mint(&self, to: Address, amount: U256) -> Receipt {
-        let input = mintCall { to, value: amount }.abi_encode();
-        self.call(self.account(0), self.token, input).await
+        self.contracts()
+            .mint(self.anvil.client(), self.account(0), to, amount)
+            .await
+            .expect("mint")
     }
 
     /// The test-token balance of `owner`, read from the chain.
     pub async fn token_balance(&self, owner: Address) -> U256 {
-        let data = balanceOfCall { owner }.abi_encode();
-        let result = self
-            .anvil
-            .rpc(
-                "eth_call",
-                json!([{ "to": self.token, "data": Bytes::from(data) }, "latest"]),
-            )
-            .await;
-        let bytes: Bytes = serde_json::from_value(result).expect("eth_call returns bytes");
-        U256::from_be_slice(&bytes)
+        self.contracts()
+            .token_balance(self.anvil.client(), owner)
+            .await
+            .expect("balanceOf")
     }
 
     /// An ERC20 transfer of the test token.
     pub async fn transfer_token(&self, from: Address, to: Address, amount: U256) -> Receipt {
-        self.call(
-            from,
-            self.token,
-            transferCall { to, value: amount }.abi_encode(),
-        )
-        .await
+        self.contracts()
+            .transfer_token(self.anvil.client(), from, to, amount)
+            .await
+            .expect("token transfer")
     }
 
     /// Approves the payment contract and pays through it: `Pay(invoice_id, recipient, amount)`.
@@ -513,28 +332,11 @@ impl TestChain {
         recipient: Address,
         amount: U256,
     ) -> Receipt {
-        let approve = approveCall {
-            spender: self.payment_contract,
-            value: amount,
-        }
-        .abi_encode();
-        self.call(from, self.token, approve).await;
-        let input = payCall {
-            invoice_id: invoice_id.to_string(),
-            recipient,
-            amount,
-        }
-        .abi_encode();
-        self.call(from, self.payment_contract, input).await
-    }
-
-    async fn call(&self, from: Address, to: Address, input: Vec<u8>) -> Receipt {
-        let receipt = self
-            .anvil
-            .send(from, Some(to), U256::ZERO, input.into(), None)
-            .await;
-        assert!(receipt.success, "call to {to} reverted");
-        receipt
+        self.contracts()
+            .pay_through_contract(self.anvil.client(), from, invoice_id, recipient, amount)
+            .await
+            .expect("pay through the payment contract")
+            .1
     }
 }
 

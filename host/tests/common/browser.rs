@@ -46,3 +46,27 @@ pub fn start_script(
     let lines = BufReader::new(node.stdout.take().expect("piped stdout")).lines();
     (node, lines)
 }
+
+/// Runs `node tests/browser/SCRIPT SCENARIO` to its end (three minutes at most), echoing
+/// each stdout line and handing it to `on_line`. True when the script succeeded and
+/// printed `DONE` (the protocol's last line).
+pub async fn run_script(
+    script: &str,
+    scenario: &serde_json::Value,
+    mut on_line: impl AsyncFnMut(&str),
+) -> bool {
+    let (mut node, mut lines) = start_script(script, scenario);
+    let mut done = false;
+    let run = async {
+        while let Some(line) = lines.next_line().await.expect("read the script's stdout") {
+            println!("{line}");
+            done |= line == "DONE";
+            on_line(&line).await;
+        }
+        node.wait().await.expect("wait for node")
+    };
+    let status = tokio::time::timeout(std::time::Duration::from_secs(180), run)
+        .await
+        .expect("the browser run finishes within 3 minutes");
+    status.success() && done
+}

@@ -5,8 +5,9 @@
 pub mod anvil;
 pub mod browser;
 pub mod db;
-pub mod plugins;
+pub mod dev;
 pub mod merchant;
+pub mod plugins;
 pub mod polypay;
 pub mod tron;
 pub mod tron_chain;

@@ -39,6 +39,8 @@ pub struct CheckoutFeed {
 struct FeedInner {
     store: Store,
     chains: Arc<Vec<ChainConfig>>,
+    /// Development mode with a dev wallet: views offer it on EVM networks.
+    dev_wallet: bool,
     poll_interval: Duration,
     streams: Arc<Semaphore>,
     watchers: Mutex<HashMap<String, Arc<watch::Sender<CheckoutView>>>>,
@@ -69,9 +71,11 @@ pub struct Subscription {
 }
 
 impl CheckoutFeed {
+    /// `dev_wallet`: the process runs in development mode with a dev wallet.
     pub fn new(
         store: Store,
         chains: Vec<ChainConfig>,
+        dev_wallet: bool,
         config: &crate::config::CheckoutConfig,
         shutdown: CancellationToken,
     ) -> CheckoutFeed {
@@ -79,6 +83,7 @@ impl CheckoutFeed {
             inner: Arc::new(FeedInner {
                 store,
                 chains: Arc::new(chains),
+                dev_wallet,
                 poll_interval: Duration::from_millis(config.poll_interval_ms),
                 streams: Arc::new(Semaphore::new(config.max_streams)),
                 watchers: Mutex::new(HashMap::new()),
@@ -90,6 +95,14 @@ impl CheckoutFeed {
 
     pub fn chains(&self) -> &[ChainConfig] {
         &self.inner.chains
+    }
+
+    /// The view of `invoice` now, as every page and stream of this process shows it.
+    pub fn view(&self, invoice: &crate::invoice::Invoice) -> CheckoutView {
+        let mut view = CheckoutView::of(invoice, &self.inner.chains, crate::store::now_ms());
+        view.dev_wallet =
+            self.inner.dev_wallet && view.chain_kind == Some(crate::chain::ChainKind::Evm);
+        view
     }
 
     pub fn stats(&self) -> FeedStats {
@@ -164,9 +177,7 @@ impl CheckoutFeed {
             }
             self.inner.reads.fetch_add(1, Ordering::Relaxed);
             let view = match self.inner.store.invoice(&id).await {
-                Ok(Some(invoice)) => {
-                    CheckoutView::of(&invoice, &self.inner.chains, crate::store::now_ms())
-                }
+                Ok(Some(invoice)) => self.view(&invoice),
                 Ok(None) => {
                     self.leave(&id, &sender, true);
                     return;

@@ -179,6 +179,7 @@ fn view_json_carries_nothing_merchant_private() {
             "chain_kind",
             "confirmations_required",
             "decimals",
+            "dev_wallet",
             "expires_at",
             "final",
             "invoice_id",
