@@ -680,6 +680,8 @@ mod tests {
             .expect("chains section");
         let toml: String = section
             .lines()
+            // The chains section ends at the next (uncommented) table.
+            .take_while(|line| !line.starts_with('['))
             .filter_map(|line| line.strip_prefix("# "))
             .filter(|line| {
                 let key = line.split(" = ").next().unwrap_or("");
