@@ -25,6 +25,57 @@
 //!   the test contracts, every dialect's demo, the dev wallet.
 //! - [`cli`]: the `polypay` command line.
 
+/// Gives a fieldless enum its stable string names, written once: `as_str`,
+/// `ALL`, `Display`, `FromStr` (error [`UnknownName`]) and serde as that
+/// string. The `match` in `as_str` makes a variant without a name a compile
+/// error, so the names cannot drift from the enum.
+#[macro_export]
+macro_rules! stable_names {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The stable name used in the API, the database and plugins.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::names::UnknownName;
+
+            fn from_str(s: &str) -> Result<$ty, Self::Err> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => Err($crate::names::UnknownName { what: $what, name: s.to_owned() }),
+                }
+            }
+        }
+
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
+                let name = <String as ::serde::Deserialize>::deserialize(deserializer)?;
+                name.parse().map_err(::serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod app;
 pub mod chain;
 pub mod cli;
@@ -34,6 +85,7 @@ pub mod http;
 pub mod invoice;
 pub mod matcher;
 pub mod merchant;
+pub mod names;
 pub mod plugin;
 pub mod store;
 pub mod telemetry;

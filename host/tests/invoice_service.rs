@@ -1035,3 +1035,69 @@ async fn operators_list_and_retry_quarantined_invoices_from_the_cli() {
     let (ok, _, err) = polypay(&["invoice", "retry", &invoice.id]);
     assert!(!ok && err.contains("is not quarantined"), "{err}");
 }
+
+/// The admin API's twin of the CLI: list, a failed retry (409, still quarantined), a
+/// successful one, then 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_retry_quarantined_invoices_through_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = polypay_host::app::Server::start(common::polypay::server_config(dir.path()))
+        .await
+        .unwrap();
+    let store = server.context.store.clone();
+    let service = InvoiceService::new(store.clone());
+    let m = merchant(&store).await;
+    let t0 = now_ms() - 60_000;
+    let mut chain = Chain::start(&store, "admin", t0).await;
+    let new = new_invoice(&m, "admin", t0 + 3_600_000);
+    let invoice = service
+        .create(&new, &unique(&new, 10_000_001, 1))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE invoices SET status = 'bogus' WHERE id = $1")
+        .bind(&invoice.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let payment = chain.transfer(SHARED, 10_000_001);
+    chain.mine(t0 + 1_000, vec![payment], &[], now_ms()).await;
+
+    let admin = format!("http://{}", server.admin_addr);
+    let http = common::polypay::admin_client();
+    let listed: serde_json::Value = http
+        .get(format!("{admin}/invoices/quarantined"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["invoices"][0]["id"], invoice.id.as_str());
+    let retry = |id: String| {
+        let http = http.clone();
+        let url = format!("{admin}/invoices/{id}/retry");
+        async move { http.post(url).send().await.unwrap() }
+    };
+    let again = retry(invoice.id.clone()).await;
+    assert_eq!(again.status(), 409);
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("stays quarantined"),
+        "{body}"
+    );
+
+    sqlx::query("UPDATE invoices SET status = 'pending' WHERE id = $1")
+        .bind(&invoice.id)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let done = retry(invoice.id.clone()).await;
+    assert_eq!(done.status(), 200);
+    let body: serde_json::Value = done.json().await.unwrap();
+    assert_eq!(body["status"], "paid");
+    assert_eq!(retry(invoice.id.clone()).await.status(), 404);
+    server.shutdown().await.unwrap();
+}

@@ -64,56 +64,6 @@
 //! assert!(check_transition(InvoiceStatus::Cancelled, InvoiceStatus::Paid).is_err());
 //! ```
 
-/// Gives a fieldless enum its stable string names, written once: `as_str`,
-/// `ALL`, `Display`, `FromStr` (error [`UnknownName`]) and serde as that
-/// string. The `match` in `as_str` makes a variant without a name a compile
-/// error, so the names cannot drift from the enum.
-macro_rules! stable_names {
-    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Every variant, in declaration order.
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            /// The stable name used in the API, the database and plugins.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name),+
-                }
-            }
-        }
-
-        impl ::std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ::std::str::FromStr for $ty {
-            type Err = $crate::invoice::UnknownName;
-
-            fn from_str(s: &str) -> Result<$ty, Self::Err> {
-                match s {
-                    $($name => Ok($ty::$variant),)+
-                    _ => Err($crate::invoice::UnknownName { what: $what, name: s.to_owned() }),
-                }
-            }
-        }
-
-        impl ::serde::Serialize for $ty {
-            fn serialize<S: ::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> ::serde::Deserialize<'de> for $ty {
-            fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<$ty, D::Error> {
-                let name = <String as ::serde::Deserialize>::deserialize(deserializer)?;
-                name.parse().map_err(::serde::de::Error::custom)
-            }
-        }
-    };
-}
-
 pub mod cli;
 pub mod event;
 pub mod lifecycle;
@@ -132,15 +82,7 @@ pub use money::{Amount, MAX_DECIMALS, MoneyError};
 pub use service::{ChainView, InvoiceError, InvoiceService};
 pub use transfer::{NATIVE_LOG_INDEX, ObservedTransfer};
 
-/// A string that is not the name of any variant of one of this module's enums.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} `{name}`")]
-pub struct UnknownName {
-    /// What was being named, e.g. "invoice status".
-    pub what: &'static str,
-    /// The rejected name.
-    pub name: String,
-}
+pub use crate::names::UnknownName;
 
 /// How incoming transfers are attributed to an invoice. Host-owned; each
 /// invoice's strategy is chosen by the plugin that created it.

@@ -10,7 +10,33 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{StoreError, Tx};
-use crate::merchant::{Credential, Merchant};
+use serde::Serialize;
+
+/// A merchant as the operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Merchant {
+    pub id: String,
+    pub name: String,
+    /// The plugin the merchant belongs to; `None`: an operator merchant every plugin may serve.
+    pub plugin: Option<String>,
+    /// The operator's own JSON about the merchant. Plugins keep theirs per plugin
+    /// (`store::merchants::plugin_data`) and never read this.
+    pub profile: serde_json::Value,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+/// A credential without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    pub id: String,
+    pub merchant_id: String,
+    /// The plugin it was issued for; `None`: the operator's generic credential.
+    pub plugin: Option<String>,
+    pub kind: String,
+    pub public_id: Option<String>,
+    pub created_at: i64,
+}
 
 /// A credential row as written: sealed secret and keyed lookup hash.
 #[derive(Debug, Clone)]

@@ -22,18 +22,16 @@
 //! terminal, and the later ones carry the newer state the merchant most needs. (Replaying
 //! it makes it open again, and it then blocks newer *pending* events until it is done.)
 
-use std::str::FromStr;
-
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Backend, Store, StoreError, flag, read_flag};
 use crate::invoice::EventPayload;
+use crate::names::UnknownName;
 
 /// Where an outbox event is in its delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeliveryState {
     Pending,
     Delivering,
@@ -42,53 +40,23 @@ pub enum DeliveryState {
     Skipped,
 }
 
+crate::stable_names!(DeliveryState, "delivery state", {
+    Pending => "pending",
+    Delivering => "delivering",
+    Delivered => "delivered",
+    Dead => "dead",
+    Skipped => "skipped",
+});
+
 impl DeliveryState {
-    pub const ALL: &'static [DeliveryState] = &[
-        DeliveryState::Pending,
-        DeliveryState::Delivering,
-        DeliveryState::Delivered,
-        DeliveryState::Dead,
-        DeliveryState::Skipped,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivering => "delivering",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Dead => "dead",
-            DeliveryState::Skipped => "skipped",
-        }
-    }
-}
-
-impl std::fmt::Display for DeliveryState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DeliveryState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DeliveryState::ALL
-            .iter()
-            .copied()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
-                format!(
-                    "unknown delivery state `{s}` (one of: {})",
-                    names.join(", ")
-                )
-            })
+    /// An optional `state` filter as an operator types it (empty: none).
+    pub fn parse_filter(state: Option<&str>) -> Result<Option<DeliveryState>, UnknownName> {
+        state.filter(|s| !s.is_empty()).map(str::parse).transpose()
     }
 }
 
 /// How one attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AttemptOutcome {
     /// The receiver's response met the plugin's acceptance rule.
     Accepted,
@@ -105,39 +73,14 @@ pub enum AttemptOutcome {
     Abandoned,
 }
 
-impl AttemptOutcome {
-    pub const ALL: &'static [AttemptOutcome] = &[
-        AttemptOutcome::Accepted,
-        AttemptOutcome::Rejected,
-        AttemptOutcome::Failed,
-        AttemptOutcome::Refused,
-        AttemptOutcome::RenderFailed,
-        AttemptOutcome::Abandoned,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AttemptOutcome::Accepted => "accepted",
-            AttemptOutcome::Rejected => "rejected",
-            AttemptOutcome::Failed => "failed",
-            AttemptOutcome::Refused => "refused",
-            AttemptOutcome::RenderFailed => "render_failed",
-            AttemptOutcome::Abandoned => "abandoned",
-        }
-    }
-}
-
-impl FromStr for AttemptOutcome {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AttemptOutcome::ALL
-            .iter()
-            .copied()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| format!("unknown attempt outcome `{s}`"))
-    }
-}
+crate::stable_names!(AttemptOutcome, "attempt outcome", {
+    Accepted => "accepted",
+    Rejected => "rejected",
+    Failed => "failed",
+    Refused => "refused",
+    RenderFailed => "render_failed",
+    Abandoned => "abandoned",
+});
 
 /// An outbox event seen as a delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -8,13 +8,13 @@
 use sqlx::Row;
 
 use super::invoices::{INVOICE_COLUMNS, invoice_from_row};
+use super::merchants::Merchant;
 use super::merchants::{
     CredentialRow, get_merchant, insert_credential, plugin_data, set_plugin_data,
 };
 use super::{Store, StoreError};
 use crate::invoice::Invoice;
 use crate::invoice::InvoiceStatus;
-use crate::merchant::Merchant;
 
 /// Which invoices a listing or statistic covers (all conditions must hold).
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::config::Config;
-use crate::store::outbox::{self, Delivery, DeliveryFilter, ReplayError};
+use crate::store::outbox::{self, Delivery, DeliveryFilter, DeliveryState, ReplayError};
 use crate::store::{now_ms, utc_text as timestamp};
 
 #[derive(Debug, Subcommand)]
@@ -79,7 +79,7 @@ async fn execute(
                 merchant_id: args.merchant,
                 invoice_id: args.invoice,
                 plugin: args.plugin,
-                state: super::admin::parse_state(args.state.as_deref())
+                state: DeliveryState::parse_filter(args.state.as_deref())
                     .map_err(anyhow::Error::msg)?,
                 before_id: args.before,
                 limit: args.limit,

@@ -49,7 +49,7 @@
 //!
 //! # Operator control and observability
 //!
-//! The admin listener serves [`admin::routes`] (list, show with attempts, replay, stats);
+//! The admin listener serves the operator's webhook routes (`crate::http::admin::webhooks`) (list, show with attempts, replay, stats);
 //! the CLI has `polypay webhook list|show|replay` ([`cli`]). Plugins get per-merchant
 //! statistics ([`merchant_stats`]) and test callbacks ([`queue_test_event`]).
 //! Metrics: `polypay_webhook_attempts_total{outcome}`,
@@ -74,7 +74,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod admin;
 pub mod cli;
 mod config;
 mod dispatcher;

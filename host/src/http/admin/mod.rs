@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz` (the process answers), `/readyz` (the database answers and
 //! every migration is applied), `/metrics` (Prometheus text format) and the operator API
-//! ([`crate::webhook::admin`]).
+//! ([`webhooks`]: deliveries, replay, stats; [`invoices`]: invoices set aside).
 //!
 //! Access control, in [`guard`]:
 //! - Everything but `/healthz` and `/readyz` needs `Authorization: Bearer <admin token>`
@@ -17,6 +17,9 @@
 //!   it always names its own origin.
 //!
 //! Binding the listener to a non-loopback address is allowed but warned about at start.
+
+pub mod invoices;
+pub mod webhooks;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -138,7 +141,8 @@ pub fn router(ctx: AppContext, access: AdminAccess) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(crate::webhook::admin::routes())
+        .merge(webhooks::routes())
+        .merge(invoices::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(move |req, next| {
             guard(access.clone(), req, next)

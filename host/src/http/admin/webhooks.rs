@@ -8,14 +8,12 @@
 //! - `GET /webhooks/stats?merchant_id=&days=&plugin=`: a merchant's delivery statistics.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::super::ApiError;
 use crate::app::AppContext;
-use crate::http::ApiError;
 use crate::store::now_ms;
 use crate::store::outbox::{self, DeliveryFilter, DeliveryState, ReplayError};
 
@@ -38,11 +36,6 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-/// Parses a `state` filter.
-pub(crate) fn parse_state(state: Option<&str>) -> Result<Option<DeliveryState>, String> {
-    state.filter(|s| !s.is_empty()).map(str::parse).transpose()
-}
-
 async fn list(
     State(ctx): State<AppContext>,
     Query(query): Query<ListQuery>,
@@ -57,7 +50,8 @@ async fn list(
         merchant_id: query.merchant_id,
         invoice_id: query.invoice_id,
         plugin: query.plugin,
-        state: parse_state(query.state.as_deref()).map_err(ApiError::BadRequest)?,
+        state: DeliveryState::parse_filter(query.state.as_deref())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
         before_id: query.before,
         limit,
     };
@@ -92,18 +86,17 @@ async fn show(
         .ok_or(ApiError::NotFound)
 }
 
-async fn replay(State(ctx): State<AppContext>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn replay(
+    State(ctx): State<AppContext>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     match outbox::replay(&ctx.store, id, now_ms()).await {
         Ok(delivery) => {
             tracing::info!(event_id = id, "webhook replayed by the operator");
-            Ok(Json(serde_json::json!({ "delivery": delivery })).into_response())
+            Ok(Json(serde_json::json!({ "delivery": delivery })))
         }
         Err(ReplayError::NotFound(_)) => Err(ApiError::NotFound),
-        Err(e @ ReplayError::NotReplayable { .. }) => Ok((
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({ "error": e.to_string() })),
-        )
-            .into_response()),
+        Err(e @ ReplayError::NotReplayable { .. }) => Err(ApiError::Conflict(e.to_string())),
         Err(ReplayError::Store(e)) => Err(e.into()),
     }
 }
@@ -126,7 +119,7 @@ async fn stats(
         ));
     }
     Ok(Json(
-        super::merchant_stats(
+        crate::webhook::merchant_stats(
             &ctx.store,
             &query.merchant_id,
             query.plugin.as_deref(),
