@@ -232,6 +232,23 @@ pub trait Host {
     fn send_test_webhook(&self, url: &str) -> Result<String, HostError> {
         Err(unsupported("webhooks.send-test"))
     }
+
+    fn money_to_base_units(
+        &self,
+        chain: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Result<String, HostError> {
+        Err(unsupported("money.to-base-units"))
+    }
+    fn money_to_decimal(
+        &self,
+        chain: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Result<String, HostError> {
+        Err(unsupported("money.to-decimal"))
+    }
 }
 
 fn unsupported(what: &str) -> HostError {
@@ -445,6 +462,22 @@ impl Host for ComponentHost {
     fn send_test_webhook(&self, url: &str) -> Result<String, HostError> {
         wit::webhooks::send_test(url)
     }
+    fn money_to_base_units(
+        &self,
+        chain: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Result<String, HostError> {
+        wit::money::to_base_units(chain, asset, amount)
+    }
+    fn money_to_decimal(
+        &self,
+        chain: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Result<String, HostError> {
+        wit::money::to_decimal(chain, asset, amount)
+    }
 }
 
 /// Runs `f` against the current host.
@@ -604,6 +637,23 @@ pub mod invoices {
     }
     pub fn set_plugin_data(id: &str, plugin_data: &str) -> Result<Invoice, HostError> {
         with_host(|h| h.set_invoice_plugin_data(id, plugin_data))
+    }
+
+    impl Price {
+        /// A price in the invoice's asset's own units, e.g. `Price::decimal("99.99")`
+        /// for 99.99 USDT: the host converts it exactly with the asset's decimals and
+        /// refuses (`invalid`) what it cannot convert exactly (more fractional digits
+        /// than the asset has, signs, exponents, whitespace, ...; see the WIT
+        /// `types.decimal`). Pass the amount as the merchant sent it: never through a
+        /// float.
+        pub fn decimal(amount: impl Into<String>) -> Price {
+            Price::Decimal(amount.into())
+        }
+
+        /// An exact price in base units, e.g. `Price::base_units("99990000")`.
+        pub fn base_units(amount: impl Into<String>) -> Price {
+            Price::BaseUnits(amount.into())
+        }
     }
 
     /// A filter that matches every invoice in scope.
@@ -812,10 +862,70 @@ pub mod webhooks {
     };
     pub use crate::bindings::polypay::plugin::webhooks::DeliveryStats;
 
+    impl DeliveryStats {
+        /// Callbacks whose delivery has finished: delivered or given up.
+        pub fn finished(&self) -> u64 {
+            self.delivered + self.failed
+        }
+
+        /// Delivered share of the finished callbacks, `0.0..=1.0`; `None` before any
+        /// finished. (A ratio for a report, not money: computed here, in the plugin.)
+        pub fn success_rate(&self) -> Option<f64> {
+            let finished = self.finished();
+            (finished > 0).then(|| self.delivered as f64 / finished as f64)
+        }
+
+        /// Mean attempts a finished callback took; `None` before any finished.
+        pub fn average_attempts(&self) -> Option<f64> {
+            let finished = self.finished();
+            (finished > 0).then(|| self.finished_attempts as f64 / finished as f64)
+        }
+    }
+
+    /// Delivery statistics of the authenticated merchant's callbacks (this plugin's
+    /// only) over the last `days` days (1 to 365).
     pub fn stats(days: u32) -> Result<DeliveryStats, HostError> {
         with_host(|h| h.webhook_stats(days))
     }
     pub fn send_test(url: &str) -> Result<String, HostError> {
         with_host(|h| h.send_test_webhook(url))
+    }
+}
+
+/// `money`: amounts in an asset's own units, converted by the host.
+///
+/// The same conversion as [`invoices::Price::decimal`] and the invoice's
+/// `amount_due_decimal` / `amount_paid_decimal`: check a merchant's amount before
+/// creating anything (to answer in the dialect's own error shape), or render an amount
+/// in a callback. Unknown chain or asset: `unsupported`; an amount the host cannot
+/// convert exactly: `invalid`, with a text naming the problem.
+///
+/// ```
+/// # use polypay_plugin_sdk::testing::FakeHost;
+/// # use polypay_plugin_sdk::chains::{AssetInfo, NetworkInfo};
+/// # let host = std::rc::Rc::new(FakeHost::new("p"));
+/// # host.add_network(NetworkInfo { name: "tron".into(), family: "tron".into(), chain_id: None,
+/// #     required_confirmations: 19, payment_contracts: Vec::new(),
+/// #     assets: vec![AssetInfo { symbol: "USDT".into(), decimals: 6, contract: None }] });
+/// # polypay_plugin_sdk::testing::with_host(host, || {
+/// use polypay_plugin_sdk::{HostError, money};
+///
+/// assert_eq!(money::to_base_units("tron", "USDT", "0.1").unwrap(), "100000");
+/// assert_eq!(money::to_decimal("tron", "USDT", "100000").unwrap(), "0.1");
+/// assert!(matches!(money::to_base_units("tron", "USDT", "0.1234567"), Err(HostError::Invalid(_))));
+/// # });
+/// ```
+pub mod money {
+    use super::{HostError, with_host};
+
+    /// `amount` ("99.99") of `asset` on `chain` in base units ("99990000").
+    pub fn to_base_units(chain: &str, asset: &str, amount: &str) -> Result<String, HostError> {
+        with_host(|h| h.money_to_base_units(chain, asset, amount))
+    }
+
+    /// `base_units` ("99990000") of `asset` on `chain` in the asset's units ("99.99"),
+    /// canonical: no leading zeros, no trailing fractional zeros.
+    pub fn to_decimal(chain: &str, asset: &str, base_units: &str) -> Result<String, HostError> {
+        with_host(|h| h.money_to_decimal(chain, asset, base_units))
     }
 }

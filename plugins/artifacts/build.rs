@@ -7,8 +7,8 @@
 //! the host share one set of release-built components.
 //!
 //! Test programs whose shape Rust cannot produce (several memories in one
-//! component) are WAT files: parsed, given the `plugin` world of
-//! `plugin-sdk/wit`, and encoded as components with `wit-component`.
+//! component) are WAT files: parsed, given the `plugin` world of the current
+//! contract (`plugin-sdk/wit/0.2.0`), and encoded as components with `wit-component`.
 //!
 //! `DIALECTS` lists the dialect plugins (every crate outside
 //! `plugins/test-programs/`): suites that must cover every dialect, such as the
@@ -38,6 +38,13 @@ const PLUGINS: &[(&str, &str, &str)] = &[
         "polypay-test-rogue",
         "plugins/test-programs/rogue",
     ),
+    // Built against the released polypay:plugin@0.1.0 (not the SDK): the host must keep
+    // loading it.
+    (
+        "TEST_COMPAT_V0_1",
+        "polypay-test-compat-v0-1",
+        "plugins/test-programs/compat-v0-1",
+    ),
 ];
 
 /// WAT test programs: (constant name, file relative to the workspace root).
@@ -47,6 +54,9 @@ const WAT_PLUGINS: &[(&str, &str)] = &[(
 )];
 
 const TARGET: &str = "wasm32-wasip2";
+
+/// The WIT of the contract version the SDK targets, for the WAT test programs.
+const CURRENT_WIT: &str = "plugin-sdk/wit/0.2.0";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -159,7 +169,7 @@ fn encode_wat_plugin(workspace: &Path, file: &Path, out_dir: &Path) -> PathBuf {
     let mut module = wat::parse_file(file).unwrap_or_else(|e| fail("not valid WAT", &e));
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_dir(workspace.join("plugin-sdk/wit"))
+        .push_dir(workspace.join(CURRENT_WIT))
         .unwrap_or_else(|e| fail("reading the WIT", &e));
     let world = resolve
         .select_world(&[package], Some("plugin"))

@@ -89,6 +89,7 @@
 
 pub mod bindings;
 mod capabilities;
+mod compat;
 mod config;
 mod dispatch;
 mod engine;
@@ -97,6 +98,7 @@ pub mod routes;
 mod runtime;
 mod services;
 mod state;
+pub mod version;
 mod wasi;
 mod webhook_render;
 
@@ -105,6 +107,7 @@ pub use limits::FaultKind;
 pub use routes::RouteError;
 pub use runtime::{Fault, Overload};
 pub use services::PluginServices;
+pub use version::{ContractError, WitVersion};
 
 use bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
 use runtime::{Call, CallError, CallOutput, RuntimeInner};
@@ -120,6 +123,11 @@ pub enum PluginError {
     Config { plugin: String, reason: String },
     #[error("plugin `{plugin}` cannot be loaded: {reason}")]
     Load { plugin: String, reason: String },
+    #[error("plugin `{plugin}` cannot be loaded: {source}")]
+    Contract {
+        plugin: String,
+        source: ContractError,
+    },
     #[error(transparent)]
     Route(#[from] RouteError),
 }
@@ -146,6 +154,8 @@ pub struct PluginRuntime {
 pub struct MountedPlugin {
     pub name: String,
     pub manifest: Manifest,
+    /// The contract version it was built against.
+    pub version: WitVersion,
     /// Public routes as (method, full path).
     pub routes: Vec<(String, String)>,
 }
@@ -199,6 +209,7 @@ impl PluginRuntime {
             .map(|(i, p)| MountedPlugin {
                 name: p.identity.name.clone(),
                 manifest: p.manifest.clone(),
+                version: p.version,
                 routes: self
                     .inner
                     .claims

@@ -14,7 +14,7 @@
 
 use super::PluginError;
 use super::bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
-use super::bindings::{HttpRequest, HttpResponse, Plugin, PluginPre};
+use super::bindings::{HttpRequest, HttpResponse};
 use super::capabilities;
 use super::config::PluginConfig;
 use super::engine;
@@ -22,12 +22,13 @@ use super::limits::{CallClock, FaultKind, HostOverloaded};
 use super::routes::{self, Claim};
 use super::services::PluginServices;
 use super::state::{CallKind, CallScope, PluginIdentity, PluginState};
+use super::version::{self, PluginPre, PrepareError, WitVersion};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 
 /// A mounted plugin: its compiled component, ready to instantiate.
@@ -35,7 +36,9 @@ pub(crate) struct LoadedPlugin {
     pub identity: Arc<PluginIdentity>,
     pub config: PluginConfig,
     pub manifest: Manifest,
-    pre: PluginPre<PluginState>,
+    /// The contract version it was built against.
+    pub version: WitVersion,
+    pre: PluginPre,
     /// Instances serving requests.
     requests: Arc<Semaphore>,
     /// Instances rendering webhooks, apart from requests.
@@ -152,8 +155,7 @@ impl RuntimeInner {
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         super::wasi::add_to_linker(&mut linker)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        version::add_to_linker(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
 
         let mut names: Vec<String> = Vec::new();
         for c in configs {
@@ -228,12 +230,15 @@ impl RuntimeInner {
                 .await
                 .map_err(|e| load_err(e.to_string()))?
                 .map_err(load_err)?;
-            // A component importing anything else (e.g. wasi:sockets) fails here, by name.
-            let instance_pre = linker
-                .instantiate_pre(&component)
-                .map_err(|e| load_err(format!("{e:#}")))?;
-            let pre = PluginPre::new(instance_pre)
-                .map_err(|e| load_err(format!("not a polypay plugin: {e:#}")))?;
+            // An unsupported or mixed contract version, or an import the host does not
+            // provide (e.g. wasi:sockets), fails here, by name.
+            let (pre, version) = version::pre(&linker, &component).map_err(|e| match e {
+                PrepareError::Contract(source) => PluginError::Contract {
+                    plugin: config.name.clone(),
+                    source,
+                },
+                PrepareError::Link(e) => load_err(format!("{e:#}")),
+            })?;
             let settings_json =
                 serde_json::to_string(&config.settings).map_err(|e| load_err(e.to_string()))?;
             let identity = Arc::new(PluginIdentity {
@@ -256,6 +261,7 @@ impl RuntimeInner {
                 identity,
                 config: config.clone(),
                 manifest: placeholder,
+                version,
                 pre,
                 requests: Arc::new(Semaphore::new(config.max_concurrent_requests as usize)),
                 renders: Arc::new(Semaphore::new(config.webhook_render_slots as usize)),
@@ -323,6 +329,7 @@ impl RuntimeInner {
                 plugin = %name,
                 manifest_name = %manifest.name,
                 version = %manifest.version,
+                contract = %inner.plugins[index].version,
                 routes = manifest.routes.len(),
                 prefix = %prefix,
                 "plugin loaded"
@@ -418,20 +425,7 @@ impl RuntimeInner {
         });
 
         self.instances_started.fetch_add(1, Ordering::Relaxed);
-        let run = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            Ok::<_, wasmtime::Error>(match call {
-                Call::Manifest => CallOutput::Manifest(instance.call_manifest(&mut store).await?),
-                Call::Handle(request) => {
-                    CallOutput::Handle(instance.call_handle(&mut store, &request).await?)
-                }
-                Call::RenderWebhook(event, attempt) => CallOutput::RenderWebhook(
-                    instance
-                        .call_render_webhook(&mut store, &event, attempt)
-                        .await?,
-                ),
-            })
-        };
+        let run = plugin.pre.call(&mut store, call);
         // Writes begun by host calls of this call give up at its wall.
         let outcome = crate::store::with_write_deadline(started + wall_len, run).await;
 

@@ -558,6 +558,10 @@ pub struct DeliveryStats {
     pub average_attempts: Option<f64>,
     /// Mean latency of accepted attempts.
     pub average_latency_ms: Option<u64>,
+    /// Attempts made for these events, finished or not.
+    pub attempts: u64,
+    /// Attempts made for the finished (delivered or dead) events.
+    pub finished_attempts: u64,
 }
 
 fn count(row: &AnyRow, column: &str) -> Result<u64, StoreError> {
@@ -584,7 +588,8 @@ pub async fn stats(
             SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END) AS delivered, \
             SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS failed, \
             SUM(CASE WHEN state IN ('pending', 'delivering') THEN 1 ELSE 0 END) AS pending, \
-            SUM(CASE WHEN state IN ('delivered', 'dead') THEN CAST(attempts AS INTEGER) ELSE 0 END) AS finished_attempts \
+            SUM(CASE WHEN state IN ('delivered', 'dead') THEN CAST(attempts AS INTEGER) ELSE 0 END) AS finished_attempts, \
+            SUM(CAST(attempts AS INTEGER)) AS attempts \
          FROM outbox_events WHERE merchant_id = $1 AND created_at >= $2 AND state <> 'skipped'{plugin_clause}"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -601,6 +606,7 @@ pub async fn stats(
         count(&row, "pending")?,
     );
     let finished_attempts = count(&row, "finished_attempts")?;
+    let attempts = count(&row, "attempts")?;
     let plugin_clause = if plugin.is_some() {
         " AND e.plugin = $3"
     } else {
@@ -629,6 +635,8 @@ pub async fn stats(
         success_rate: (finished > 0).then(|| delivered as f64 / finished as f64),
         average_attempts: (finished > 0).then(|| finished_attempts as f64 / finished as f64),
         average_latency_ms: (accepted > 0).then(|| latency_total / accepted),
+        attempts,
+        finished_attempts,
     })
 }
 

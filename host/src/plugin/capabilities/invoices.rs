@@ -15,8 +15,8 @@
 //! creation by (plugin, merchant, key) and a fingerprint of the request as the
 //! plugin sent it.
 
+use super::money::{asset_of, parse_base_units, parse_decimal};
 use super::{HostResult, guest, store_error, store_failure};
-use crate::chain::ChainConfig;
 use crate::invoice::service::request_fingerprint;
 use crate::invoice::{self, Amount, Idempotency, InvoiceError, InvoiceService};
 use crate::matcher::{AllocationError, TargetSpec};
@@ -120,6 +120,8 @@ pub(crate) fn invoice_wit(
         decimals: i.decimals,
         amount_due: i.amount_due.to_string(),
         amount_paid: i.amount_paid.to_string(),
+        amount_due_decimal: i.amount_due.format_decimal(i.decimals),
+        amount_paid_decimal: i.amount_paid.format_decimal(i.decimals),
         fiat: None,
         matching: kind_to_wit(i.strategy),
         pay_to: i.pay_address.clone(),
@@ -142,16 +144,6 @@ pub(crate) fn invoice_wit(
         plugin_data: i.plugin_data.to_string(),
         webhook,
     }
-}
-
-fn chain_of<'a>(scope: &'a CallScope, name: &str) -> Result<&'a ChainConfig, HostError> {
-    scope
-        .services
-        .inner
-        .chains
-        .iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| HostError::Unsupported(format!("unknown chain `{name}`")))
 }
 
 fn allocation_error(scope: &CallScope, e: AllocationError) -> HostError {
@@ -248,16 +240,10 @@ async fn create_invoice(
         (None, Some(default)) => default.clone(),
         (None, None) => return Err(HostError::Unauthorized),
     };
-    let chain = chain_of(scope, &new.chain)?;
-    let asset = chain.asset(&new.asset).ok_or_else(|| {
-        HostError::Unsupported(format!(
-            "chain `{}` has no asset `{}`",
-            chain.name, new.asset
-        ))
-    })?;
+    let (chain, asset) = asset_of(scope, &new.chain, &new.asset)?;
     let amount_due = match &new.price {
-        Price::BaseUnits(text) => Amount::from_base_units(text)
-            .map_err(|e| HostError::Invalid(format!("amount `{text}`: {e}")))?,
+        Price::BaseUnits(text) => parse_base_units(text)?,
+        Price::Decimal(text) => parse_decimal(text, asset.decimals)?,
         Price::Fiat(_) => {
             return Err(HostError::Unsupported(
                 "fiat pricing is not configured on this server".into(),
@@ -523,6 +509,7 @@ impl Host for PluginState {
                     decimals,
                     paid_count,
                     amount_paid: amount.to_string(),
+                    amount_paid_decimal: amount.format_decimal(decimals),
                 })
                 .collect(),
         }))

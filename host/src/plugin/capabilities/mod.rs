@@ -15,6 +15,7 @@ mod kv;
 mod log;
 mod merchants;
 pub(crate) use merchants::{check_credential_templates, credential_spec};
+mod money;
 mod rate_limit;
 mod rates;
 mod system;

@@ -28,6 +28,8 @@ impl Host for PluginState {
                     failed: s.failed,
                     pending: s.pending,
                     average_latency_ms: s.average_latency_ms,
+                    attempts: s.attempts,
+                    finished_attempts: s.finished_attempts,
                 }),
                 Err(e) => Err(store_error(scope, e)),
             },

@@ -31,9 +31,11 @@
 //! `set_now`, ...) and assert on what the plugin did through it
 //! (`invoices()`, `logs()`).
 
+mod money;
+
 use crate::Plugin;
 use crate::bindings::polypay::plugin::types::HostError;
-use crate::host::{Host, chains, crypto, invoices, log, merchants, rate_limit};
+use crate::host::{Host, chains, crypto, invoices, log, merchants, rate_limit, webhooks};
 use crate::http::{Request, Response};
 use hmac::{Hmac, Mac};
 use md5::Md5;
@@ -190,6 +192,7 @@ struct State {
     windows: HashMap<String, (i64, u32)>,
     logs: Vec<(log::Level, String)>,
     networks: Vec<chains::NetworkInfo>,
+    webhook_stats: Option<webhooks::DeliveryStats>,
     authenticated: Option<String>,
     default_merchant: Option<String>,
     settings: String,
@@ -271,9 +274,36 @@ impl FakeHost {
         id
     }
 
-    /// Adds a configured network.
+    /// Adds a configured network. Its assets' decimals are what `money`, `price.decimal`
+    /// and the invoices' `-decimal` fields use; `money` and `price.decimal` refuse an
+    /// asset no added network has, like the host (an invoice priced in base units of an
+    /// unknown asset is accepted, with 6 decimals, so tests need not configure networks).
     pub fn add_network(&self, network: chains::NetworkInfo) {
         self.state.borrow_mut().networks.push(network);
+    }
+
+    /// What `webhooks.stats` answers (for any `days`, which it echoes). Without it, all
+    /// counts are zero.
+    pub fn set_webhook_stats(&self, stats: webhooks::DeliveryStats) {
+        self.state.borrow_mut().webhook_stats = Some(stats);
+    }
+
+    /// The decimals of `asset` on `chain`, or the host's `unsupported`.
+    fn asset_decimals(&self, chain: &str, asset: &str) -> Result<u8, HostError> {
+        let s = self.state.borrow();
+        let network = s
+            .networks
+            .iter()
+            .find(|n| n.name == chain)
+            .ok_or_else(|| HostError::Unsupported(format!("unknown chain `{chain}`")))?;
+        network
+            .assets
+            .iter()
+            .find(|a| a.symbol == asset)
+            .map(|a| a.decimals)
+            .ok_or_else(|| {
+                HostError::Unsupported(format!("chain `{chain}` has no asset `{asset}`"))
+            })
     }
 
     /// All invoices, in creation order.
@@ -290,6 +320,15 @@ impl FakeHost {
             .find(|i| i.id == id)
             .expect("known invoice id");
         f(invoice);
+        // The host formats the decimal forms from the base units: keep them in step.
+        for (units, decimal) in [
+            (&invoice.amount_due, &mut invoice.amount_due_decimal),
+            (&invoice.amount_paid, &mut invoice.amount_paid_decimal),
+        ] {
+            if let Ok(formatted) = money::to_decimal(units, invoice.decimals) {
+                *decimal = formatted;
+            }
+        }
     }
 
     /// Log lines the plugin wrote.
@@ -698,16 +737,20 @@ impl Host for FakeHost {
                 )));
             }
         }
+        let decimals = self.asset_decimals(&new.chain, &new.asset);
         let (amount_due, fiat) = match &new.price {
-            invoices::Price::BaseUnits(a) => (a.clone(), None),
-            invoices::Price::Fiat(f) => (f.amount.replace('.', ""), Some(f.clone())),
+            invoices::Price::BaseUnits(a) => (money::base_units(a)?, None),
+            invoices::Price::Decimal(a) => (money::to_base_units(a, decimals.clone()?)?, None),
+            // No rate source in the fake host: the fiat digits stand for the base units.
+            invoices::Price::Fiat(f) => (
+                money::base_units(&f.amount.replace('.', ""))?,
+                Some(f.clone()),
+            ),
         };
-        if amount_due.is_empty()
-            || !amount_due.bytes().all(|b| b.is_ascii_digit())
-            || amount_due.trim_start_matches('0').is_empty()
-        {
+        let decimals = decimals.unwrap_or(6);
+        if amount_due == "0" {
             return Err(HostError::Invalid(
-                "amount must be a positive integer of base units".into(),
+                "amount must be greater than zero".into(),
             ));
         }
         let id = self.next_id("invoice");
@@ -738,7 +781,9 @@ impl Host for FakeHost {
             submitted_at: None,
             chain: new.chain.clone(),
             asset: new.asset.clone(),
-            decimals: 6,
+            decimals,
+            amount_due_decimal: money::format_units(&amount_due, decimals),
+            amount_paid_decimal: "0".into(),
             amount_due,
             amount_paid: "0".into(),
             fiat,
@@ -1009,6 +1054,45 @@ impl Host for FakeHost {
 
     fn log(&self, level: log::Level, message: &str, _fields: &[(String, String)]) {
         self.state.borrow_mut().logs.push((level, message.into()));
+    }
+
+    fn webhook_stats(&self, days: u32) -> Result<webhooks::DeliveryStats, HostError> {
+        self.authenticated()?;
+        if !(1..=365).contains(&days) {
+            return Err(HostError::Invalid("days must be 1 to 365".into()));
+        }
+        let seeded = self.state.borrow().webhook_stats.clone();
+        Ok(match seeded {
+            Some(stats) => webhooks::DeliveryStats { days, ..stats },
+            None => webhooks::DeliveryStats {
+                days,
+                total: 0,
+                delivered: 0,
+                failed: 0,
+                pending: 0,
+                average_latency_ms: None,
+                attempts: 0,
+                finished_attempts: 0,
+            },
+        })
+    }
+
+    fn money_to_base_units(
+        &self,
+        chain: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Result<String, HostError> {
+        money::to_base_units(amount, self.asset_decimals(chain, asset)?)
+    }
+
+    fn money_to_decimal(
+        &self,
+        chain: &str,
+        asset: &str,
+        amount: &str,
+    ) -> Result<String, HostError> {
+        money::to_decimal(amount, self.asset_decimals(chain, asset)?)
     }
 }
 
