@@ -688,6 +688,8 @@ async fn stats_count_a_merchants_deliveries_and_summaries_describe_an_invoice(db
     );
     assert_eq!(stats.success_rate, Some(0.5));
     assert_eq!(stats.average_attempts, Some(1.5));
+    // One attempt delivered `ok`, two gave `failing` up; `waiting` has had none.
+    assert_eq!((stats.attempts, stats.finished_attempts), (3, 3));
     assert!(stats.average_latency_ms.is_some());
     let scoped = webhook::merchant_stats(&store, &shop, Some("another-plugin"), 7)
         .await

@@ -37,6 +37,9 @@ impl Plugin for Echo {
             .post("/echo/invoices/{id}/submitted", mark_submitted)
             .get("/echo/orders/{order_id}", find_by_order_id)
             .get("/echo/stats", stats)
+            .post("/echo/money", money_table)
+            .get("/echo/webhook-stats", webhook_stats)
+            .post("/echo/webhook-test", webhook_test)
             .put("/echo/kv/{key}", kv_put)
             .get("/echo/kv/{key}", kv_get)
             .get("/echo/networks", |_: &Request| {
@@ -81,20 +84,32 @@ impl Plugin for Echo {
 type Reply = Result<Response, Response>;
 
 fn host_error(e: HostError) -> Response {
-    let (status, kind) = match &e {
-        HostError::NotFound => (404, "not-found"),
-        HostError::Invalid(_) => (400, "invalid"),
-        HostError::Conflict(_) => (409, "conflict"),
-        HostError::Unauthorized => (401, "unauthorized"),
-        HostError::Forbidden => (403, "forbidden"),
-        HostError::RateLimited(_) => (429, "rate-limited"),
-        HostError::Unavailable(_) => (503, "unavailable"),
-        HostError::Unsupported(_) => (422, "unsupported"),
+    let body = host_error_json(&e);
+    let status = match &e {
+        HostError::NotFound => 404,
+        HostError::Invalid(_) => 400,
+        HostError::Conflict(_) => 409,
+        HostError::Unauthorized => 401,
+        HostError::Forbidden => 403,
+        HostError::RateLimited(_) => 429,
+        HostError::Unavailable(_) => 503,
+        HostError::Unsupported(_) => 422,
     };
-    Response::json(
-        status,
-        &json!({ "error": kind, "detail": format!("{e:?}") }),
-    )
+    Response::json(status, &body)
+}
+
+fn host_error_json(e: &HostError) -> Value {
+    let kind = match e {
+        HostError::NotFound => "not-found",
+        HostError::Invalid(_) => "invalid",
+        HostError::Conflict(_) => "conflict",
+        HostError::Unauthorized => "unauthorized",
+        HostError::Forbidden => "forbidden",
+        HostError::RateLimited(_) => "rate-limited",
+        HostError::Unavailable(_) => "unavailable",
+        HostError::Unsupported(_) => "unsupported",
+    };
+    json!({ "error": kind, "detail": format!("{e:?}") })
 }
 
 fn bad_request(why: impl std::fmt::Display) -> Response {
@@ -240,7 +255,12 @@ fn sign(req: &Request) -> Reply {
 
 #[derive(Deserialize)]
 struct CreateInvoice {
+    /// Base units; ignored when `decimal` is given.
+    #[serde(default)]
     amount: String,
+    /// The price in the asset's own units (`price.decimal`).
+    #[serde(default)]
+    decimal: Option<String>,
     chain: String,
     asset: String,
     order_id: Option<String>,
@@ -273,7 +293,10 @@ fn create_invoice(req: &Request) -> Reply {
     };
     let new = NewInvoice {
         merchant_order_id: body.order_id,
-        price: Price::BaseUnits(body.amount),
+        price: match body.decimal {
+            Some(decimal) => Price::decimal(decimal),
+            None => Price::base_units(body.amount),
+        },
         chain: body.chain,
         asset: body.asset,
         matching,
@@ -354,6 +377,54 @@ fn stats(req: &Request) -> Reply {
     ))
 }
 
+/// One `money` conversion per item of the JSON list: `{chain, asset, decimal}` →
+/// `to-base-units`, `{chain, asset, base_units}` → `to-decimal`. Each answer is
+/// `{"ok": value}` or `{"error": kind, "detail": debug text}`.
+fn money_table(req: &Request) -> Reply {
+    let items: Vec<Value> = req.json().map_err(bad_request)?;
+    let answers: Vec<Value> = items
+        .iter()
+        .map(|item| {
+            let text = |k: &str| item[k].as_str().unwrap_or_default();
+            let converted = match item.get("decimal") {
+                Some(_) => money::to_base_units(text("chain"), text("asset"), text("decimal")),
+                None => money::to_decimal(text("chain"), text("asset"), text("base_units")),
+            };
+            match converted {
+                Ok(value) => json!({ "ok": value }),
+                Err(e) => host_error_json(&e),
+            }
+        })
+        .collect();
+    Ok(Response::json(200, &answers))
+}
+
+fn webhook_stats(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let days = req
+        .query_param("days")
+        .map(|d| d.parse())
+        .transpose()
+        .map_err(bad_request)?
+        .unwrap_or(7);
+    let s = webhooks::stats(days).map_err(host_error)?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "days": s.days, "total": s.total, "delivered": s.delivered, "failed": s.failed,
+            "pending": s.pending, "attempts": s.attempts, "finished_attempts": s.finished_attempts,
+            "success_rate": s.success_rate(), "average_attempts": s.average_attempts(),
+        }),
+    ))
+}
+
+fn webhook_test(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let url = String::from_utf8_lossy(&req.body).into_owned();
+    let id = webhooks::send_test(&url).map_err(host_error)?;
+    Ok(Response::json(202, &json!({ "event_id": id })))
+}
+
 fn kv_put(req: &Request) -> Reply {
     kv::set(req.param("key").unwrap_or_default(), &req.body, None).map_err(host_error)?;
     Ok(Response::new(204))
@@ -384,6 +455,9 @@ fn invoice_json(i: &Invoice) -> Value {
         "status": status_name(i.status),
         "amount_due": i.amount_due,
         "amount_paid": i.amount_paid,
+        "decimals": i.decimals,
+        "amount_due_decimal": i.amount_due_decimal,
+        "amount_paid_decimal": i.amount_paid_decimal,
         "chain": i.chain,
         "asset": i.asset,
         "pay_to": i.pay_to,
