@@ -348,7 +348,7 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "secrets.master_key",
                 origin: origin(),
-                message,
+                message: message.to_string(),
             });
         }
         for (key, value) in [
@@ -376,7 +376,7 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "http.trusted_proxies",
                 origin: origin(),
-                message,
+                message: message.to_string(),
             });
         }
         if let Some(token) = &self.admin.token
@@ -385,7 +385,7 @@ impl Config {
             return Err(ConfigError::Value {
                 key: "admin.token",
                 origin: origin(),
-                message,
+                message: message.to_string(),
             });
         }
         if !(self.public_base_url.starts_with("http://")
@@ -418,7 +418,7 @@ impl Config {
                 return Err(ConfigError::Value {
                     key: "dev.wallet",
                     origin: origin(),
-                    message,
+                    message: message.to_string(),
                 });
             }
         }
@@ -459,7 +459,7 @@ impl Config {
 
 /// Parses a network setting: CIDR (`10.0.0.0/8`, `fd00::/8`) or a single address (a
 /// host network). Used by every setting that lists networks.
-pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+pub fn parse_network(text: &str) -> Result<ipnet::IpNet, InvalidNetwork> {
     let text = text.trim();
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
         // `10.1.2.3/8` means the network it is in.
@@ -467,11 +467,16 @@ pub fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
     }
     text.parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
-        .map_err(|_| format!("`{text}` is not an IP network (e.g. 10.0.0.0/8) or address"))
+        .map_err(|_| InvalidNetwork(text.to_string()))
 }
 
+/// A network setting that is neither a CIDR network nor an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IP network (e.g. 10.0.0.0/8) or address")]
+pub struct InvalidNetwork(pub String);
+
 /// [`parse_network`] over a list.
-pub fn parse_networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+pub fn parse_networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>, InvalidNetwork> {
     texts.iter().map(|t| parse_network(t)).collect()
 }
 
@@ -479,16 +484,25 @@ pub fn parse_networks(texts: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
 /// Refuses admin tokens that are short or would not survive an HTTP header.
-pub fn check_admin_token(token: &str) -> Result<(), String> {
+pub fn check_admin_token(token: &str) -> Result<(), AdminTokenError> {
     if token.len() < MIN_ADMIN_TOKEN_LEN {
-        return Err(format!(
-            "must be at least {MIN_ADMIN_TOKEN_LEN} characters (generate one with `openssl rand -hex 32`)"
-        ));
+        return Err(AdminTokenError::TooShort);
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("must be printable ASCII without spaces".into());
+        return Err(AdminTokenError::NotPrintable);
     }
     Ok(())
+}
+
+/// Why an admin token is refused (the message completes "the admin token …").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdminTokenError {
+    #[error(
+        "must be at least {MIN_ADMIN_TOKEN_LEN} characters (generate one with `openssl rand -hex 32`)"
+    )]
+    TooShort,
+    #[error("must be printable ASCII without spaces")]
+    NotPrintable,
 }
 
 #[cfg(test)]

@@ -58,17 +58,30 @@ pub enum MasterKeyError {
         path: String,
         source: std::io::Error,
     },
-    #[error("master key file {path}: {message}")]
-    Invalid { path: String, message: String },
+    #[error("master key file {path}: {source}")]
+    Invalid {
+        path: String,
+        source: InvalidMasterKey,
+    },
+}
+
+/// Text that is not a master key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMasterKey {
+    #[error("not hex: {0}")]
+    NotHex(String),
+    #[error("expected 32 bytes (64 hex characters), got {0}")]
+    Length(usize),
 }
 
 impl MasterKey {
     /// Parses 64 hex characters (surrounding whitespace ignored).
-    pub fn from_hex(text: &str) -> Result<MasterKey, String> {
-        let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
-        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            format!("expected 32 bytes (64 hex characters), got {}", b.len())
-        })?;
+    pub fn from_hex(text: &str) -> Result<MasterKey, InvalidMasterKey> {
+        let bytes =
+            hex::decode(text.trim()).map_err(|e| InvalidMasterKey::NotHex(e.to_string()))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| InvalidMasterKey::Length(b.len()))?;
         Ok(MasterKey::from_bytes(&key))
     }
 
@@ -97,9 +110,9 @@ impl MasterKey {
                     source,
                 }
             })?;
-        let key = MasterKey::from_hex(&text).map_err(|message| MasterKeyError::Invalid {
+        let key = MasterKey::from_hex(&text).map_err(|source| MasterKeyError::Invalid {
             path: display,
-            message,
+            source,
         })?;
         Ok((key, created))
     }
@@ -228,6 +241,15 @@ pub enum SecretEncoding {
     Alphanumeric,
 }
 
+/// A secret format that would give weak or unwieldy secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WeakSecretFormat {
+    #[error("secret prefix is at most 64 bytes")]
+    LongPrefix,
+    #[error("secret length must be {min} to {max}")]
+    Length { min: usize, max: usize },
+}
+
 impl SecretFormat {
     /// Secrets shorter than this are guessable; longer ones are not useful.
     const LEN: std::ops::RangeInclusive<usize> = 16..=128;
@@ -257,16 +279,15 @@ impl SecretFormat {
     }
 
     /// Refuses formats that give weak or unwieldy secrets.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), WeakSecretFormat> {
         if self.prefix.len() > 64 {
-            return Err("secret prefix is at most 64 bytes".into());
+            return Err(WeakSecretFormat::LongPrefix);
         }
         if self.encoding != SecretEncoding::Uuid && !Self::LEN.contains(&self.len) {
-            return Err(format!(
-                "secret length must be {} to {}",
-                Self::LEN.start(),
-                Self::LEN.end()
-            ));
+            return Err(WeakSecretFormat::Length {
+                min: *Self::LEN.start(),
+                max: *Self::LEN.end(),
+            });
         }
         Ok(())
     }

@@ -218,10 +218,10 @@ pub struct ChainConfigError {
 }
 
 impl ChainConfigError {
-    pub(crate) fn new(key: impl Into<String>, problem: impl Into<String>) -> ChainConfigError {
+    pub(crate) fn new(key: impl Into<String>, problem: impl std::fmt::Display) -> ChainConfigError {
         ChainConfigError {
             key: key.into(),
-            problem: problem.into(),
+            problem: problem.to_string(),
         }
     }
 }
@@ -388,29 +388,45 @@ impl ChainConfig {
 
 impl AssetConfig {
     /// The accepted underpayment in base units (default zero).
-    pub fn tolerance(&self) -> Result<Amount, String> {
+    pub fn tolerance(&self) -> Result<Amount, AssetAmountError> {
         match &self.payment_tolerance {
             None => Ok(Amount::ZERO),
-            Some(text) => {
-                Amount::parse_decimal(text, self.decimals).map_err(|e| format!("`{text}`: {e}"))
-            }
+            Some(text) => self.amount(text),
         }
     }
 
     /// The unique-amount increment in base units (default one base unit).
-    pub fn unique_step(&self) -> Result<Amount, String> {
+    pub fn unique_step(&self) -> Result<Amount, AssetAmountError> {
         match &self.unique_amount_step {
             None => Ok(Amount::from(1)),
             Some(step) => {
-                let amount = Amount::parse_decimal(step, self.decimals)
-                    .map_err(|e| format!("`{step}`: {e}"))?;
+                let amount = self.amount(step)?;
                 if amount.is_zero() {
-                    return Err("must be more than zero".into());
+                    return Err(AssetAmountError::Zero);
                 }
                 Ok(amount)
             }
         }
     }
+
+    fn amount(&self, text: &str) -> Result<Amount, AssetAmountError> {
+        Amount::parse_decimal(text, self.decimals).map_err(|source| AssetAmountError::Invalid {
+            text: text.to_string(),
+            source,
+        })
+    }
+}
+
+/// An amount setting of an asset that is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssetAmountError {
+    #[error("`{text}`: {source}")]
+    Invalid {
+        text: String,
+        source: crate::invoice::MoneyError,
+    },
+    #[error("must be more than zero")]
+    Zero,
 }
 
 #[cfg(test)]

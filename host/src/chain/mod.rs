@@ -42,7 +42,8 @@ pub mod follow;
 pub mod tron;
 
 pub use config::{
-    AssetConfig, ChainConfig, ChainConfigError, ChainKind, PaymentContractConfig, validate_chains,
+    AssetAmountError, AssetConfig, ChainConfig, ChainConfigError, ChainKind, PaymentContractConfig,
+    validate_chains,
 };
 
 pub use crate::invoice::{NATIVE_LOG_INDEX, ObservedTransfer};

@@ -235,6 +235,11 @@ fn parse_demo(path: &Path, text: &str) -> Result<DemoSpec, DemoError> {
 #[derive(Debug, Clone, Default)]
 pub struct Placeholders(BTreeMap<String, String>);
 
+/// A well-formed placeholder no value was given for (its name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown placeholder `{{{0}}}`")]
+pub struct UnknownPlaceholder(pub String);
+
 impl Placeholders {
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
         self.0.insert(name.into(), value.into());
@@ -243,7 +248,7 @@ impl Placeholders {
 
     /// `text` with every `{name}` replaced. `{` followed by anything but a placeholder
     /// name and `}` is left as it is; a well-formed but unknown name is an error.
-    pub fn render(&self, text: &str) -> Result<String, String> {
+    pub fn render(&self, text: &str) -> Result<String, UnknownPlaceholder> {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(open) = rest.find('{') {
@@ -260,7 +265,11 @@ impl Placeholders {
                 rest = after;
                 continue;
             }
-            out.push_str(self.0.get(name).ok_or_else(|| name.to_string())?);
+            out.push_str(
+                self.0
+                    .get(name)
+                    .ok_or_else(|| UnknownPlaceholder(name.to_string()))?,
+            );
             rest = &after[name_len + 1..];
         }
         out.push_str(rest);
@@ -268,7 +277,10 @@ impl Placeholders {
     }
 
     /// Every string in `value` rendered.
-    pub fn render_json(&self, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+    pub fn render_json(
+        &self,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, UnknownPlaceholder> {
         use serde_json::Value;
         Ok(match value {
             Value::String(s) => Value::String(self.render(s)?),
@@ -281,7 +293,7 @@ impl Placeholders {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| Ok((k.clone(), self.render_json(v)?)))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, UnknownPlaceholder>>()?,
             ),
             other => other.clone(),
         })
@@ -322,7 +334,7 @@ mod tests {
     fn unknown_placeholder_is_an_error_naming_it() {
         assert_eq!(
             placeholders().render("{public_ur}").unwrap_err(),
-            "public_ur"
+            UnknownPlaceholder("public_ur".into())
         );
     }
 

@@ -389,7 +389,7 @@ fn write_config(
             .map_err(|placeholder| demo::DemoError::UnknownPlaceholder {
                 path: demo.dialect.dir.join(demo::DEMO_FILE),
                 field: "settings".into(),
-                name: placeholder,
+                name: placeholder.0,
             })?;
         mounts.push(Mount {
             name: name.clone(),
@@ -596,7 +596,7 @@ fn walkthrough(
                 .map_err(|placeholder| demo::DemoError::UnknownPlaceholder {
                     path: demo.dialect.dir.join(demo::DEMO_FILE),
                     field: field.into(),
-                    name: placeholder,
+                    name: placeholder.0,
                 })
         };
         let create = &demo.spec.create;

@@ -71,7 +71,7 @@ pub enum AllocationError {
     #[error("invalid address: {0}")]
     Address(String),
     #[error("chain config: {0}")]
-    Config(String),
+    Config(#[from] crate::chain::AssetAmountError),
     #[error(transparent)]
     Derivation(#[from] DerivationError),
     #[error(transparent)]
@@ -220,7 +220,7 @@ pub async fn plan(
     };
     let unique = match spec {
         TargetSpec::UniqueAmount { .. } => {
-            let step = asset.unique_step().map_err(AllocationError::Config)?;
+            let step = asset.unique_step()?;
             let slots = asset.unique_amount_slots;
             let high = unique_candidate(new.amount_due, step, slots - 1).unwrap_or(Amount::MAX);
             let reuse_after_ms = i64::from(asset.unique_amount_reuse_after_secs) * 1000;
@@ -250,7 +250,7 @@ fn canonical_address(chain: &ChainConfig, address: &str) -> Result<String, Alloc
     match chain.kind {
         ChainKind::Evm => parse_address(address.trim())
             .map(address_text)
-            .map_err(AllocationError::Address),
+            .map_err(|e| AllocationError::Address(e.to_string())),
         ChainKind::Tron => crate::chain::tron::canonical_address(address)
             .map_err(|e| AllocationError::Address(e.to_string())),
     }

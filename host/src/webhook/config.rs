@@ -223,7 +223,8 @@ impl WebhookConfig {
                 "must be greater than zero".into(),
             ));
         }
-        TargetPolicy::from_config(self).map_err(|e| ("webhooks.allowed_networks", e))?;
+        TargetPolicy::from_config(self)
+            .map_err(|e| ("webhooks.allowed_networks", e.to_string()))?;
         self.retry.validate("webhooks.retry")?;
         for schedule in self.plugin_retry.values() {
             schedule.validate("webhooks.plugin_retry")?;

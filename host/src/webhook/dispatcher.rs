@@ -33,16 +33,25 @@ pub struct Pass {
     pub claimed: usize,
 }
 
+/// Why a dispatcher could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    #[error("{key}: {message}")]
+    Config { key: &'static str, message: String },
+    #[error(transparent)]
+    Transport(#[from] super::transport::TransportError),
+}
+
 impl Dispatcher {
     /// A dispatcher over `store`; fails on an invalid config.
     pub fn new(
         store: Store,
         config: WebhookConfig,
         renderer: Arc<dyn WebhookRenderer>,
-    ) -> Result<Dispatcher, String> {
+    ) -> Result<Dispatcher, DispatcherError> {
         config
             .validate()
-            .map_err(|(key, message)| format!("{key}: {message}"))?;
+            .map_err(|(key, message)| DispatcherError::Config { key, message })?;
         let transport = Transport::new(&config)?;
         Ok(Dispatcher {
             store,

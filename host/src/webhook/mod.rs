@@ -60,7 +60,7 @@
 //! # Wiring
 //!
 //! ```no_run
-//! # async fn demo(store: polypay_host::store::Store) -> Result<(), String> {
+//! # async fn demo(store: polypay_host::store::Store) -> Result<(), polypay_host::webhook::DispatcherError> {
 //! use std::sync::Arc;
 //! use polypay_host::webhook::{Dispatcher, NoPlugins, WebhookConfig};
 //!
@@ -82,7 +82,7 @@ pub mod target;
 pub mod transport;
 
 pub use config::{RetrySchedule, WebhookConfig};
-pub use dispatcher::{Dispatcher, Pass, next_after_failure};
+pub use dispatcher::{Dispatcher, DispatcherError, Pass, next_after_failure};
 pub use render::{
     Acceptance, NoPlugins, RenderError, RenderedWebhook, RetryAdvice, TEST_EVENT_KIND,
     WebhookEvent, WebhookEventKind, WebhookRenderer,

@@ -17,6 +17,7 @@
 //! checks them before the request. Redirects are not followed at all (a 3xx is simply a
 //! response that is not accepted), and no proxy is used.
 
+use crate::config::InvalidNetwork;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
@@ -163,7 +164,7 @@ impl TargetPolicy {
         TargetPolicy::default()
     }
 
-    pub fn from_config(config: &WebhookConfig) -> Result<TargetPolicy, String> {
+    pub fn from_config(config: &WebhookConfig) -> Result<TargetPolicy, InvalidNetwork> {
         let allowed = crate::config::parse_networks(&config.allowed_networks)?;
         Ok(TargetPolicy {
             allow_private: config.allow_private_targets,

@@ -58,8 +58,17 @@ pub struct Transport {
     max_response_bytes: usize,
 }
 
+/// Why no transport could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("webhooks.allowed_networks: {0}")]
+    Network(#[from] crate::config::InvalidNetwork),
+    #[error("building the webhook HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 impl Transport {
-    pub fn new(config: &WebhookConfig) -> Result<Transport, String> {
+    pub fn new(config: &WebhookConfig) -> Result<Transport, TransportError> {
         let policy = Arc::new(TargetPolicy::from_config(config)?);
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout())
@@ -69,7 +78,7 @@ impl Transport {
             .dns_resolver(GuardedResolver::new(policy.clone()))
             .user_agent(concat!("polypay-webhook/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| format!("building the webhook HTTP client: {e}"))?;
+            .map_err(TransportError::Client)?;
         Ok(Transport {
             client,
             policy,

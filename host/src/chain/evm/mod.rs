@@ -145,22 +145,29 @@ impl Network {
 
 /// Parses a `0x` + 40 hex digits address. Mixed case must be a valid EIP-55 checksum
 /// (a typo in a checksummed address is caught, not paid to).
-pub fn parse_address(text: &str) -> Result<Address, String> {
-    let hex = text
-        .strip_prefix("0x")
-        .ok_or_else(|| format!("`{text}` is not a 20-byte hex address"))?;
+pub fn parse_address(text: &str) -> Result<Address, InvalidAddress> {
+    let not_hex = || InvalidAddress::NotHex(text.to_string());
+    let hex = text.strip_prefix("0x").ok_or_else(not_hex)?;
     if hex.len() != 40 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("`{text}` is not a 20-byte hex address"));
+        return Err(not_hex());
     }
     let mixed =
         hex.bytes().any(|b| b.is_ascii_lowercase()) && hex.bytes().any(|b| b.is_ascii_uppercase());
     if mixed {
         Address::parse_checksummed(text, None)
-            .map_err(|_| format!("`{text}` has a wrong EIP-55 checksum"))
+            .map_err(|_| InvalidAddress::Checksum(text.to_string()))
     } else {
-        text.parse()
-            .map_err(|_| format!("`{text}` is not a 20-byte hex address"))
+        text.parse().map_err(|_| not_hex())
     }
+}
+
+/// Text that is not an EVM address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAddress {
+    #[error("`{0}` is not a 20-byte hex address")]
+    NotHex(String),
+    #[error("`{0}` has a wrong EIP-55 checksum")]
+    Checksum(String),
 }
 
 /// The text form of an address everywhere polypay stores or compares one: EIP-55.

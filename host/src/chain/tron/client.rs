@@ -222,36 +222,40 @@ impl TronClient {
         index: usize,
         path: &'static str,
         body: &serde_json::Value,
-    ) -> Result<T, String> {
+    ) -> Result<T, AttemptError> {
         let url = format!("{}{path}", endpoints.urls[index]);
-        let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(body).map_err(|e| AttemptError::Malformed(e.to_string()))?;
         let mut response = self
             .http
             .post(&url)
             .body(body)
             .send()
             .await
-            .map_err(|e| without_url(&e))?;
+            .map_err(|e| AttemptError::Transport(without_url(&e)))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
-            return Err(format!("HTTP {status}"));
+            return Err(AttemptError::Status(status));
         }
         if response
             .content_length()
             .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
         {
-            return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+            return Err(AttemptError::TooLarge);
         }
         let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| without_url(&e))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| AttemptError::Transport(without_url(&e)))?
+        {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(format!("answer larger than {MAX_ANSWER_BYTES} bytes"));
+                return Err(AttemptError::TooLarge);
             }
             bytes.extend_from_slice(&chunk);
         }
         T::decode(&bytes).map_err(|e| match e {
-            DecodeError::Node(message) => format!("node error: {message}"),
-            DecodeError::Malformed(message) => message,
+            DecodeError::Node(message) => AttemptError::Node(message),
+            DecodeError::Malformed(message) => AttemptError::Malformed(message),
         })
     }
 
@@ -265,6 +269,22 @@ impl TronClient {
         )
         .increment(1);
     }
+}
+
+/// Why one request to one endpoint failed (logged and collected, never shown with the
+/// endpoint's URL, which may hold an API key).
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("{0}")]
+    Transport(String),
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("answer larger than {MAX_ANSWER_BYTES} bytes")]
+    TooLarge,
+    #[error("node error: {0}")]
+    Node(String),
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// A reqwest error's text without the URL it names.

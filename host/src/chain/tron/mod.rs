@@ -166,13 +166,22 @@ impl Network {
     }
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+fn check_url(url: &str) -> Result<(), InvalidUrl> {
     if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err("must be an http:// or https:// URL".into());
+        return Err(InvalidUrl::Scheme);
     }
     reqwest::Url::parse(url)
         .map(drop)
-        .map_err(|e| format!("not a URL: {e}"))
+        .map_err(|e| InvalidUrl::Unparsable(e.to_string()))
+}
+
+/// A node URL that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum InvalidUrl {
+    #[error("must be an http:// or https:// URL")]
+    Scheme,
+    #[error("not a URL: {0}")]
+    Unparsable(String),
 }
 
 /// The stored form of a TRON address given by a person or a plugin: base58check, checked.

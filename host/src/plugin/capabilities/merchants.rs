@@ -137,7 +137,9 @@ pub(crate) fn check_credential_templates(templates: &[CredentialTemplate]) -> Re
 /// A new secret as `format` asks.
 fn generate_secret(format: &SecretFormat) -> Result<String, HostError> {
     let format = secret_format_from_wit(format);
-    format.validate().map_err(HostError::Invalid)?;
+    format
+        .validate()
+        .map_err(|e| HostError::Invalid(e.to_string()))?;
     Ok(format.generate())
 }
 
