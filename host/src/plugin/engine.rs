@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -26,12 +26,36 @@ pub(crate) const MAX_CONCURRENT_INSTANCES: u32 = 256;
 /// Largest per-plugin memory cap (`memory_mb`) the pool can honour.
 pub(crate) const MAX_MEMORY_BYTES: usize = 1 << 30;
 
-static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+/// Why the WebAssembly engine or the host's linker could not be set up (a host
+/// problem, not a plugin's).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0:#}")]
+pub struct EngineError(Arc<wasmtime::Error>);
+
+impl From<wasmtime::Error> for EngineError {
+    fn from(e: wasmtime::Error) -> Self {
+        EngineError(Arc::new(e))
+    }
+}
+
+/// Why a plugin's component could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ComponentError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0:#}")]
+    Compile(wasmtime::Error),
+}
+
+static ENGINE: OnceLock<Result<Engine, EngineError>> = OnceLock::new();
 
 /// The shared engine, created (and its ticker started) on first use.
-pub(crate) fn shared() -> Result<Engine, String> {
+pub(crate) fn shared() -> Result<Engine, EngineError> {
     ENGINE
-        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .get_or_init(|| build().map_err(EngineError::from))
         .clone()
 }
 
@@ -77,15 +101,17 @@ static COMPONENTS: OnceLock<Mutex<HashMap<CacheKey, Component>>> = OnceLock::new
 
 /// Compiles the component at `path`, or returns the cached compilation of the
 /// same file (same path, size and modification time).
-pub(crate) fn component(engine: &Engine, path: &Path) -> Result<Component, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub(crate) fn component(engine: &Engine, path: &Path) -> Result<Component, ComponentError> {
+    let meta = std::fs::metadata(path).map_err(|source| ComponentError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
     let cache = COMPONENTS.get_or_init(Default::default);
     if let Some(c) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
         return Ok(c.clone());
     }
-    let compiled = Component::from_file(engine, path).map_err(|e| format!("{e:#}"))?;
+    let compiled = Component::from_file(engine, path).map_err(ComponentError::Compile)?;
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())

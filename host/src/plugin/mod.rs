@@ -103,6 +103,7 @@ mod wasi;
 mod webhook_render;
 
 pub use config::{PluginConfig, PluginRuntimeConfig};
+pub use engine::EngineError;
 pub use limits::FaultKind;
 pub use routes::RouteError;
 pub use runtime::{Fault, Overload};
@@ -118,9 +119,14 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot create the WebAssembly engine: {0}")]
-    Engine(String),
+    Engine(#[from] EngineError),
     #[error("plugin `{plugin}` is misconfigured: {reason}")]
     Config { plugin: String, reason: String },
+    #[error("plugin `{plugin}` is misconfigured: {source}")]
+    Prefix {
+        plugin: String,
+        source: routes::PrefixError,
+    },
     #[error("plugin `{plugin}` cannot be loaded: {reason}")]
     Load { plugin: String, reason: String },
     #[error("plugin `{plugin}` cannot be loaded: {source}")]

@@ -34,6 +34,41 @@ pub(crate) struct Claim {
     segments: Vec<Segment>,
 }
 
+/// What is wrong with a declared route.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RouteProblem {
+    #[error("the pattern must start with `/`")]
+    NoLeadingSlash,
+    #[error("empty path segment")]
+    EmptySegment,
+    #[error("parameter `{0}` needs a name of letters, digits or `_`")]
+    BadParameterName(String),
+    #[error("segment `{0}` has a reserved character")]
+    ReservedCharacter(String),
+    #[error("a `{{*name}}` segment must come last")]
+    WildcardNotLast,
+    #[error("parameter `{0}` appears twice")]
+    DuplicateParameter(String),
+    #[error("no methods")]
+    NoMethods,
+    #[error("unsupported method `{0}`")]
+    UnsupportedMethod(String),
+    #[error("`{0}` is declared twice")]
+    MethodDeclaredTwice(String),
+    /// A rule of the router itself (e.g. one parameter name per position).
+    #[error(transparent)]
+    Router(#[from] matchit::InsertError),
+}
+
+/// What is wrong with a configured prefix.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PrefixError {
+    #[error("prefix `{0}` must start with `/`")]
+    NoLeadingSlash(String),
+    #[error("prefix `{0}` must be literal path segments")]
+    NotLiteral(String),
+}
+
 /// Why a route table could not be built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RouteError {
@@ -41,7 +76,7 @@ pub enum RouteError {
     Invalid {
         plugin: String,
         route: String,
-        reason: String,
+        reason: RouteProblem,
     },
     #[error(
         "plugins `{first}` and `{second}` both claim route `{route}` (as `{first_route}` and `{second_route}`)"
@@ -56,33 +91,31 @@ pub enum RouteError {
 }
 
 /// Normalises a configured prefix: "" (none) or "/a/b" without a trailing slash.
-pub(crate) fn normalize_prefix(prefix: Option<&str>) -> Result<String, String> {
+pub(crate) fn normalize_prefix(prefix: Option<&str>) -> Result<String, PrefixError> {
     let Some(prefix) = prefix.map(str::trim).filter(|p| !p.is_empty() && *p != "/") else {
         return Ok(String::new());
     };
     if !prefix.starts_with('/') {
-        return Err(format!("prefix `{prefix}` must start with `/`"));
+        return Err(PrefixError::NoLeadingSlash(prefix.to_owned()));
     }
     let trimmed = prefix.trim_end_matches('/');
     for segment in trimmed[1..].split('/') {
         match parse_segment(segment) {
             Ok(Segment::Literal(_)) => {}
-            _ => return Err(format!("prefix `{prefix}` must be literal path segments")),
+            _ => return Err(PrefixError::NotLiteral(prefix.to_owned())),
         }
     }
     Ok(trimmed.to_owned())
 }
 
-fn parse_segment(segment: &str) -> Result<Segment, String> {
+fn parse_segment(segment: &str) -> Result<Segment, RouteProblem> {
     if let Some(inner) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
         let (wildcard, name) = match inner.strip_prefix('*') {
             Some(name) => (true, name),
             None => (false, inner),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "parameter `{segment}` needs a name of letters, digits or `_`"
-            ));
+            return Err(RouteProblem::BadParameterName(segment.to_owned()));
         }
         return Ok(if wildcard {
             Segment::Wildcard(name.into())
@@ -91,18 +124,18 @@ fn parse_segment(segment: &str) -> Result<Segment, String> {
         });
     }
     if segment.is_empty() {
-        return Err("empty path segment".into());
+        return Err(RouteProblem::EmptySegment);
     }
     if segment.contains(['{', '}', '?', '#']) || segment.starts_with([':', '*']) {
-        return Err(format!("segment `{segment}` has a reserved character"));
+        return Err(RouteProblem::ReservedCharacter(segment.to_owned()));
     }
     Ok(Segment::Literal(segment.into()))
 }
 
-fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
+fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, RouteProblem> {
     let rest = pattern
         .strip_prefix('/')
-        .ok_or("the pattern must start with `/`")?;
+        .ok_or(RouteProblem::NoLeadingSlash)?;
     if rest.is_empty() {
         return Ok(Vec::new());
     }
@@ -114,10 +147,10 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
     for (i, s) in segments.iter().enumerate() {
         match s {
             Segment::Wildcard(_) if i + 1 != segments.len() => {
-                return Err("a `{*name}` segment must come last".into());
+                return Err(RouteProblem::WildcardNotLast);
             }
             Segment::Param(n) | Segment::Wildcard(n) if !names.insert(n.clone()) => {
-                return Err(format!("parameter `{n}` appears twice"));
+                return Err(RouteProblem::DuplicateParameter(n.clone()));
             }
             _ => {}
         }
@@ -149,7 +182,7 @@ pub(crate) fn claims(
     prefix: &str,
     routes: &[(Vec<String>, String)],
 ) -> Result<Vec<Claim>, RouteError> {
-    let invalid = |route: &str, reason: String| RouteError::Invalid {
+    let invalid = |route: &str, reason: RouteProblem| RouteError::Invalid {
         plugin: plugin.into(),
         route: route.into(),
         reason,
@@ -158,20 +191,23 @@ pub(crate) fn claims(
     for (methods, pattern) in routes {
         let mut segments = parse_pattern(pattern).map_err(|r| invalid(pattern, r))?;
         if methods.is_empty() {
-            return Err(invalid(pattern, "no methods".into()));
+            return Err(invalid(pattern, RouteProblem::NoMethods));
         }
         let mut set = BTreeSet::new();
         for m in methods {
             let m = m.to_ascii_uppercase();
             if !METHODS.contains(&m.as_str()) {
-                return Err(invalid(pattern, format!("unsupported method `{m}`")));
+                return Err(invalid(pattern, RouteProblem::UnsupportedMethod(m)));
             }
             set.insert(m);
         }
         if let Some(existing) = out.iter().find(|c| c.pattern == *pattern)
             && let Some(m) = existing.methods.intersection(&set).next()
         {
-            return Err(invalid(pattern, format!("`{m}` is declared twice")));
+            return Err(invalid(
+                pattern,
+                RouteProblem::MethodDeclaredTwice(m.clone()),
+            ));
         }
         let mut full = prefix.to_owned();
         full.push_str(if pattern == "/" && !prefix.is_empty() {
@@ -234,7 +270,7 @@ pub(crate) fn check_conflicts(all: &[Claim], names: &[String]) -> Result<(), Rou
                 .map_err(|e| RouteError::Invalid {
                     plugin: names[claim.plugin].clone(),
                     route: claim.pattern.clone(),
-                    reason: e.to_string(),
+                    reason: RouteProblem::Router(e),
                 })?;
         }
     }

@@ -17,7 +17,7 @@ use super::bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, Web
 use super::bindings::{HttpRequest, HttpResponse};
 use super::capabilities;
 use super::config::PluginConfig;
-use super::engine;
+use super::engine::{self, EngineError};
 use super::limits::{CallClock, FaultKind, HostOverloaded};
 use super::routes::{self, Claim};
 use super::services::PluginServices;
@@ -153,9 +153,8 @@ impl RuntimeInner {
     ) -> Result<RuntimeInner, PluginError> {
         let engine = engine::shared().map_err(PluginError::Engine)?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
-        super::wasi::add_to_linker(&mut linker)
-            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        version::add_to_linker(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        super::wasi::add_to_linker(&mut linker).map_err(EngineError::from)?;
+        version::add_to_linker(&mut linker).map_err(EngineError::from)?;
 
         let mut names: Vec<String> = Vec::new();
         for c in configs {
@@ -229,7 +228,7 @@ impl RuntimeInner {
             let component = compile
                 .await
                 .map_err(|e| load_err(e.to_string()))?
-                .map_err(load_err)?;
+                .map_err(|e| load_err(e.to_string()))?;
             // An unsupported or mixed contract version, or an import the host does not
             // provide (e.g. wasi:sockets), fails here, by name.
             let (pre, version) = version::pre(&linker, &component).map_err(|e| match e {
@@ -309,9 +308,9 @@ impl RuntimeInner {
                 }
             };
             let prefix = routes::normalize_prefix(inner.plugins[index].config.prefix.as_deref())
-                .map_err(|reason| PluginError::Config {
+                .map_err(|source| PluginError::Prefix {
                     plugin: name.clone(),
-                    reason,
+                    source,
                 })?;
             capabilities::check_credential_templates(&manifest.credentials).map_err(|reason| {
                 PluginError::Load {

@@ -102,6 +102,13 @@ type Shape = (Arc<str>, u32, u64);
 type Keyed<C> =
     governor::RateLimiter<String, DefaultKeyedStateStore<String>, C, StateInformationMiddleware>;
 
+/// Why a rate-limit check was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RateLimitError {
+    #[error("a plugin may use at most {MAX_SHAPES_PER_PLUGIN} different (limit, window) pairs")]
+    TooManyShapes,
+}
+
 /// The outcome of one [`RateLimiter::check`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Decision {
@@ -135,7 +142,7 @@ where
         bucket: &str,
         limit: u32,
         window_ms: u64,
-    ) -> Result<Decision, String> {
+    ) -> Result<Decision, RateLimitError> {
         let window = Duration::from_millis(window_ms.max(1));
         let Some(burst) = NonZeroU32::new(limit) else {
             return Ok(Decision {
@@ -168,16 +175,14 @@ where
         shape: Shape,
         period: Duration,
         burst: NonZeroU32,
-    ) -> Result<Arc<Keyed<C>>, String> {
+    ) -> Result<Arc<Keyed<C>>, RateLimitError> {
         let mut limiters = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = limiters.get(&shape) {
             return Ok(l.clone());
         }
         let shapes = limiters.keys().filter(|s| s.0 == shape.0).count();
         if shapes >= MAX_SHAPES_PER_PLUGIN {
-            return Err(format!(
-                "a plugin may use at most {MAX_SHAPES_PER_PLUGIN} different (limit, window) pairs"
-            ));
+            return Err(RateLimitError::TooManyShapes);
         }
         let quota = Quota::with_period(period)
             .expect("period is not zero")
@@ -277,7 +282,10 @@ mod tests {
         for limit in 1..=MAX_SHAPES_PER_PLUGIN as u32 {
             assert!(rl.check("p", "k", limit, 1000).is_ok());
         }
-        assert!(rl.check("p", "k", 1000, 1000).is_err());
+        assert_eq!(
+            rl.check("p", "k", 1000, 1000),
+            Err(RateLimitError::TooManyShapes)
+        );
         assert!(rl.check("q", "k", 1000, 1000).is_ok(), "per plugin");
     }
 }

@@ -36,7 +36,7 @@ impl WebhookRenderer for PluginRuntime {
                 Ok(None) => Ok(None),
                 Ok(Some(delivery)) => delivery_from_wit(delivery, max_body)
                     .map(Some)
-                    .map_err(webhook::RenderError::Failed),
+                    .map_err(|e| webhook::RenderError::Failed(e.to_string())),
                 Err(RenderFailure::UnknownPlugin(p)) => {
                     Err(webhook::RenderError::PluginNotMounted(p))
                 }
@@ -52,23 +52,36 @@ impl WebhookRenderer for PluginRuntime {
     }
 }
 
+/// Why a rendered callback is not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadDelivery {
+    #[error("the plugin rendered method `{0}`")]
+    Method(String),
+    #[error("the plugin rendered a non-http(s) URL")]
+    Scheme,
+    #[error("the rendered body exceeds the {max_body}-byte cap")]
+    BodyTooLarge { max_body: usize },
+    #[error("the plugin rendered an invalid header `{0}`")]
+    Header(String),
+}
+
 /// Checks a rendered callback and converts it for the worker.
-fn delivery_from_wit(d: WebhookDelivery, max_body: usize) -> Result<RenderedWebhook, String> {
+fn delivery_from_wit(d: WebhookDelivery, max_body: usize) -> Result<RenderedWebhook, BadDelivery> {
     let method = d.request.method.to_ascii_uppercase();
     if !matches!(method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-        return Err(format!("the plugin rendered method `{method}`"));
+        return Err(BadDelivery::Method(method));
     }
     if !(d.request.url.starts_with("http://") || d.request.url.starts_with("https://")) {
-        return Err("the plugin rendered a non-http(s) URL".into());
+        return Err(BadDelivery::Scheme);
     }
     if d.request.body.len() > max_body {
-        return Err(format!("the rendered body exceeds the {max_body}-byte cap"));
+        return Err(BadDelivery::BodyTooLarge { max_body });
     }
     for (name, value) in &d.request.headers {
         if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err()
             || axum::http::HeaderValue::from_str(value).is_err()
         {
-            return Err(format!("the plugin rendered an invalid header `{name}`"));
+            return Err(BadDelivery::Header(name.clone()));
         }
     }
     Ok(RenderedWebhook {
@@ -183,10 +196,26 @@ mod tests {
         );
         let mut bad = good.clone();
         bad.request.url = "file:///etc/passwd".into();
-        assert!(delivery_from_wit(bad, 1024).is_err());
+        assert_eq!(delivery_from_wit(bad, 1024), Err(BadDelivery::Scheme));
         let mut bad = good.clone();
         bad.request.headers = vec![("bad header".into(), "x".into())];
-        assert!(delivery_from_wit(bad, 1024).is_err());
-        assert!(delivery_from_wit(good, 1).is_err(), "body over the cap");
+        assert_eq!(
+            delivery_from_wit(bad, 1024),
+            Err(BadDelivery::Header("bad header".into()))
+        );
+        let mut bad = good.clone();
+        bad.request.method = "connect".into();
+        assert_eq!(
+            delivery_from_wit(bad, 1024)
+                .map(drop)
+                .unwrap_err()
+                .to_string(),
+            "the plugin rendered method `CONNECT`"
+        );
+        assert_eq!(
+            delivery_from_wit(good, 1),
+            Err(BadDelivery::BodyTooLarge { max_body: 1 }),
+            "body over the cap"
+        );
     }
 }

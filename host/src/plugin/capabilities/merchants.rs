@@ -77,18 +77,22 @@ fn credential_to_wit(c: &merchant::Credential) -> Credential {
     }
 }
 
-fn valid_kind(kind: &str) -> Result<(), HostError> {
-    if kind.is_empty()
-        || kind.len() > 64
-        || !kind
+const KIND_RULE: &str = "credential kind must be 1-64 characters of [A-Za-z0-9_-]";
+
+fn is_valid_kind(kind: &str) -> bool {
+    !kind.is_empty()
+        && kind.len() <= 64
+        && kind
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(HostError::Invalid(
-            "credential kind must be 1-64 characters of [A-Za-z0-9_-]".into(),
-        ));
+}
+
+fn valid_kind(kind: &str) -> Result<(), HostError> {
+    if is_valid_kind(kind) {
+        Ok(())
+    } else {
+        Err(HostError::Invalid(KIND_RULE.into()))
     }
-    Ok(())
 }
 
 /// The host's reading of a guest's secret format.
@@ -113,22 +117,40 @@ pub(crate) fn credential_spec(template: &CredentialTemplate) -> merchant::Creden
     }
 }
 
+/// Why a manifest's credential template is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadCredentialTemplate {
+    #[error("{KIND_RULE}")]
+    Kind,
+    #[error("kind `{0}` is declared twice")]
+    DeclaredTwice(String),
+    #[error("kind `{kind}`: {reason}")]
+    Weak {
+        kind: String,
+        reason: merchant::WeakSecretFormat,
+    },
+}
+
 /// Refuses credential templates the host would not issue: bad kinds, weak
 /// formats, or two templates of one kind.
-pub(crate) fn check_credential_templates(templates: &[CredentialTemplate]) -> Result<(), String> {
+pub(crate) fn check_credential_templates(
+    templates: &[CredentialTemplate],
+) -> Result<(), BadCredentialTemplate> {
     for (i, template) in templates.iter().enumerate() {
-        valid_kind(&template.kind).map_err(|e| match e {
-            HostError::Invalid(why) => why,
-            other => format!("{other:?}"),
-        })?;
+        if !is_valid_kind(&template.kind) {
+            return Err(BadCredentialTemplate::Kind);
+        }
         if templates[..i].iter().any(|t| t.kind == template.kind) {
-            return Err(format!("kind `{}` is declared twice", template.kind));
+            return Err(BadCredentialTemplate::DeclaredTwice(template.kind.clone()));
         }
         let spec = credential_spec(template);
         for format in std::iter::once(&spec.secret).chain(spec.public_id.as_ref()) {
             format
                 .validate()
-                .map_err(|e| format!("kind `{}`: {e}", template.kind))?;
+                .map_err(|reason| BadCredentialTemplate::Weak {
+                    kind: template.kind.clone(),
+                    reason,
+                })?;
         }
     }
     Ok(())
@@ -641,17 +663,20 @@ mod tests {
         );
         let spec = credential_spec(&template("bearer", 32));
         assert_eq!(spec.secret, merchant::SecretFormat::hex(32));
-        assert!(
-            check_credential_templates(&[template("bearer", 32), template("bearer", 16)])
-                .unwrap_err()
-                .contains("declared twice")
+        assert_eq!(
+            check_credential_templates(&[template("bearer", 32), template("bearer", 16)]),
+            Err(BadCredentialTemplate::DeclaredTwice("bearer".into()))
         );
-        assert!(check_credential_templates(&[template("bad kind", 32)]).is_err());
-        assert!(
-            check_credential_templates(&[template("weak", 8)])
-                .unwrap_err()
-                .contains("secret length")
+        assert_eq!(
+            check_credential_templates(&[template("bad kind", 32)]),
+            Err(BadCredentialTemplate::Kind)
         );
+        let weak = check_credential_templates(&[template("weak", 8)]).unwrap_err();
+        assert!(
+            matches!(&weak, BadCredentialTemplate::Weak { kind, .. } if kind == "weak"),
+            "{weak:?}"
+        );
+        assert!(weak.to_string().contains("secret length"), "{weak}");
     }
 
     #[test]

@@ -28,6 +28,6 @@ impl Host for PluginState {
                 remaining: d.remaining,
                 reset_after_ms: d.reset_after_ms,
             })
-            .map_err(HostError::Invalid))
+            .map_err(|e| HostError::Invalid(e.to_string())))
     }
 }
