@@ -289,6 +289,19 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    /// A released contract version never changes: plugins built against it must keep
+    /// loading. A change to 0.1.0 goes into a new version's directory instead.
+    #[test]
+    fn the_released_0_1_0_wit_is_frozen() {
+        use sha2::{Digest, Sha256};
+        let released = include_bytes!("../wit/0.1.0/plugin.wit");
+        assert_eq!(
+            super::hex(&Sha256::digest(released)),
+            "d490d7c7cb25dc69e4aac88bcbe947b09ee9a8638279461dc8514b88d047f16a",
+            "plugin-sdk/wit/0.1.0 is released and frozen"
+        );
+    }
+
     #[test]
     fn hex_round_trips() {
         assert_eq!(super::hex(&[0, 0xab, 0xff]), "00abff");

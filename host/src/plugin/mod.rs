@@ -1,7 +1,9 @@
 //! The plugin runtime: API dialects as sandboxed WebAssembly components.
 //!
-//! Each `[[plugins]]` entry names a component built against the WIT contract
-//! `polypay:plugin@0.1.0` (`plugin-sdk/wit/plugin.wit`). At start-up
+//! Each `[[plugins]]` entry names a component built against one supported version of
+//! the WIT contract `polypay:plugin` (`plugin-sdk/wit/<version>/`; [`version`] tells
+//! which from its imports, refuses the rest, and serves older versions through the same
+//! capabilities, `compat` converting what changed). At start-up
 //! [`PluginRuntime::load`] compiles every component once, links it against
 //! the host capabilities, asks each for its `manifest()`, and builds the
 //! public route table; a route claimed by two plugins fails start-up with
@@ -25,7 +27,9 @@
 //! ```
 //!
 //! Rooms: `config` ([`PluginConfig`], the `[[plugins]]` entries; [`PluginRuntimeConfig`]),
-//! [`bindings`] (generated from the WIT), `engine` (shared engine, epoch ticker,
+//! [`bindings`] (generated from the WIT, one module per version), [`version`] (which
+//! version a component speaks, linking all of them, calling exports), `compat` (0.1.0
+//! ↔ 0.2.0 conversions), `engine` (shared engine, epoch ticker,
 //! compiled-component cache), `runtime` (load, slots, one call on a fresh instance),
 //! `dispatch` (the axum router), [`routes`] (route table and conflicts), `limits`
 //! (memory cap, time limits, fault kinds), `wasi` (the WASI subset), `state` (per-call

@@ -1173,6 +1173,81 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn decimal_prices_and_amounts_follow_the_networks_decimals() {
+        let host = FakeHost::new("p");
+        let merchant = host.add_merchant("Shop");
+        host.set_default_merchant(&merchant);
+        let priced = |amount: &str| NewInvoice {
+            price: Price::decimal(amount),
+            merchant_order_id: None,
+            ..new_invoice("1")
+        };
+        assert!(
+            matches!(
+                host.create_invoice(&priced("99.99")),
+                Err(HostError::Unsupported(_))
+            ),
+            "no network configured: the asset's decimals are unknown"
+        );
+        host.add_network(chains::NetworkInfo {
+            name: "ethereum".into(),
+            family: "evm".into(),
+            chain_id: Some(1),
+            required_confirmations: 12,
+            assets: vec![chains::AssetInfo {
+                symbol: "USDT".into(),
+                decimals: 6,
+                contract: None,
+            }],
+            payment_contracts: Vec::new(),
+        });
+        let invoice = host.create_invoice(&priced("99.99")).unwrap();
+        assert_eq!(
+            (
+                invoice.amount_due.as_str(),
+                invoice.amount_due_decimal.as_str()
+            ),
+            ("99990000", "99.99")
+        );
+        assert!(matches!(
+            host.create_invoice(&priced("0.0000001")),
+            Err(HostError::Invalid(_))
+        ));
+        assert!(matches!(
+            host.create_invoice(&priced("0")),
+            Err(HostError::Invalid(_))
+        ));
+        host.update_invoice(&invoice.id, |i| i.amount_paid = "100000000".into());
+        assert_eq!(host.invoices()[0].amount_paid_decimal, "100");
+    }
+
+    #[test]
+    fn webhook_stats_are_seeded_and_divided_in_the_plugin() {
+        let host = Rc::new(FakeHost::new("p"));
+        let merchant = host.add_merchant("Shop");
+        host.set_webhook_stats(webhooks::DeliveryStats {
+            days: 0,
+            total: 5,
+            delivered: 3,
+            failed: 1,
+            pending: 1,
+            average_latency_ms: None,
+            attempts: 7,
+            finished_attempts: 6,
+        });
+        assert!(matches!(
+            host.webhook_stats(7),
+            Err(HostError::Unauthorized)
+        ));
+        host.begin_request(Some(merchant));
+        assert!(matches!(host.webhook_stats(0), Err(HostError::Invalid(_))));
+        let stats = host.webhook_stats(7).unwrap();
+        assert_eq!((stats.days, stats.finished()), (7, 4));
+        assert_eq!(stats.success_rate(), Some(0.75));
+        assert_eq!(stats.average_attempts(), Some(1.5));
+    }
+
     /// As the real host: a digest "proof" must involve the secret.
     #[test]
     fn digest_proofs_without_the_secret_are_refused_like_the_host_does() {
