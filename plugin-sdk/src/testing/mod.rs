@@ -1061,7 +1061,7 @@ impl Host for FakeHost {
         if !(1..=365).contains(&days) {
             return Err(HostError::Invalid("days must be 1 to 365".into()));
         }
-        let seeded = self.state.borrow().webhook_stats.clone();
+        let seeded = self.state.borrow().webhook_stats;
         Ok(match seeded {
             Some(stats) => webhooks::DeliveryStats { days, ..stats },
             None => webhooks::DeliveryStats {
