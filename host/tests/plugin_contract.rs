@@ -13,11 +13,11 @@
 
 mod common;
 
-use common::plugins::{TestApp, hmac_sha256_hex, pay_to};
+use common::plugins::{TestApp, hmac_sha256_hex, pay_to, status_event};
 use polypay_host::chain::{AssetConfig, ChainConfig};
 use polypay_host::plugin::{ContractError, PluginConfig, PluginError, WitVersion};
 use polypay_host::store::outbox::{self, AttemptOutcome, AttemptReport, Next};
-use polypay_host::webhook::{WebhookEvent, WebhookEventKind, WebhookRenderer};
+use polypay_host::webhook::WebhookRenderer;
 use polypay_plugin_artifacts::TEST_COMPAT_V0_1;
 use serde_json::{Value, json};
 
@@ -129,18 +129,12 @@ async fn a_0_1_component_mounts_beside_a_0_2_one_and_serves_requests_writes_and_
     assert_eq!(stats["days"], 30);
 
     // Webhook rendering: the 0.2.0 event converted to 0.1.0, the delivery back.
-    let event = WebhookEvent {
-        id: 7,
-        kind: WebhookEventKind::StatusChanged,
-        name: "invoice.paid".into(),
-        plugin: "compat".into(),
-        merchant_id: stored.merchant_id.clone(),
-        invoice_id: Some(stored.id.clone()),
-        invoice: stored.clone(),
-        previous_status: Some(polypay_host::invoice::InvoiceStatus::Pending),
-        occurred_at: 1,
-        url: "https://merchant.example/cb".into(),
-    };
+    let event = status_event(
+        "compat",
+        7,
+        &stored,
+        Some(polypay_host::invoice::InvoiceStatus::Pending),
+    );
     let rendered = app
         .runtime
         .render(&event, 3)
@@ -254,28 +248,13 @@ async fn unsupported_mixed_and_forbidden_imports_fail_startup_naming_the_plugin(
 /// passes linking and fails only for having no plugin exports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_wasi_interface_the_host_allows_is_linked() {
-    for interface in [
-        "wasi:io/error",
-        "wasi:io/poll",
-        "wasi:io/streams",
-        "wasi:clocks/wall-clock",
-        "wasi:clocks/monotonic-clock",
-        "wasi:random/random",
-        "wasi:random/insecure",
-        "wasi:random/insecure-seed",
-        "wasi:cli/exit",
-        "wasi:cli/environment",
-        "wasi:cli/stdin",
-        "wasi:cli/stdout",
-        "wasi:cli/stderr",
-        "wasi:cli/terminal-input",
-        "wasi:cli/terminal-output",
-        "wasi:cli/terminal-stdin",
-        "wasi:cli/terminal-stdout",
-        "wasi:cli/terminal-stderr",
-        "wasi:filesystem/types",
-        "wasi:filesystem/preopens",
-    ] {
+    assert!(
+        !polypay_host::plugin::PROVIDED_WASI
+            .iter()
+            .any(|i| i.starts_with("wasi:sockets") || i.starts_with("wasi:http")),
+        "plugins get no network"
+    );
+    for interface in polypay_host::plugin::PROVIDED_WASI {
         let wat = format!(r#"(component (import "{interface}@0.2.0" (instance)))"#);
         let (_, error) = contract_error(mount_wat("wasi", &wat).await);
         assert!(

@@ -8,10 +8,10 @@
 
 mod common;
 
-use common::plugins::{PAY_TO, TestApp, hmac_sha256_hex};
+use common::plugins::{PAY_TO, TestApp, hmac_sha256_hex, status_event};
 use polypay_host::merchant::{CredentialSpec, SecretFormat};
 use polypay_host::plugin::{FaultKind, PluginConfig, PluginError};
-use polypay_host::webhook::{WebhookEvent, WebhookEventKind, WebhookRenderer};
+use polypay_host::webhook::{WebhookEvent, WebhookRenderer};
 use polypay_plugin_artifacts::TEST_ECHO;
 use serde_json::{Value, json};
 
@@ -871,18 +871,7 @@ async fn webhook_is_rendered_by_the_owning_plugin_and_signed_by_handle() {
         .await
         .unwrap()
         .unwrap();
-    let event = WebhookEvent {
-        id: 42,
-        kind: WebhookEventKind::StatusChanged,
-        name: "invoice.paid".into(),
-        plugin: "echo".into(),
-        merchant_id: m.merchant_id.clone(),
-        invoice_id: Some(stored.id.clone()),
-        invoice: stored.clone(),
-        previous_status: None,
-        occurred_at: 1,
-        url: "https://merchant.example/cb".into(),
-    };
+    let event = status_event("echo", 42, &stored, None);
     let rendered = app
         .runtime
         .render(&event, 2)

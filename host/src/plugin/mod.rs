@@ -113,6 +113,9 @@ pub use routes::RouteError;
 pub use runtime::{Fault, Overload};
 pub use services::PluginServices;
 pub use version::{ContractError, WitVersion};
+/// The WASI interfaces plugins may import (by name, any 0.2.x version); anything else
+/// outside `polypay:plugin` is refused at start-up.
+pub use wasi::PROVIDED as PROVIDED_WASI;
 
 use bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
 use runtime::{Call, CallError, CallOutput, RuntimeInner};

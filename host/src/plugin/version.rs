@@ -52,47 +52,32 @@ impl WitVersion {
         SUPPORTED.iter().copied().find(|v| v.as_str() == version)
     }
 
-    /// The `polypay:plugin` interfaces of this version.
-    fn interfaces(self) -> &'static [&'static str] {
-        const V0_1: &[&str] = &[
-            "types",
-            "context",
-            "merchants",
-            "invoices",
-            "chains",
-            "rates",
-            "kv",
-            "rate-limit",
-            "clock",
-            "random",
-            "crypto",
-            "log",
-            "webhooks",
-            "plugin-types",
-        ];
-        const V0_2: &[&str] = &[
-            "types",
-            "context",
-            "merchants",
-            "invoices",
-            "chains",
-            "rates",
-            "kv",
-            "rate-limit",
-            "clock",
-            "random",
-            "crypto",
-            "log",
-            "webhooks",
-            "plugin-types",
-            "money",
-        ];
-        match self {
-            WitVersion::V0_1 => V0_1,
-            WitVersion::V0_2 => V0_2,
-        }
+    /// Whether this version has the `polypay:plugin` interface `name`.
+    fn has_interface(self, name: &str) -> bool {
+        INTERFACES
+            .iter()
+            .any(|(interface, since)| *interface == name && *since <= self)
     }
 }
+
+/// Every `polypay:plugin` interface, with the version that introduced it.
+const INTERFACES: &[(&str, WitVersion)] = &[
+    ("types", WitVersion::V0_1),
+    ("context", WitVersion::V0_1),
+    ("merchants", WitVersion::V0_1),
+    ("invoices", WitVersion::V0_1),
+    ("chains", WitVersion::V0_1),
+    ("rates", WitVersion::V0_1),
+    ("kv", WitVersion::V0_1),
+    ("rate-limit", WitVersion::V0_1),
+    ("clock", WitVersion::V0_1),
+    ("random", WitVersion::V0_1),
+    ("crypto", WitVersion::V0_1),
+    ("log", WitVersion::V0_1),
+    ("webhooks", WitVersion::V0_1),
+    ("plugin-types", WitVersion::V0_1),
+    ("money", WitVersion::V0_2),
+];
 
 impl std::fmt::Display for WitVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -171,7 +156,7 @@ pub fn detect<'a>(
     })?;
     if let Some((import, _, _)) = ours
         .iter()
-        .find(|(_, interface, _)| !version.interfaces().contains(interface))
+        .find(|(_, interface, _)| !version.has_interface(interface))
     {
         return Err(ContractError::UnknownInterface {
             import: (*import).to_owned(),

@@ -24,7 +24,7 @@ use wasmtime_wasi::random::WasiRandom;
 /// The WASI interfaces [`add_to_linker`] links, by name without version (the linker
 /// accepts any semver-compatible 0.2.x). A component importing anything else is refused
 /// before linking, naming the import (`super::version::detect`).
-pub(crate) const PROVIDED: &[&str] = &[
+pub const PROVIDED: &[&str] = &[
     "wasi:io/error",
     "wasi:io/poll",
     "wasi:io/streams",

@@ -165,6 +165,28 @@ pub struct Registration {
     pub signing_secret: String,
 }
 
+/// A `status-changed` event of `plugin` about `invoice` (as stored), to
+/// `https://merchant.example/cb`, as the webhook worker hands it to a renderer.
+pub fn status_event(
+    plugin: &str,
+    id: i64,
+    invoice: &polypay_host::invoice::Invoice,
+    previous_status: Option<polypay_host::invoice::InvoiceStatus>,
+) -> polypay_host::webhook::WebhookEvent {
+    polypay_host::webhook::WebhookEvent {
+        id,
+        kind: polypay_host::webhook::WebhookEventKind::StatusChanged,
+        name: "invoice.paid".into(),
+        plugin: plugin.into(),
+        merchant_id: invoice.merchant_id.clone(),
+        invoice_id: Some(invoice.id.clone()),
+        invoice: invoice.clone(),
+        previous_status,
+        occurred_at: 1,
+        url: "https://merchant.example/cb".into(),
+    }
+}
+
 pub fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
     mac.update(message);
