@@ -5,6 +5,11 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# A merge left half done must never pass.
+if git rev-parse --git-dir >/dev/null 2>&1 && git grep -nE '^(<<<<<<<|>>>>>>>) ' -- . ; then
+    echo "test: unresolved merge conflict markers (above)" >&2
+    exit 1
+fi
 "$root/scripts/install-build-tools.sh"
 "$root/scripts/install-test-tools.sh"
 "$root/scripts/install-browser.sh"
