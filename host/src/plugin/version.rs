@@ -311,6 +311,43 @@ mod tests {
         detect(imports.iter().copied())
     }
 
+    /// Every interface each version's WIT declares is in the version table, and
+    /// nothing else: a component importing a real interface is never refused as unknown.
+    #[test]
+    fn the_interface_table_matches_each_versions_wit() {
+        let wits = [
+            (
+                WitVersion::V0_1,
+                include_str!("../../../plugin-sdk/wit/0.1.0/plugin.wit"),
+            ),
+            (
+                WitVersion::V0_2,
+                include_str!("../../../plugin-sdk/wit/0.2.0/plugin.wit"),
+            ),
+        ];
+        for (version, wit) in wits {
+            let declared: Vec<&str> = wit
+                .lines()
+                .filter_map(|l| l.strip_prefix("interface "))
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            assert!(declared.len() >= 14, "{version}: {declared:?}");
+            for name in &declared {
+                assert!(version.has_interface(name), "{version} lacks `{name}`");
+            }
+            let table: Vec<&str> = INTERFACES
+                .iter()
+                .filter(|(_, since)| *since <= version)
+                .map(|(name, _)| *name)
+                .collect();
+            assert_eq!(
+                table.len(),
+                declared.len(),
+                "{version}: {table:?} vs {declared:?}"
+            );
+        }
+    }
+
     #[test]
     fn the_version_comes_from_the_polypay_imports() {
         let v1 = [
