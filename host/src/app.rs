@@ -155,7 +155,11 @@ async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppC
 pub async fn load_plugins(context: &AppContext) -> anyhow::Result<PluginRuntime> {
     let services = PluginServices::new(context.config.public_base_url.clone())
         .with_storage(context.store.clone(), context.merchants.clone())
-        .with_chains(context.config.chains.clone());
+        .with_chains(context.config.chains.clone())
+        .with_rates(std::sync::Arc::new(
+            crate::rates::Rates::new(&context.config.rates)
+                .map_err(|e| anyhow::anyhow!("rates: {e}"))?,
+        ));
     let runtime = PluginRuntime::load(&context.config.plugins, services)
         .await
         .map_err(|e| anyhow::anyhow!("plugins: {e}"))?;

@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "admin",
     "checkout",
     "plugin_runtime",
+    "rates",
 ];
 
 /// The whole configuration of one polypay process.
@@ -65,6 +66,8 @@ pub struct Config {
     pub plugin_runtime: crate::plugin::PluginRuntimeConfig,
     /// Callback delivery (`[webhooks]`, see [`crate::webhook`]).
     pub webhooks: crate::webhook::WebhookConfig,
+    /// Fiat rate providers (`[rates]`, see [`crate::rates`]).
+    pub rates: crate::rates::RatesConfig,
     /// Development tooling (`[dev]`); only allowed with `mode = "development"`.
     pub dev: DevConfig,
 }
@@ -236,6 +239,7 @@ impl Default for Config {
             plugins: Vec::new(),
             plugin_runtime: crate::plugin::PluginRuntimeConfig::default(),
             webhooks: crate::webhook::WebhookConfig::default(),
+            rates: crate::rates::RatesConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -400,6 +404,13 @@ impl Config {
         if let Err(e) = crate::chain::validate_chains(&self.chains) {
             return Err(ConfigError::Value {
                 key: "chains",
+                origin: origin(),
+                message: e.to_string(),
+            });
+        }
+        if let Err(e) = crate::rates::Rates::new(&self.rates) {
+            return Err(ConfigError::Value {
+                key: "rates",
                 origin: origin(),
                 message: e.to_string(),
             });

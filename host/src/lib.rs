@@ -87,6 +87,7 @@ pub mod matcher;
 pub mod merchant;
 pub mod names;
 pub mod plugin;
+pub mod rates;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;

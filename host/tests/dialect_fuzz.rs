@@ -58,6 +58,31 @@ fn profile(dialect: &str) -> Option<Profile> {
             },
             settings: || json!({}),
         }),
+        "pay-orders" => Some(Profile {
+            error_shape: pay_orders_error_shape,
+            // The secure key signs the body (`sign`); no header carries it.
+            present: |_| Vec::new(),
+            samples: || {
+                vec![(
+                    "/api/web/pay-orders/store",
+                    json!({
+                        "title": "标题",
+                        "fee": 2000,
+                        "remark": "备注",
+                        "app_id": "AbCdEfGh12345678",
+                        "salt": "随机字符",
+                        "sign": "0123456789abcdef0123456789abcdef",
+                        "currency": 1
+                    }),
+                )]
+            },
+            settings: || {
+                json!({ "pay_currencies": { "2": {
+                    "chain": NETWORK, "asset": "USDT",
+                    "receipt_account": "0x889fB20cA7D3B2Bbb7bc888F18d1fE68742087Af"
+                } } })
+            },
+        }),
         _ => None,
     }
 }
@@ -93,6 +118,19 @@ fn trino_error_shape(status: u16, body: &[u8]) -> bool {
         && map.keys().all(|k| {
             ["status", "type", "title", "detail", "validationErrors"].contains(&k.as_str())
         })
+}
+
+/// pay-orders: `{"code": <the HTTP status>, "message": "...", "result": null}`, nothing else.
+fn pay_orders_error_shape(status: u16, body: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    map.len() == 3
+        && map.get("code").and_then(Value::as_u64) == Some(u64::from(status))
+        && map
+            .get("message")
+            .is_some_and(|m| m.as_str().is_some_and(|s| !s.is_empty()))
+        && map.get("result") == Some(&Value::Null)
 }
 
 /// The network every dialect can take payments on in this suite (its node is not

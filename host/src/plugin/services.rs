@@ -40,6 +40,8 @@ pub(crate) struct ServicesInner {
     pub rate_limiter: RateLimiter,
     pub storage: Option<Storage>,
     pub chains: Vec<ChainConfig>,
+    /// Fiat rates (`rates.quote`, fiat prices); none configured by default.
+    pub rates: Arc<crate::rates::Rates>,
 }
 
 /// The database and the merchant secrets service (which holds the master key).
@@ -57,6 +59,7 @@ impl PluginServices {
                 rate_limiter: RateLimiter::default(),
                 storage: None,
                 chains: Vec::new(),
+                rates: Arc::new(crate::rates::Rates::default()),
             }),
         }
     }
@@ -70,6 +73,12 @@ impl PluginServices {
     /// The configured networks (what `chains.networks` reports and invoices may use).
     pub fn with_chains(mut self, chains: Vec<ChainConfig>) -> Self {
         self.inner_mut().chains = chains;
+        self
+    }
+
+    /// The fiat rate service (`[rates]`).
+    pub fn with_rates(mut self, rates: Arc<crate::rates::Rates>) -> Self {
+        self.inner_mut().rates = rates;
         self
     }
 

@@ -244,10 +244,11 @@ async fn create_invoice(
     let amount_due = match &new.price {
         Price::BaseUnits(text) => parse_base_units(text)?,
         Price::Decimal(text) => parse_decimal(text, asset.decimals)?,
-        Price::Fiat(_) => {
-            return Err(HostError::Unsupported(
-                "fiat pricing is not configured on this server".into(),
-            ));
+        Price::Fiat(fiat) => {
+            super::rates::quote(scope, &fiat.currency, &fiat.amount, &new.chain, &new.asset)
+                .await?
+                .0
+                .amount
         }
     };
     if amount_due == Amount::ZERO {
