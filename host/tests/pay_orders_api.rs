@@ -130,7 +130,7 @@ pairs = {{ "USDT/CNY" = {{ url = "{cny}", pointer = "/data/rate" }} }}
 
 [[rates.providers]]
 kind = "static"
-rates = {{ "USDT/USD" = "1" }}
+rates = {{ "USDT/USD" = "1", "MATIC/USD" = "0.5" }}
 
 [[chains]]
 name = "{NETWORK}"
@@ -147,6 +147,13 @@ decimals = 6
 contract = "{token}"
 unique_amount_step = "0.01"
 
+# The node's native coin plays MATIC (pay_currency 4).
+[[chains.assets]]
+symbol = "MATIC"
+decimals = 18
+native = true
+unique_amount_step = "0.01"
+
 [[plugins]]
 name = "pay-orders"
 wasm = "{wasm}"
@@ -157,6 +164,11 @@ default_pay_currency = 2
 [plugins.settings.pay_currencies.2]
 chain = "{NETWORK}"
 asset = "USDT"
+receipt_account = "{receipt}"
+
+[plugins.settings.pay_currencies.4]
+chain = "{NETWORK}"
+asset = "MATIC"
 receipt_account = "{receipt}"
 "#,
                 data = dir.path().display(),
@@ -529,6 +541,11 @@ async fn every_bad_input_is_refused_in_the_envelope_and_writes_no_order() {
         .await,
     );
     assert_eq!(server.order_rows().await, 2);
+    // The secure key, or its md5, never reaches the log.
+    let log = server.process.log_text();
+    let key_md5 = hex::encode(Md5::digest(server.secure_key.as_bytes()));
+    assert!(!log.is_empty());
+    assert!(!log.contains(&server.secure_key) && !log.contains(&key_md5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -730,4 +747,55 @@ async fn a_callback_answered_otherwise_than_ok_is_retried_with_growing_delays_an
             "gap {i} was {gap:?}, scheduled {scheduled:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_in_the_native_coin_is_matched_by_its_unique_amount_and_paid() {
+    let chain = TestChain::start().await;
+    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let server = PayOrdersServer::start(&chain, &cny).await;
+    let http = Client::new();
+    let mut request = server.signed_request();
+    request["pay_currency"] = json!(4);
+    let order = ok_result(
+        call(
+            http.post(server.url("/api/web/pay-orders/store"))
+                .json(&request),
+        )
+        .await,
+    );
+    // 20.00 USD at 0.5 USD per MATIC: 40 MATIC, in hundredths.
+    assert_eq!(order["pay_currency"], 4);
+    assert_eq!(order["pay_fee"], 4000);
+    // A second open order of the same price gets the next unique amount.
+    let mut second = server.signed_request();
+    second["pay_currency"] = json!(4);
+    let second = ok_result(
+        call(
+            http.post(server.url("/api/web/pay-orders/store"))
+                .json(&second),
+        )
+        .await,
+    );
+    assert_eq!(second["pay_fee"], 4001);
+
+    // Pay the second one with a plain native transfer of exactly 40.01.
+    let amount = U256::from(4001u64) * U256::from(10u64).pow(U256::from(16u64));
+    chain
+        .anvil
+        .send_eth(chain.account(2), server.receipt_account, amount)
+        .await;
+    let show = |id: &str| server.url(&format!("/api/web/pay-orders/show?id={id}"));
+    let paid = eventually(
+        "the native order to be paid",
+        Duration::from_secs(30),
+        || async {
+            let o = ok_result(call(http.get(show(second["id"].as_str().unwrap()))).await);
+            (o["pay_status"] == 3).then_some(o)
+        },
+    )
+    .await;
+    assert_eq!(paid["status"], 2);
+    let first = ok_result(call(http.get(show(order["id"].as_str().unwrap()))).await);
+    assert_eq!(first["pay_status"], 1, "the other order is not paid by it");
 }
