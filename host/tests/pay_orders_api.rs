@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use common::anvil::{CHAIN_ID, TestChain};
-use common::polypay::{PolypayProcess, cli_json, free_port, secrets_toml};
+use common::polypay::{PolypayProcess, call_json as call, cli_json, free_port, secrets_toml};
 use md5::{Digest, Md5};
-use reqwest::{Client, RequestBuilder};
+use reqwest::Client;
 use serde_json::{Value, json};
 use webhook_support::{Receiver, Reply, eventually};
 
@@ -69,6 +69,14 @@ fn seed_result() -> Value {
         "app_id": "",
         "tv_url": ""
     })
+}
+
+/// The JSON rate endpoint's answer: 7.25 CNY per USDT.
+const CNY_FEED: &str = r#"{"data":{"rate":"7.25"}}"#;
+
+/// A JSON rate endpoint serving [`CNY_FEED`].
+async fn cny_feed() -> Receiver {
+    Receiver::start(|_, _| Reply::Body(200, CNY_FEED.into())).await
 }
 
 /// `md5(md5(salt) . md5(secure_key))`, lower-case hex of hex strings, as the seed says.
@@ -231,6 +239,18 @@ receipt_account = "{receipt}"
         request
     }
 
+    /// Stores an order with `request`; returns its `result`, asserting success.
+    async fn store(&self, request: &Value) -> Value {
+        ok_result(
+            call(
+                Client::new()
+                    .post(self.url("/api/web/pay-orders/store"))
+                    .json(request),
+            )
+            .await,
+        )
+    }
+
     /// Invoices in the server's database (its embedded SQLite).
     async fn order_rows(&self) -> i64 {
         let url = format!("sqlite://{}", self.data_dir.join("polypay.db").display());
@@ -244,16 +264,6 @@ receipt_account = "{receipt}"
         store.close().await;
         n
     }
-}
-
-/// Sends `request`, returns (HTTP status, JSON body).
-async fn call(request: RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
-    (status, body)
 }
 
 /// Asserts the success envelope and returns its `result`.
@@ -314,19 +324,13 @@ fn is_timestamp(v: &Value) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_examples_replay_with_their_shapes_show_by_get_and_post_and_submitted() {
     let chain = TestChain::start().await;
-    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let cny = cny_feed().await;
     let server = PayOrdersServer::start(&chain, &cny).await;
     let http = Client::new();
 
     // Store: the seed's request, signed as the document says.
     let request = server.signed_request();
-    let order = ok_result(
-        call(
-            http.post(server.url("/api/web/pay-orders/store"))
-                .json(&request),
-        )
-        .await,
-    );
+    let order = server.store(&request).await;
     assert_seed_shape(&order, &[]);
     let id = order["id"].as_str().unwrap().to_owned();
     assert!(
@@ -375,13 +379,7 @@ async fn seed_examples_replay_with_their_shapes_show_by_get_and_post_and_submitt
     // CNY: 20.00 CNY at 7.25 CNY per USDT is 2.7586… USDT, rounded up to 2.76.
     let mut cny_request = server.signed_request();
     cny_request["currency"] = json!(2);
-    let cny_order = ok_result(
-        call(
-            http.post(server.url("/api/web/pay-orders/store"))
-                .json(&cny_request),
-        )
-        .await,
-    );
+    let cny_order = server.store(&cny_request).await;
     assert_eq!(cny_order["currency"], 2);
     assert_eq!(cny_order["pay_fee"], 276);
 
@@ -411,7 +409,7 @@ async fn seed_examples_replay_with_their_shapes_show_by_get_and_post_and_submitt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_input_is_refused_in_the_envelope_and_writes_no_order() {
     let chain = TestChain::start().await;
-    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let cny = cny_feed().await;
     let server = PayOrdersServer::start(&chain, &cny).await;
     let http = Client::new();
     let store = || http.post(server.url("/api/web/pay-orders/store"));
@@ -551,7 +549,7 @@ async fn every_bad_input_is_refused_in_the_envelope_and_writes_no_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_salt_is_accepted_once_per_application() {
     let chain = TestChain::start().await;
-    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let cny = cny_feed().await;
     let server = PayOrdersServer::start(&chain, &cny).await;
     let http = Client::new();
     let request = server.signed_request();
@@ -594,7 +592,7 @@ async fn a_rate_outage_refuses_new_orders_and_leaves_existing_ones_intact() {
         if feed_down.load(Ordering::SeqCst) {
             Reply::Status(502)
         } else {
-            Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())
+            Reply::Body(200, CNY_FEED.into())
         }
     })
     .await;
@@ -633,13 +631,7 @@ async fn pay_an_order(
     let mut request = server.signed_request();
     request["callback_url"] = json!(callback_url);
     request["redirect_url"] = json!("https://shop.example/thanks");
-    let order = ok_result(
-        call(
-            http.post(server.url("/api/web/pay-orders/store"))
-                .json(&request),
-        )
-        .await,
-    );
+    let order = server.store(&request).await;
     let id = order["id"].as_str().unwrap().to_owned();
     // pay_fee is in hundredths of USDT (6 decimals).
     let amount = U256::from(order["pay_fee"].as_u64().unwrap()) * U256::from(10_000u64);
@@ -660,7 +652,7 @@ async fn pay_an_order(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_order_is_called_back_with_the_whole_order_until_the_merchant_answers_ok() {
     let chain = TestChain::start().await;
-    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let cny = cny_feed().await;
     let server = PayOrdersServer::start(&chain, &cny).await;
     // First a 200 with another body (not accepted), then `ok`.
     let receiver = Receiver::start(|_, n| {
@@ -709,7 +701,7 @@ async fn a_paid_order_is_called_back_with_the_whole_order_until_the_merchant_ans
 async fn a_callback_answered_otherwise_than_ok_is_retried_with_growing_delays_and_given_up_after_6_tries()
  {
     let chain = TestChain::start().await;
-    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let cny = cny_feed().await;
     let server = PayOrdersServer::start(&chain, &cny).await;
     // `OK` and `{"ok":true}` are not `ok`.
     let receiver = Receiver::start(|_, n| {
@@ -752,31 +744,19 @@ async fn a_callback_answered_otherwise_than_ok_is_retried_with_growing_delays_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_in_the_native_coin_is_matched_by_its_unique_amount_and_paid() {
     let chain = TestChain::start().await;
-    let cny = Receiver::start(|_, _| Reply::Body(200, r#"{"data":{"rate":"7.25"}}"#.into())).await;
+    let cny = cny_feed().await;
     let server = PayOrdersServer::start(&chain, &cny).await;
     let http = Client::new();
     let mut request = server.signed_request();
     request["pay_currency"] = json!(4);
-    let order = ok_result(
-        call(
-            http.post(server.url("/api/web/pay-orders/store"))
-                .json(&request),
-        )
-        .await,
-    );
+    let order = server.store(&request).await;
     // 20.00 USD at 0.5 USD per MATIC: 40 MATIC, in hundredths.
     assert_eq!(order["pay_currency"], 4);
     assert_eq!(order["pay_fee"], 4000);
     // A second open order of the same price gets the next unique amount.
     let mut second = server.signed_request();
     second["pay_currency"] = json!(4);
-    let second = ok_result(
-        call(
-            http.post(server.url("/api/web/pay-orders/store"))
-                .json(&second),
-        )
-        .await,
-    );
+    let second = server.store(&second).await;
     assert_eq!(second["pay_fee"], 4001);
 
     // Pay the second one with a plain native transfer of exactly 40.01.

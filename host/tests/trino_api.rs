@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use common::anvil::TestChain;
-use common::polypay::cli_json;
-use reqwest::{Client, RequestBuilder};
+use common::polypay::{call_json as call, cli_json};
+use reqwest::Client;
 use serde_json::{Value, json};
 use trino_support::*;
 use webhook_support::{Receiver, Reply, eventually};
@@ -69,16 +69,6 @@ fn assert_same_shape(actual: &Value, example: &Value) {
             "field {key}: {got} is not of the example's type ({want})"
         );
     }
-}
-
-/// Sends `request`, returns (status, JSON body).
-async fn call(request: RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
-    (status, body)
 }
 
 /// Asserts a pay-srv error: the HTTP status, the same `status` in the body, `type`, a

@@ -147,3 +147,14 @@ impl Drop for PolypayProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Sends `request` and returns (HTTP status, JSON body), panicking with the body when it
+/// is not JSON: a dialect answers JSON even when it refuses.
+pub async fn call_json(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
+    (status, body)
+}
