@@ -235,7 +235,8 @@ impl Settings {
 }
 
 /// Checks `sign` for `app_id` in the host; on success the request is the application's.
-fn authenticate(order: &StoreOrder) -> Result<(), Response> {
+/// Returns the id of the application's credential.
+fn authenticate(order: &StoreOrder) -> Result<String, Response> {
     let salt_md5 =
         polypay_plugin_sdk::hex(&crypto::digest(DigestAlgorithm::Md5, order.salt.as_bytes()));
     let proof = Proof::Digest(DigestProof {
@@ -247,7 +248,7 @@ fn authenticate(order: &StoreOrder) -> Result<(), Response> {
         expected: order.sign.clone(),
     });
     merchants::authenticate_signed(KEY_KIND, &order.app_id, &proof)
-        .map(|_| ())
+        .map(|credential| credential.id)
         .map_err(|e| match e {
             HostError::Unauthorized | HostError::NotFound | HostError::Forbidden => {
                 errors::bad_sign()
@@ -287,7 +288,7 @@ fn store_order(req: &Request) -> Result<Response, Response> {
     let (pay_currency, target) = settings
         .pay_currency(order.pay_currency)
         .ok_or_else(|| errors::invalid("pay_currency 不支持"))?;
-    authenticate(&order)?;
+    let credential = authenticate(&order)?;
     let matching = match (&target.xpub, &target.receipt_account) {
         (Some(xpub), _) => MatchStrategy::DerivedAddress(xpub.clone()),
         (None, Some(address)) => MatchStrategy::UniqueAmount(address.clone()),
@@ -316,9 +317,9 @@ fn store_order(req: &Request) -> Result<Response, Response> {
     })?;
     let amount =
         round_up_to(&quote.amount, &unit).ok_or_else(|| errors::invalid("fee 超出范围"))?;
+    // Bounded length whatever the salt: the credential id and a digest of the salt.
     let salt_key = format!(
-        "salt:{}:{}",
-        order.app_id,
+        "salt:{credential}:{}",
         polypay_plugin_sdk::hex(&crypto::digest(
             DigestAlgorithm::Sha256,
             order.salt.as_bytes()
