@@ -274,9 +274,9 @@ async fn dev_pay(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(wallet) = ctx.config.dev_wallet() else {
+    if ctx.config.dev_wallet().is_none() {
         return Err(ApiError::NotFound);
-    };
+    }
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -293,29 +293,23 @@ async fn dev_pay(
             view.network
         )));
     }
-    let chain = ctx
-        .config
-        .chains
-        .iter()
-        .find(|c| c.name == view.network)
-        .ok_or(ApiError::NotFound)?;
-    let rpc = crate::dev::rpc::AnvilRpc::new(&chain.rpc_url)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    use crate::dev::wallet::{DevNode, WalletError};
+    let node = DevNode::of(&ctx.config, &view.network).map_err(|e| match e {
+        WalletError::Rpc(_) => ApiError::Unavailable(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
     let request = crate::dev::wallet::PayRequest::default();
-    let paid = crate::dev::wallet::pay(&rpc, wallet, &view, request)
+    let paid = crate::dev::wallet::pay(&node, &view, request)
         .await
-        .map_err(|e| {
-            use crate::dev::wallet::WalletError;
-            match e {
-                WalletError::Rpc(_) | WalletError::Contract(_) => {
-                    ApiError::Unavailable(e.to_string())
-                }
-                other => ApiError::BadRequest(other.to_string()),
+        .map_err(|e| match e {
+            WalletError::Rpc(_) | WalletError::Contract(_) | WalletError::Tron(_) => {
+                ApiError::Unavailable(e.to_string())
             }
+            other => ApiError::BadRequest(other.to_string()),
         })?;
-    tracing::info!(invoice = %id, tx = %paid.payment.tx_hash, amount = %paid.amount, "paid from the dev wallet");
+    tracing::info!(invoice = %id, tx = %paid.payment.tx, amount = %paid.amount, "paid from the dev wallet");
     Ok(axum::Json(serde_json::json!({
-        "tx_hash": paid.payment.tx_hash,
+        "tx_hash": paid.payment.tx,
         "amount": paid.amount,
     }))
     .into_response())
