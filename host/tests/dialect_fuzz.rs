@@ -58,6 +58,30 @@ fn profile(dialect: &str) -> Option<Profile> {
             },
             settings: || json!({}),
         }),
+        "tron-php" => Some(Profile {
+            error_shape: tron_php_error_shape,
+            // `api_key` travels in the body, not in a header.
+            present: |_| Vec::new(),
+            samples: || {
+                vec![
+                    (
+                        "/initiate_payment.php",
+                        json!({
+                            "amount": 0.1,
+                            "currency": "TRX",
+                            "order_id": "123456789",
+                            "description": "商品购买",
+                            "to_address": TRON_ADDRESS
+                        }),
+                    ),
+                    (
+                        "/check_payment_status.php",
+                        json!({ "order_id": "123456789" }),
+                    ),
+                ]
+            },
+            settings: || json!({ "monitoring_address": TRON_ADDRESS, "network": TRON_NETWORK }),
+        }),
         _ => None,
     }
 }
@@ -98,6 +122,22 @@ fn trino_error_shape(status: u16, body: &[u8]) -> bool {
 /// The network every dialect can take payments on in this suite (its node is not
 /// running: nothing here needs the chain).
 const NETWORK: &str = "goerli";
+/// The TRON network of the fuzzed server, and an address on it.
+const TRON_NETWORK: &str = "tron";
+const TRON_ADDRESS: &str = "TY72iA3SBtrds3QLYsS7LwYfkzXwAXCRWT";
+
+/// tron-php: `{"error": "<text>"}` and nothing else, with the dialect's statuses, and the
+/// CORS header (checked by the conformance tests; the shape here).
+fn tron_php_error_shape(status: u16, body: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    [400, 401, 404, 405, 409, 413].contains(&status)
+        && map.len() == 1
+        && map
+            .get("error")
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+}
 
 fn cases() -> usize {
     std::env::var("POLYPAY_FUZZ_CASES")
@@ -157,6 +197,14 @@ async fn fuzz_dialect(name: &str, wasm: &str, profile: &Profile) {
                          "contract": "0x5FbDB2315678afecb367f032d93F642f64180aa3" }],
             "payment_contracts": [{ "address": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
                                     "asset": "USDT" }]
+        }))
+        .unwrap(),
+        serde_json::from_value(json!({
+            "name": TRON_NETWORK, "kind": "tron", "rpc_url": "http://127.0.0.1:9",
+            "max_retry_interval_ms": 60000,
+            "assets": [{ "symbol": "TRX", "decimals": 6, "native": true },
+                       { "symbol": "USDT", "decimals": 6,
+                         "contract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t" }]
         }))
         .unwrap(),
     ];
