@@ -5,7 +5,7 @@
 #     solc-js (to regenerate contracts/artifacts, see contracts/README.md);
 #   - Debian's php-cli (apt; needs root, as on the CI machine): the tron-php dialect's
 #     tests run the seed's own PHP client (host/tests/tron_php_clients.rs).
-# Idempotent: does nothing when node_modules already matches package-lock.json.
+# Idempotent: does nothing when php is installed and node_modules matches package-lock.json.
 set -euo pipefail
 
 if ! command -v php >/dev/null 2>&1; then
