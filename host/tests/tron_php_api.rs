@@ -215,6 +215,41 @@ async fn seed_examples_replay_with_their_shapes_and_values() {
         assert_eq!(answer, by_get);
     }
 
+    // The order's hosted checkout page: the monitoring address, a QR payment request
+    // with the exact amount, the expiry for its countdown, the live status.
+    let invoice_id = format!(
+        "{}-{}-{}-{}-{}",
+        &token[..8],
+        &token[8..12],
+        &token[12..16],
+        &token[16..20],
+        &token[20..]
+    );
+    let view: Value = http
+        .get(server.url(&format!("/api/checkout/{invoice_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["chain_kind"], "tron", "{view}");
+    assert_eq!(view["pay_address"], monitoring_address().to_string());
+    assert_eq!(view["amount_display"], "0.1");
+    assert_eq!(view["symbol"], "TRX");
+    assert_eq!(
+        view["payment_uri"],
+        format!("tron:{}?amount=0.1", monitoring_address())
+    );
+    assert_eq!(view["status"], "pending");
+    assert!(view["expires_at"].as_i64().unwrap() > view["server_time"].as_i64().unwrap());
+    let page = http
+        .get(server.url(&format!("/pay/{invoice_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
     // 3. The JavaScript example's order: no api_key (the operator's default merchant), no
     // order_id (generated), the same amount while the first is open (made unique).
     let (status, js, text) = initiate(
