@@ -11,6 +11,7 @@ mod webhook_support;
 
 use std::time::Duration;
 
+use common::shape::assert_same_shape;
 use reqwest::Client;
 use serde_json::{Value, json};
 use tron_php_support::*;
@@ -65,35 +66,6 @@ fn seed_callback() -> Value {
         "timestamp": "2023-12-01 10:35:00",
         "signature": "签名值"
     })
-}
-
-/// Asserts `actual` has exactly the example's fields, recursively, each of the example's
-/// JSON type; `nullable` fields may also be null (a transaction not seen yet, a sender the
-/// host does not report).
-fn assert_same_shape(actual: &Value, example: &Value, nullable: &[&str]) {
-    let (a, e) = (actual.as_object().unwrap(), example.as_object().unwrap());
-    let mut a_keys: Vec<_> = a.keys().collect();
-    let mut e_keys: Vec<_> = e.keys().collect();
-    a_keys.sort();
-    e_keys.sort();
-    assert_eq!(a_keys, e_keys, "fields of {actual}");
-    for (key, want) in e {
-        let got = &a[key];
-        let same = match want {
-            Value::Object(_) => {
-                assert_same_shape(got, want, nullable);
-                true
-            }
-            _ if got.is_null() && nullable.contains(&key.as_str()) => true,
-            Value::Number(_) => got.is_number(),
-            Value::String(_) => got.is_string(),
-            other => panic!("example field {key} has an unexpected type: {other}"),
-        };
-        assert!(
-            same,
-            "field {key}: {got} is not of the example's type ({want})"
-        );
-    }
 }
 
 /// A `YYYY-MM-DD HH:MM:SS` date within a day of now in the tests' time zone.

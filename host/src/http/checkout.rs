@@ -118,8 +118,9 @@ pub struct CheckoutView {
     pub payment_contract: Option<String>,
     /// The id the payment contract call must carry (`pay(pay_reference, recipient, amount)`).
     pub pay_reference: String,
-    /// EIP-681 payment request for the remaining amount, for QR codes; null where a plain
-    /// transfer cannot pay the invoice (`contract-reference`) or the chain has no such URI.
+    /// Payment request for the remaining amount, for QR codes: EIP-681 on EVM networks,
+    /// `tron:<address>?amount=…` on TRON ([`tron_uri`]); null where a plain transfer cannot
+    /// pay the invoice (`contract-reference`) or the network is not configured.
     pub payment_uri: Option<String>,
     pub expires_at: i64,
     /// The server's clock when the view was made, so the page's countdown does not

@@ -15,7 +15,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::Digest;
 
-use crate::common::polypay::{PolypayProcess, cli_json, free_port, secrets_toml};
+use crate::common::polypay::{
+    PolypayProcess, cli_json, free_port, loopback_webhooks_toml, secrets_toml,
+};
 use crate::common::tron::{Outcome, SimChain, SimNode};
 use crate::common::tron_chain::{units, usdt};
 
@@ -87,18 +89,7 @@ public = "127.0.0.1:{public}"
 admin = "127.0.0.1:{admin}"
 
 {secrets}
-[webhooks]
-poll_interval_ms = 50
-# The merchant's callback receiver is on loopback in these tests.
-allowed_networks = ["127.0.0.1/32"]
-
-[webhooks.retry]
-initial_delay_ms = 200
-multiplier = 1
-max_delay_ms = 200
-max_attempts = 20
-jitter = 0
-
+{webhooks}
 [[chains]]
 name = "{NETWORK}"
 kind = "tron"
@@ -126,6 +117,7 @@ wasm = "{wasm}"
                     data = dir.path().display(),
                     database = database.display(),
                     secrets = secrets_toml(),
+                    webhooks = loopback_webhooks_toml(),
                     rpc = node.url(),
                     start = node.chain.head() + 1,
                     usdt = usdt(),
