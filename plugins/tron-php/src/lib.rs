@@ -342,7 +342,13 @@ fn endpoint(
             .header("access-control-max-age", "86400")
             .header("allow", &allow);
     }
-    if !allowed.contains(&req.method.as_str()) {
+    // The host routes HEAD with GET (and sends no body back).
+    let method = if req.method == "HEAD" {
+        "GET"
+    } else {
+        req.method.as_str()
+    };
+    if !allowed.contains(&method) {
         return error(405, &format!("请求方法错误, 仅支持 {}", allowed.join("/")))
             .header("allow", &allow);
     }
