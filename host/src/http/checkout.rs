@@ -118,8 +118,9 @@ pub struct CheckoutView {
     pub payment_contract: Option<String>,
     /// The id the payment contract call must carry (`pay(pay_reference, recipient, amount)`).
     pub pay_reference: String,
-    /// EIP-681 payment request for the remaining amount, for QR codes; null where a plain
-    /// transfer cannot pay the invoice (`contract-reference`) or the chain has no such URI.
+    /// Payment request for the remaining amount, for QR codes: EIP-681 on EVM networks,
+    /// `tron:<address>?amount=…` on TRON ([`tron_uri`]); null where a plain transfer cannot
+    /// pay the invoice (`contract-reference`) or the network is not configured.
     pub payment_uri: Option<String>,
     pub expires_at: i64,
     /// The server's clock when the view was made, so the page's countdown does not
@@ -159,12 +160,18 @@ impl CheckoutView {
             })
             .map(|p| address(&p.address));
         let remaining = invoice.amount_due.saturating_sub(invoice.amount_paid);
-        let payment_uri = match (evm.and_then(|c| c.chain_id), asset) {
-            (Some(chain_id), Some(asset)) if !contract_reference => Some(eip681_uri(
+        let tron = chain.filter(|c| c.kind == ChainKind::Tron);
+        let payment_uri = match (evm.and_then(|c| c.chain_id), tron, asset) {
+            (Some(chain_id), _, Some(asset)) if !contract_reference => Some(eip681_uri(
                 chain_id,
                 token_address.as_deref().filter(|_| !asset.native),
                 &invoice.pay_address,
                 remaining,
+            )),
+            (None, Some(_), Some(asset)) if !contract_reference => Some(tron_uri(
+                token_address.as_deref().filter(|_| !asset.native),
+                &invoice.pay_address,
+                &remaining.format_decimal(invoice.decimals),
             )),
             _ => None,
         };
@@ -240,6 +247,17 @@ pub fn eip681_uri(chain_id: u64, token: Option<&str>, to: &str, amount: Amount) 
         Some(token) => {
             format!("ethereum:{token}@{chain_id}/transfer?address={to}&uint256={amount}")
         }
+    }
+}
+
+/// A TRON payment request for QR codes, BIP21-style as TRON wallets read it:
+/// `tron:<address>?amount=<amount in TRX or the token's units>`, and `&token=<TRC20
+/// contract>` for a token. The amount is the exact decimal the invoice awaits (on a
+/// unique-amount address its last digits are what identifies the payment).
+pub fn tron_uri(token: Option<&str>, to: &str, amount: &str) -> String {
+    match token {
+        None => format!("tron:{to}?amount={amount}"),
+        Some(token) => format!("tron:{to}?amount={amount}&token={token}"),
     }
 }
 
