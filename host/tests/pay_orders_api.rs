@@ -20,6 +20,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use common::anvil::{CHAIN_ID, TestChain};
 use common::polypay::{PolypayProcess, call_json as call, cli_json, free_port, secrets_toml};
+use common::shape::assert_same_shape;
 use md5::{Digest, Md5};
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -286,32 +287,14 @@ fn assert_error((status, body): (u16, Value), code: u16) -> String {
     message
 }
 
-/// `actual` has exactly the seed's fields, each of the example's JSON type: integers
-/// where it has integers, strings where it has strings, `null` where it has `null`
-/// (`nullable_now_set` names nullable fields that may hold a timestamp string by now).
-fn assert_seed_shape(actual: &Value, nullable_now_set: &[&str]) {
-    let example = seed_result();
-    let (a, e) = (actual.as_object().unwrap(), example.as_object().unwrap());
-    let a_keys: Vec<_> = a.keys().collect();
-    let mut e_keys: Vec<_> = e.keys().collect();
-    let mut sorted = a_keys.clone();
-    sorted.sort();
-    e_keys.sort();
-    assert_eq!(sorted, e_keys, "fields of {actual}");
-    for (key, want) in e {
-        let got = &a[key];
-        let same = match want {
-            Value::Number(_) => got.is_u64(),
-            Value::String(_) => got.is_string(),
-            Value::Null if nullable_now_set.contains(&key.as_str()) => {
-                got.is_null() || is_timestamp(got)
-            }
-            Value::Null => got.is_null(),
-            other => panic!("unexpected example type for {key}: {other}"),
-        };
+/// `actual` has exactly the seed's `result` fields, each of the example's JSON type (nulls
+/// stay null unless named in `set_by_now`, which may hold a timestamp string).
+fn assert_seed_shape(actual: &Value, set_by_now: &[&str]) {
+    assert_same_shape(actual, &seed_result(), set_by_now);
+    for key in set_by_now {
         assert!(
-            same,
-            "field {key}: {got} is not of the example's type ({want})"
+            actual[key].is_null() || is_timestamp(&actual[key]),
+            "{key}: {actual}"
         );
     }
 }
