@@ -710,3 +710,86 @@ async fn tron_head(node: &str) -> u64 {
         .as_u64()
         .expect("a block number")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tron_php_walkthrough_is_paid_on_the_dev_tron_node_and_calls_back() {
+    let shop = Receiver::accepting().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let hooks = shop.url("/hooks");
+    let mut dev = DevProcess::start(
+        &dir.path().join("dev"),
+        &ports,
+        &["--notify-url", &hooks, "--confirmations", "2"],
+    )
+    .await;
+    let section = dev.walkthrough.section("tron-php").clone();
+    let public = format!("http://127.0.0.1:{}", ports.public);
+
+    // The printed create command: an order of 0.1 TRX (plus its unique step).
+    let created = sh_json(section.command(1), &[]).await;
+    assert_eq!(created["status"], "success", "{created}");
+    let (variable, path) = section.steps[0].keep.clone().expect("where the order is");
+    let token = at_path(&created, &path);
+    let order_id = created["data"]["order_id"].as_str().unwrap().to_string();
+    let vars = [(variable.as_str(), token.as_str())];
+    // The checkout page knows the order by its payment token.
+    let view = checkout(&public, &token).await;
+    assert_eq!(view["network"], "tron-dev");
+    assert_eq!(view["dev_wallet"], true);
+
+    // Paid with the printed command: seen (`paid`), then final after one more block.
+    let paid = sh(section.command(2), &vars).await;
+    assert!(paid.starts_with("paid 0.1"), "{paid}");
+    let (txid, _) = payment_line(&paid);
+    let status = eventually("the order seen paid", WAIT, || async {
+        let status = sh_json(section.command(3), &vars).await;
+        (status["data"]["status"] == "paid").then_some(status)
+    })
+    .await;
+    assert_eq!(status["data"]["transaction_hash"], txid.as_str());
+    sh(
+        &format!("{} mine 1 --network tron-dev", section.polypay_dev()),
+        &[],
+    )
+    .await;
+    eventually("the order confirmed", WAIT, || async {
+        let status = sh_json(section.command(3), &vars).await;
+        (status["data"]["status"] == "confirmed").then_some(())
+    })
+    .await;
+
+    // The demo merchant's callbacks, at the URL its plugin data names: paid, then
+    // confirmed, each signed the seed's way.
+    let callbacks = eventually("both callbacks", WAIT, || async {
+        let received: Vec<Value> = shop
+            .received()
+            .into_iter()
+            .filter(|r| r.path == "/hooks/tron-php")
+            .map(|r| r.json())
+            .collect();
+        (received.len() >= 2).then_some(received)
+    })
+    .await;
+    let statuses: Vec<&str> = callbacks
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["paid", "confirmed"]);
+    for callback in &callbacks {
+        assert_eq!(callback["order_id"], order_id.as_str());
+        let day: String = callback["timestamp"].as_str().unwrap()[..10]
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let status = callback["status"].as_str().unwrap();
+        let expected = hex_sha256(&format!("{order_id}{status}{day}"));
+        assert_eq!(callback["signature"], expected.as_str());
+    }
+    assert!(dev.interrupt().await.success());
+}
+
+fn hex_sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}

@@ -190,7 +190,8 @@ pub fn invoice_id(text: &str) -> &str {
 }
 
 async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
-    let id = invoice_id(&args.invoice);
+    let id = crate::invoice::canonical_invoice_id(invoice_id(&args.invoice));
+    let id = id.as_ref();
     let store = crate::app::open_store(config).await?;
     let invoice = store.invoice(id).await;
     store.close().await;

@@ -13,6 +13,7 @@
 //! merchant = "Trino demo shop"
 //! settings = { expires_in_secs = 1800 } # the plugin's settings in the dev config
 //! default_merchant = false              # true: unauthenticated creation goes to the demo merchant
+//! merchant_data = { callback_url = "{notify_url}" } # the demo merchant's plugin data
 //!
 //! [create]
 //! say = "Create an invoice of 10 USDT:"
@@ -26,7 +27,7 @@
 //!
 //! # Placeholders
 //!
-//! `{name}` in `run` and in the strings of `settings` is replaced by `polypay dev`; any
+//! `{name}` in `run` and in the strings of `settings` and `merchant_data` is replaced by `polypay dev`; any
 //! other `{…}` (a JSON body's braces) is left alone, and an unknown name is an error that
 //! names the file. Names: `public_url`, `network`, `chain_id`, `token`, `token_symbol`,
 //! `payment_contract`, `recipient` (the demo merchant's receiving address), `notify_url`
@@ -99,6 +100,10 @@ pub struct DemoSpec {
     /// Attribute unauthenticated invoice creation to the demo merchant.
     #[serde(default)]
     pub default_merchant: bool,
+    /// The demo merchant's plugin data (a dialect's per-merchant settings, such as a
+    /// callback URL), rendered with the chain placeholders when the merchant is created.
+    #[serde(default = "empty_settings")]
+    pub merchant_data: serde_json::Value,
     pub create: DemoStep,
     #[serde(default)]
     pub status: Option<DemoStep>,

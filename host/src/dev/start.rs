@@ -237,7 +237,28 @@ async fn prepare(
 
     let names: Vec<&str> = demos.iter().map(|d| d.dialect.name.as_str()).collect();
     progress(format!("mounting dialect plugins: {}", names.join(", ")));
-    if create_merchants(&config, &mut state, demos).await? {
+    let placeholders = |demo: &Demo<'_>| {
+        chain_placeholders(
+            &options,
+            &state,
+            demo.spec,
+            &demo.dialect.name,
+            &notify_base,
+        )
+    };
+    let merchant_data = demos
+        .iter()
+        .map(|demo| {
+            placeholders(demo)
+                .render_json(&demo.spec.merchant_data)
+                .map_err(|placeholder| demo::DemoError::UnknownPlaceholder {
+                    path: demo.dialect.dir.join(demo::DEMO_FILE),
+                    field: "merchant_data".into(),
+                    name: placeholder.0,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if create_merchants(&config, &mut state, demos, &merchant_data).await? {
         state.save(data_dir)?;
         // Default merchants name the merchants just created.
         config = write_config(&config_path, &options, &state, demos, &notify_base)?;
@@ -451,31 +472,29 @@ fn write_config(
     Config::load(Some(path)).with_context(|| format!("the generated config {}", path.display()))
 }
 
-/// Creates the demo merchant of every dialect that has none yet; true if any was created.
+/// Creates the demo merchant of every dialect that has none yet, with its plugin data
+/// (`merchant_data[i]` for `demos[i]`); true if any was created.
 async fn create_merchants(
     config: &Config,
     state: &mut DevState,
     demos: &[Demo<'_>],
+    merchant_data: &[serde_json::Value],
 ) -> anyhow::Result<bool> {
-    let missing: Vec<&Demo> = demos
+    let missing: Vec<(&Demo, &serde_json::Value)> = demos
         .iter()
-        .filter(|d| !state.merchants.contains_key(&d.dialect.name))
+        .zip(merchant_data)
+        .filter(|(d, _)| !state.merchants.contains_key(&d.dialect.name))
         .collect();
     if missing.is_empty() {
         return Ok(false);
     }
     let ctx = crate::app::context(config.clone()).await?;
-    for demo in missing {
+    for (demo, data) in missing {
         let name = &demo.dialect.name;
         let specs = crate::cli::credential_specs(&ctx, Some(name)).await?;
         let created = ctx
             .merchants
-            .create(
-                &demo.spec.merchant,
-                Some(name),
-                serde_json::json!({}),
-                &specs,
-            )
+            .create(&demo.spec.merchant, Some(name), data.clone(), &specs)
             .await
             .with_context(|| format!("creating the demo merchant of `{name}`"))?;
         progress(format!(

@@ -295,6 +295,7 @@ async fn dev_pay(
     if ctx.config.dev_wallet().is_none() {
         return Err(ApiError::NotFound);
     }
+    let id = crate::invoice::canonical_invoice_id(&id).into_owned();
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -337,6 +338,7 @@ async fn invoice_json(
     State(ctx): State<AppContext>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = crate::invoice::canonical_invoice_id(&id).into_owned();
     let view = load_view(&ctx, &id).await?;
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(view)).into_response())
 }
@@ -345,6 +347,7 @@ async fn invoice_events(
     State(ctx): State<AppContext>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = crate::invoice::canonical_invoice_id(&id).into_owned();
     let slot = ctx.checkout.reserve().ok_or(ApiError::Overloaded {
         what: "too many open checkout streams",
         retry_after_s: 5,
@@ -425,6 +428,7 @@ fn follow(
 
 /// The page for any invoice id; 404 (same page) when the id is unknown.
 async fn page(State(ctx): State<AppContext>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = crate::invoice::canonical_invoice_id(&id).into_owned();
     let status = if ctx.store.invoice(&id).await?.is_some() {
         StatusCode::OK
     } else {
