@@ -23,6 +23,7 @@ use std::process::Command;
 /// to the workspace root). Adding a dialect plugin is adding one line here.
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("TRINO", "polypay-trino", "plugins/trino"),
+    ("WOPAY", "polypay-wopay", "plugins/wopay"),
     (
         "TEST_ECHO",
         "polypay-test-echo",
