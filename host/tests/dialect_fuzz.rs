@@ -92,7 +92,8 @@ fn profile(dialect: &str) -> Option<Profile> {
             settings: || {
                 json!({ "network": NETWORK, "xpub": common::anvil::TEST_XPUB,
                         "key_requests_per_second": 1_000_000,
-                        "ip_requests_per_hour": 1_000_000 })
+                        "ip_requests_per_hour": 1_000_000,
+                        "webhook_requests_per_second": 1_000_000 })
             },
         }),
         _ => None,

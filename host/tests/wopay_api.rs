@@ -133,7 +133,7 @@ fn seed_network_status() -> Value {
 }
 
 /// Settings for tests that send many requests with one key in a moment.
-const UNTHROTTLED: &str = "key_requests_per_second = 1000";
+const UNTHROTTLED: &str = "key_requests_per_second = 1000\nwebhook_requests_per_second = 1000";
 
 /// Requests with the merchant's key.
 struct Api<'a> {
@@ -777,6 +777,35 @@ async fn a_burst_beyond_the_per_key_limit_is_refused_with_retry_after() {
             .unwrap();
         assert_eq!(secs, 1);
     }
+
+    // The webhook endpoints have their own, tighter limit (5/s in the seed; 1 here).
+    let server = WoPayServer::start(
+        &chain,
+        12,
+        "key_requests_per_second = 1000\nwebhook_requests_per_second = 1",
+    )
+    .await;
+    let me = server.register(&seed_register_request()).await;
+    let stats = |path: &'static str| {
+        http.get(server.url(path))
+            .header("X-API-Key", &me.api_key)
+            .send()
+    };
+    let responses =
+        futures::future::join_all((0..10).map(|_| stats("/api/v1/webhooks/stats"))).await;
+    assert!(
+        responses
+            .iter()
+            .any(|r| r.as_ref().unwrap().status() == 429),
+        "the webhook endpoints were not limited"
+    );
+    let responses = futures::future::join_all((0..10).map(|_| stats("/api/v1/payments"))).await;
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.as_ref().unwrap().status() == 200),
+        "the other endpoints keep the per-key limit"
+    );
 }
 
 /// Reads a payment until `want` holds; returns it.

@@ -62,9 +62,10 @@
 //!
 //! # Rate limits
 //!
-//! 10 requests per second per API key and 1,000 per hour per client IP (settings
-//! `key_requests_per_second`, `ip_requests_per_hour`) → 429 with `Retry-After`. `/health`
-//! is not limited (load balancers poll it).
+//! 10 requests per second per API key, 5 per second per merchant on the webhook
+//! endpoints, and 1,000 per hour per client IP (settings `key_requests_per_second`,
+//! `webhook_requests_per_second`, `ip_requests_per_hour`) → 429 with `Retry-After`.
+//! `/health` is not limited (load balancers poll it).
 
 mod envelope;
 mod merchant;
@@ -135,6 +136,7 @@ impl Plugin for WoPay {
                 "default_expires_in": { "type": "integer", "minimum": 60, "maximum": 2_592_000 },
                 "key_requests_per_second": { "type": "integer", "minimum": 1 },
                 "ip_requests_per_hour": { "type": "integer", "minimum": 1 },
+                "webhook_requests_per_second": { "type": "integer", "minimum": 1 },
                 "retry_delays_secs": { "type": "array", "items": { "type": "integer", "minimum": 1 } },
                 "volume_asset": { "type": "string" }
             }
@@ -181,6 +183,9 @@ pub struct Settings {
     pub key_requests_per_second: u32,
     #[serde(default = "default_ip_rate")]
     pub ip_requests_per_hour: u32,
+    /// The seed's tighter limit on the webhook endpoints, per merchant.
+    #[serde(default = "default_webhook_rate")]
+    pub webhook_requests_per_second: u32,
     #[serde(default = "default_retry_delays")]
     pub retry_delays_secs: Vec<u32>,
     /// The asset whose paid volume the merchant stats report as `total_volume`.
@@ -202,6 +207,9 @@ fn default_key_rate() -> u32 {
 }
 fn default_ip_rate() -> u32 {
     1000
+}
+fn default_webhook_rate() -> u32 {
+    5
 }
 fn default_retry_delays() -> Vec<u32> {
     vec![5, 15, 45, 135, 405]
@@ -242,7 +250,7 @@ fn guarded(handler: Handler) -> impl Fn(&Request) -> Response {
 }
 
 /// One hit on `bucket`: `Err(429)` beyond `limit` per `window_ms`.
-fn limit(bucket: &str, limit: u32, window_ms: u64) -> Result<(), Response> {
+pub fn limit(bucket: &str, limit: u32, window_ms: u64) -> Result<(), Response> {
     match rate_limit::check(bucket, limit, window_ms) {
         Ok(d) if d.allowed => Ok(()),
         Ok(d) => Err(envelope::too_many_requests(d.reset_after_ms)),

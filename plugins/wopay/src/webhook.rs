@@ -139,10 +139,21 @@ fn sign(merchant_id: &str, body: &[u8]) -> Result<String, HostError> {
     Ok(format!("sha256={}", polypay_plugin_sdk::hex(&mac)))
 }
 
+/// The merchant of the request's key, within the webhook endpoints' own rate limit.
+fn authenticate(req: &Request, settings: &Settings) -> Result<merchants::Merchant, Response> {
+    let merchant = crate::authenticate(req, settings)?;
+    crate::limit(
+        &format!("webhooks:{}", merchant.id),
+        settings.webhook_requests_per_second,
+        1000,
+    )?;
+    Ok(merchant)
+}
+
 /// `POST /api/v1/webhooks/test`: a test callback to the merchant's `webhook_url`,
 /// through the same outbox, signature and retries as payment callbacks.
 pub fn test(req: &Request, settings: &Settings) -> Result<Response, Response> {
-    let merchant = crate::authenticate(req, settings)?;
+    let merchant = authenticate(req, settings)?;
     let body = Body::parse_optional(req)?;
     let event_type = body.string("event_type")?.unwrap_or("test");
     if event_type.is_empty() || event_type.len() > 64 || event_type.chars().any(char::is_control) {
@@ -191,7 +202,7 @@ pub fn test(req: &Request, settings: &Settings) -> Result<Response, Response> {
 
 /// `GET /api/v1/webhooks/stats?days=` (1 to 365, default 30).
 pub fn stats(req: &Request, settings: &Settings) -> Result<Response, Response> {
-    crate::authenticate(req, settings)?;
+    authenticate(req, settings)?;
     let days = match req.query_param("days") {
         None => 30,
         Some(text) => text
