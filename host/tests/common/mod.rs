@@ -4,6 +4,7 @@
 
 pub mod anvil;
 pub mod browser;
+pub mod conformance;
 pub mod db;
 pub mod dev;
 pub mod merchant;

@@ -6,10 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest::RequestBuilder;
 use serde_json::{Value, json};
 
 use crate::common::anvil::{CHAIN_ID, TEST_XPUB, TestChain};
+pub use crate::common::conformance::call;
 use crate::common::polypay::{PolypayProcess, free_port, secrets_toml};
 
 /// The network name of the seed; the tests' anvil node plays it.
@@ -178,16 +178,6 @@ async fn rows(db: &Path) -> Vec<(&'static str, i64)> {
     out
 }
 
-/// Sends `request`, returns (status, JSON body).
-pub async fn call(request: RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
-    (status, body)
-}
-
 /// Asserts the envelope of a success: `{success: true, data, error: null, timestamp}`
 /// with an RFC 3339 UTC timestamp; returns `data`.
 pub fn assert_ok(got: (u16, Value), status: u16) -> Value {
@@ -233,34 +223,6 @@ pub fn assert_rfc3339(text: &str) {
         && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .is_ok();
     assert!(ok, "{text} is not an RFC 3339 UTC timestamp");
-}
-
-/// Asserts `actual` has exactly the example's fields, each of the same JSON type (a
-/// `null` in `actual` stands for a value not known yet and matches anything).
-pub fn assert_same_shape(actual: &Value, example: &Value) {
-    let (a, e) = (actual.as_object().unwrap(), example.as_object().unwrap());
-    let mut a_keys: Vec<_> = a.keys().collect();
-    let mut e_keys: Vec<_> = e.keys().collect();
-    a_keys.sort();
-    e_keys.sort();
-    assert_eq!(a_keys, e_keys, "fields of {actual}");
-    for (key, want) in e {
-        let got = &a[key];
-        let same = match want {
-            _ if got.is_null() => true,
-            Value::Number(n) if n.is_u64() => got.is_u64(),
-            Value::Number(_) => got.is_number(),
-            Value::String(_) => got.is_string(),
-            Value::Bool(_) => got.is_boolean(),
-            Value::Object(_) => got.is_object(),
-            Value::Array(_) => got.is_array(),
-            Value::Null => true,
-        };
-        assert!(
-            same,
-            "field {key}: {got} is not of the example's type ({want})"
-        );
-    }
 }
 
 /// Runs the seed's own `verifyWebhookSignature` (in `fixtures/wopay/verify.js`) under
