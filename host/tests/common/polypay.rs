@@ -26,6 +26,30 @@ pub fn secrets_toml() -> String {
     )
 }
 
+/// The start of a test server's config file, for `polypay serve`: its data in `dir`, both
+/// listeners on the given loopback ports, [`secrets_toml`], and webhooks polled every
+/// 50 ms and allowed to reach the tests' loopback receivers. A `[webhooks.retry]` table
+/// may follow.
+pub fn server_toml(dir: &Path, public: u16, admin: u16) -> String {
+    format!(
+        r#"data_dir = "{data}"
+public_base_url = "http://127.0.0.1:{public}"
+
+[listen]
+public = "127.0.0.1:{public}"
+admin = "127.0.0.1:{admin}"
+
+{secrets}
+[webhooks]
+poll_interval_ms = 50
+# The merchant's callback receiver is on loopback in these tests.
+allowed_networks = ["127.0.0.1/32"]
+"#,
+        data = dir.display(),
+        secrets = secrets_toml(),
+    )
+}
+
 /// A production-mode config for an in-process server on free loopback ports with its
 /// data in `dir`, with [`test_master_key`] and [`ADMIN_TOKEN`].
 pub fn server_config(dir: &Path) -> Config {

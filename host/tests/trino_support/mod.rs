@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
-use crate::common::anvil::{CHAIN_ID, TestChain};
-use crate::common::polypay::{PolypayProcess, cli_json, free_port, secrets_toml};
+use crate::common::anvil::TestChain;
+use crate::common::polypay::{PolypayProcess, cli_json, free_port, server_toml};
 
 /// The network name the seed's requests use. The tests' local anvil node plays it.
 pub const NETWORK: &str = "goerli";
@@ -49,45 +49,14 @@ impl TrinoServer {
         std::fs::write(
             &config,
             format!(
-                r#"data_dir = "{data}"
-public_base_url = "http://127.0.0.1:{public}"
-
-[listen]
-public = "127.0.0.1:{public}"
-admin = "127.0.0.1:{admin}"
-
-{secrets}
-[webhooks]
-poll_interval_ms = 50
-# The merchant's callback receiver is on loopback in these tests.
-allowed_networks = ["127.0.0.1/32"]
-
+                r#"{head}
 [webhooks.retry]
 initial_delay_ms = 200
 multiplier = 1
 max_delay_ms = 200
 max_attempts = 20
 jitter = 0
-
-[[chains]]
-name = "{NETWORK}"
-kind = "evm"
-chain_id = {CHAIN_ID}
-rpc_url = "{rpc}"
-confirmations = {confirmations}
-poll_interval_ms = 100
-start_block = {start}
-
-[[chains.assets]]
-symbol = "ETH"
-decimals = 18
-native = true
-
-[[chains.assets]]
-symbol = "USDT"
-decimals = 6
-contract = "{token}"
-
+{chain}
 [[chains.payment_contracts]]
 address = "{payment_contract}"
 asset = "USDT"
@@ -96,11 +65,8 @@ asset = "USDT"
 name = "trino"
 wasm = "{wasm}"
 "#,
-                data = dir.path().display(),
-                secrets = secrets_toml(),
-                rpc = chain.anvil.url,
-                start = chain.anvil.block_number().await + 1,
-                token = chain.token.to_checksum(None),
+                head = server_toml(dir.path(), public, admin),
+                chain = chain.config_toml(NETWORK, confirmations).await,
                 payment_contract = chain.payment_contract.to_checksum(None),
                 wasm = polypay_plugin_artifacts::TRINO,
             ),

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::common::anvil::{CHAIN_ID, TEST_XPUB, TestChain};
+use crate::common::anvil::{TEST_XPUB, TestChain};
 pub use crate::common::conformance::call;
-use crate::common::polypay::{PolypayProcess, free_port, secrets_toml};
+use crate::common::polypay::{PolypayProcess, free_port, server_toml};
 
 /// The network name of the seed; the tests' anvil node plays it.
 pub const NETWORK: &str = "ethereum";
@@ -62,38 +62,7 @@ impl WoPayServer {
         std::fs::write(
             &config,
             format!(
-                r#"data_dir = "{data}"
-public_base_url = "http://127.0.0.1:{public}"
-
-[listen]
-public = "127.0.0.1:{public}"
-admin = "127.0.0.1:{admin}"
-
-{secrets}
-[webhooks]
-poll_interval_ms = 50
-# The merchant's callback receiver is on loopback in these tests.
-allowed_networks = ["127.0.0.1/32"]
-
-[[chains]]
-name = "{NETWORK}"
-kind = "evm"
-chain_id = {CHAIN_ID}
-rpc_url = "{rpc}"
-confirmations = {confirmations}
-poll_interval_ms = 100
-start_block = {start}
-
-[[chains.assets]]
-symbol = "ETH"
-decimals = 18
-native = true
-
-[[chains.assets]]
-symbol = "USDT"
-decimals = 6
-contract = "{token}"
-
+                r#"{head}{chain}
 [[plugins]]
 name = "wopay"
 wasm = "{wasm}"
@@ -102,11 +71,8 @@ wasm = "{wasm}"
 xpub = "{TEST_XPUB}"
 {settings}
 "#,
-                data = dir.path().display(),
-                secrets = secrets_toml(),
-                rpc = chain.anvil.url,
-                start = chain.anvil.block_number().await + 1,
-                token = chain.token.to_checksum(None),
+                head = server_toml(dir.path(), public, admin),
+                chain = chain.config_toml(NETWORK, confirmations).await,
                 wasm = polypay_plugin_artifacts::WOPAY,
             ),
         )

@@ -67,6 +67,25 @@
 //! `webhook_requests_per_second`, `ip_requests_per_hour`) → 429 with `Retry-After`.
 //! `/health` is not limited (load balancers poll it).
 
+//! # Settings
+//!
+//! ```toml
+//! [[plugins]]
+//! name = "wopay"
+//! wasm = "target/wasm-plugins/wasm32-wasip2/release/polypay_wopay.wasm"
+//! settings = { network = "ethereum", xpub = "xpub6…" }
+//! ```
+//!
+//! - `network` (default `ethereum`): the EVM `[[chains]]` entry payments are taken on;
+//!   its assets are the accepted currencies, its chain id goes into `payment_url`.
+//! - `xpub`: the operator's extended public key (above); without it, creating a payment
+//!   answers 503.
+//! - `registration_open` (default true), `default_expires_in` (3600 s),
+//!   `key_requests_per_second` (10), `webhook_requests_per_second` (5),
+//!   `ip_requests_per_hour` (1000), `retry_delays_secs` ([5, 15, 45, 135, 405]; the
+//!   number of entries is the number of retries), `volume_asset` (USDT: the asset whose
+//!   paid volume `total_volume` reports, since volumes of different assets do not add up).
+
 mod envelope;
 mod merchant;
 mod payment;
