@@ -371,16 +371,6 @@ pub fn is_email(text: &str) -> bool {
         && text.chars().all(|c| c.is_ascii_graphic())
 }
 
-/// `8-4-4-4-12` hex digits.
-pub fn is_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,10 @@
 //! Payments: create, read, list, and the QR code of the EIP-681 payment URI.
 
 use crate::envelope::{self, ok, rfc3339};
-use crate::{Body, Settings, is_url, is_uuid, qr};
+use crate::{Body, Settings, is_url, qr};
 use polypay_plugin_sdk::chains::NetworkInfo;
 use polypay_plugin_sdk::invoices::{Invoice, PageSelector};
+use polypay_plugin_sdk::is_uuid;
 use polypay_plugin_sdk::prelude::*;
 use serde_json::{Value, json};
 
