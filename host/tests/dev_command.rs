@@ -565,3 +565,231 @@ async fn ctrl_c_while_starting_stops_cleanly_even_when_the_shell_ignored_sigint(
         "no dev chain is left running"
     );
 }
+
+/// A TRON dialect's demo, declared with `chain = "tron"`: the echo test plugin with a demo
+/// file of its own, in a plugins directory of the test's.
+fn tron_demo_plugins(dir: &std::path::Path) -> std::path::PathBuf {
+    let plugins = dir.join("plugins");
+    let echo = plugins.join("echo");
+    std::fs::create_dir_all(&echo).unwrap();
+    std::fs::copy(
+        common::browser::repo_root().join("plugins/test-programs/echo/Cargo.toml"),
+        echo.join("Cargo.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        echo.join("demo.toml"),
+        r#"
+about = "Echo on TRON"
+chain = "tron"
+merchant = "Echo TRON shop"
+default_merchant = true
+settings = { receiving_address = "{recipient}" }
+
+[create]
+say = "Create an invoice of 2.5 USDT-TRC20:"
+run = '''
+curl -sS -X POST {public_url}/echo/invoices -H 'Content-Type: application/json' \
+  -d '{"amount": "2500000", "chain": "{network}", "asset": "{token_symbol}", "notify_url": "{notify_url}"}'
+'''
+invoice = "/id"
+
+[status]
+say = "Its status:"
+run = "curl -sS {public_url}/echo/invoices/$INVOICE"
+"#,
+    )
+    .unwrap();
+    plugins
+}
+
+/// Asks the dev TRON node (java-tron's API) for a transaction's info: `{}` when the chain
+/// does not hold it.
+async fn tron_transaction_info(node: &str, txid: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{node}/wallet/gettransactioninfobyid"))
+        .json(&json!({ "value": txid }))
+        .send()
+        .await
+        .expect("the dev TRON node answers")
+        .json()
+        .await
+        .expect("java-tron JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tron_demo_is_paid_on_the_dev_tron_node_a_reorg_reverses_it_and_a_restart_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev");
+    let plugins = tron_demo_plugins(dir.path());
+    let ports = Ports::free();
+    let flags = ["--plugins", plugins.to_str().unwrap()];
+    let mut dev = DevProcess::start(&data, &ports, &flags).await;
+    let node = dev.walkthrough.row("dev TRON node").to_string();
+    assert_eq!(node, format!("http://127.0.0.1:{}", ports.tron));
+    let echo = dev.walkthrough.section("echo").clone();
+    let public = format!("http://127.0.0.1:{}", ports.public);
+
+    // The printed create command makes a TRON invoice at the demo merchant's address.
+    let created = sh_json(echo.command(1), &[]).await;
+    let invoice = at_path(&created, "id");
+    assert_eq!(created["chain"], "tron-dev");
+    let vars = [("INVOICE", invoice.as_str())];
+    let view = checkout(&public, &invoice).await;
+    assert_eq!(view["chain_kind"], "tron");
+    assert!(
+        view["pay_address"].as_str().unwrap().starts_with('T'),
+        "a base58 TRON address: {view}"
+    );
+    assert_eq!(view["dev_wallet"], true, "the dev wallet pays TRON too");
+
+    // The printed pay command: a TRC20 transfer mined on the dev TRON node.
+    let paid = sh(echo.command(2), &vars).await;
+    assert!(paid.starts_with("paid 2.5"), "{paid}");
+    let (txid, block) = payment_line(&paid);
+    assert_eq!(txid.len(), 64, "a TRON transaction id: {paid}");
+    let info = tron_transaction_info(&node, &txid).await;
+    assert_eq!(info["blockNumber"], block);
+    assert_eq!(info["receipt"]["result"], "SUCCESS");
+    let view = checkout_until(&public, &invoice, "the TRON payment seen", |v| {
+        v["status"] == "paid"
+    })
+    .await;
+    assert_eq!(view["txn_hash"], txid.as_str());
+    assert_eq!(view["amount_paid"], view["amount"]);
+
+    // `polypay dev reorg --network tron-dev` drops the paying block: the server rolls the
+    // payment back.
+    let head = tron_head(&node).await;
+    let depth = head - block + 1;
+    let reorged = sh(
+        &format!("{} reorg {depth} --network tron-dev", echo.polypay_dev()),
+        &[],
+    )
+    .await;
+    assert!(reorged.contains(&txid), "the payment is gone: {reorged}");
+    assert_eq!(tron_transaction_info(&node, &txid).await, json!({}));
+    checkout_until(&public, &invoice, "the payment reversed", |v| {
+        v["status"] == "pending" && v["amount_paid"] == "0"
+    })
+    .await;
+
+    // Paid again, then a restart: the same TRON chain (its journal) and the same invoice.
+    let (again, _) = payment_line(&sh(echo.command(2), &vars).await);
+    checkout_until(&public, &invoice, "paid again", |v| v["status"] == "paid").await;
+    let head = tron_head(&node).await;
+    assert!(dev.interrupt().await.success());
+    let mut dev = DevProcess::start(&data, &ports, &flags).await;
+    assert_eq!(tron_head(&node).await, head, "the resumed TRON chain");
+    assert_eq!(
+        tron_transaction_info(&node, &again).await["receipt"]["result"],
+        "SUCCESS",
+        "the payment is still on the resumed TRON chain"
+    );
+    assert_eq!(tron_transaction_info(&node, &txid).await, json!({}));
+    let mined = sh(
+        &format!("{} mine 2 --network tron-dev", echo.polypay_dev()),
+        &[],
+    )
+    .await;
+    assert!(mined.contains(&format!("at block {}", head + 2)), "{mined}");
+    let status = sh_json(echo.command(3), &vars).await;
+    assert_eq!(status["status"], "paid", "{status}");
+    assert!(dev.interrupt().await.success());
+}
+
+/// The dev TRON node's head block number.
+async fn tron_head(node: &str) -> u64 {
+    let block: Value = reqwest::get(format!("{node}/wallet/getnowblock"))
+        .await
+        .expect("the dev TRON node answers")
+        .json()
+        .await
+        .expect("java-tron JSON");
+    block["block_header"]["raw_data"]["number"]
+        .as_u64()
+        .expect("a block number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tron_php_walkthrough_is_paid_on_the_dev_tron_node_and_calls_back() {
+    let shop = Receiver::accepting().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let hooks = shop.url("/hooks");
+    let mut dev = DevProcess::start(
+        &dir.path().join("dev"),
+        &ports,
+        &["--notify-url", &hooks, "--confirmations", "2"],
+    )
+    .await;
+    let section = dev.walkthrough.section("tron-php").clone();
+    let public = format!("http://127.0.0.1:{}", ports.public);
+
+    // The printed create command: an order of 0.1 TRX (plus its unique step).
+    let created = sh_json(section.command(1), &[]).await;
+    assert_eq!(created["status"], "success", "{created}");
+    let (variable, path) = section.steps[0].keep.clone().expect("where the order is");
+    let token = at_path(&created, &path);
+    let order_id = created["data"]["order_id"].as_str().unwrap().to_string();
+    let vars = [(variable.as_str(), token.as_str())];
+    // The checkout page knows the order by its payment token.
+    let view = checkout(&public, &token).await;
+    assert_eq!(view["network"], "tron-dev");
+    assert_eq!(view["dev_wallet"], true);
+
+    // Paid with the printed command: seen (`paid`), then final after one more block.
+    let paid = sh(section.command(2), &vars).await;
+    assert!(paid.starts_with("paid 0.1"), "{paid}");
+    let (txid, _) = payment_line(&paid);
+    let status = eventually("the order seen paid", WAIT, || async {
+        let status = sh_json(section.command(3), &vars).await;
+        (status["data"]["status"] == "paid").then_some(status)
+    })
+    .await;
+    assert_eq!(status["data"]["transaction_hash"], txid.as_str());
+    sh(
+        &format!("{} mine 1 --network tron-dev", section.polypay_dev()),
+        &[],
+    )
+    .await;
+    eventually("the order confirmed", WAIT, || async {
+        let status = sh_json(section.command(3), &vars).await;
+        (status["data"]["status"] == "confirmed").then_some(())
+    })
+    .await;
+
+    // The demo merchant's callbacks, at the URL its plugin data names: paid, then
+    // confirmed, each signed the seed's way.
+    let callbacks = eventually("both callbacks", WAIT, || async {
+        let received: Vec<Value> = shop
+            .received()
+            .into_iter()
+            .filter(|r| r.path == "/hooks/tron-php")
+            .map(|r| r.json())
+            .collect();
+        (received.len() >= 2).then_some(received)
+    })
+    .await;
+    let statuses: Vec<&str> = callbacks
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["paid", "confirmed"]);
+    for callback in &callbacks {
+        assert_eq!(callback["order_id"], order_id.as_str());
+        let day: String = callback["timestamp"].as_str().unwrap()[..10]
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        let status = callback["status"].as_str().unwrap();
+        let expected = hex_sha256(&format!("{order_id}{status}{day}"));
+        assert_eq!(callback["signature"], expected.as_str());
+    }
+    assert!(dev.interrupt().await.success());
+}
+
+fn hex_sha256(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}

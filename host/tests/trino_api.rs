@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use common::anvil::TestChain;
-use common::conformance::{assert_same_shape, call};
 use common::polypay::cli_json;
-use reqwest::Client;
+use common::shape::assert_same_shape;
+use reqwest::{Client, RequestBuilder};
 use serde_json::{Value, json};
 use trino_support::*;
 use webhook_support::{Receiver, Reply, eventually};
@@ -47,6 +47,16 @@ fn seed_status_response() -> Value {
         "status": "paid",
         "txn_hash": "0xa477aae4aa81df7c7b108bcc65450c7fa36b77f671b2768759e6485acd10f507"
     })
+}
+
+/// Sends `request`, returns (status, JSON body).
+async fn call(request: RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
+    (status, body)
 }
 
 /// Asserts a pay-srv error: the HTTP status, the same `status` in the body, `type`, a

@@ -15,7 +15,7 @@ mod wopay_support;
 use std::time::Duration;
 
 use common::anvil::{CHAIN_ID, TestChain, eth, usdt};
-use common::conformance::assert_same_shape;
+use common::shape::assert_same_shape;
 use reqwest::Client;
 use serde_json::{Value, json};
 use webhook_support::{Receiver, Reply, eventually};

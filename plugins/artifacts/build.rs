@@ -24,6 +24,7 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("TRINO", "polypay-trino", "plugins/trino"),
     ("WOPAY", "polypay-wopay", "plugins/wopay"),
+    ("TRON_PHP", "polypay-tron-php", "plugins/tron-php"),
     (
         "TEST_ECHO",
         "polypay-test-echo",

@@ -13,6 +13,7 @@
 //! merchant = "Trino demo shop"
 //! settings = { expires_in_secs = 1800 } # the plugin's settings in the dev config
 //! default_merchant = false              # true: unauthenticated creation goes to the demo merchant
+//! merchant_data = { callback_url = "{notify_url}" } # the demo merchant's plugin data
 //!
 //! [create]
 //! say = "Create an invoice of 10 USDT:"
@@ -26,7 +27,7 @@
 //!
 //! # Placeholders
 //!
-//! `{name}` in `run` and in the strings of `settings` is replaced by `polypay dev`; any
+//! `{name}` in `run` and in the strings of `settings` and `merchant_data` is replaced by `polypay dev`; any
 //! other `{…}` (a JSON body's braces) is left alone, and an unknown name is an error that
 //! names the file. Names: `public_url`, `network`, `chain_id`, `token`, `token_symbol`,
 //! `payment_contract`, `recipient` (the demo merchant's receiving address), `notify_url`
@@ -38,10 +39,10 @@
 //!
 //! # Chains
 //!
-//! `chain = "tron"` declares a demo on a local TRON node. `polypay dev` cannot start one
-//! yet (there is no TRON simulator); such a dialect is listed as not mounted, with the
-//! reason. A TRON dev chain joins [`DemoChain`]'s handling in `dev::start` beside the EVM
-//! one, with its own placeholders.
+//! `chain = "tron"` declares a demo on the dev TRON node (see [`super::tron_node`]). Its
+//! chain placeholders are TRON's: `network` is `tron-dev`, `token` the USDT-TRC20
+//! contract and `recipient` the demo merchant's receiving address, both base58;
+//! `chain_id` and `payment_contract` are EVM-only (using them is an unknown placeholder).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,7 @@ pub enum DemoChain {
     /// The anvil dev chain.
     #[default]
     Evm,
-    /// A local TRON node (not available yet).
+    /// The dev TRON node.
     Tron,
 }
 
@@ -99,6 +100,10 @@ pub struct DemoSpec {
     /// Attribute unauthenticated invoice creation to the demo merchant.
     #[serde(default)]
     pub default_merchant: bool,
+    /// The demo merchant's plugin data (a dialect's per-merchant settings, such as a
+    /// callback URL), rendered with the chain placeholders when the merchant is created.
+    #[serde(default = "empty_settings")]
+    pub merchant_data: serde_json::Value,
     pub create: DemoStep,
     #[serde(default)]
     pub status: Option<DemoStep>,

@@ -156,6 +156,17 @@ impl Allocation {
     }
 }
 
+/// Invoice ids are UUIDs, stored hyphenated and lower-case. A dialect may show one in
+/// another of its forms (tron-php's `payment_token` is the 32 hex digits without hyphens):
+/// this gives the stored form of any form of a UUID, and any other text unchanged (it
+/// then names no invoice).
+pub fn canonical_invoice_id(text: &str) -> std::borrow::Cow<'_, str> {
+    match uuid::Uuid::try_parse(text) {
+        Ok(id) => id.hyphenated().to_string().into(),
+        Err(_) => text.into(),
+    }
+}
+
 impl Invoice {
     /// A new, pending invoice with id `id` created at `now`.
     pub fn open(id: String, new: &NewInvoice, allocation: &Allocation, now: i64) -> Invoice {

@@ -4,11 +4,11 @@
 
 pub mod anvil;
 pub mod browser;
-pub mod conformance;
 pub mod db;
 pub mod dev;
 pub mod merchant;
 pub mod plugins;
 pub mod polypay;
+pub mod shape;
 pub mod tron;
 pub mod tron_chain;

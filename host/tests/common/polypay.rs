@@ -27,9 +27,8 @@ pub fn secrets_toml() -> String {
 }
 
 /// The start of a test server's config file, for `polypay serve`: its data in `dir`, both
-/// listeners on the given loopback ports, [`secrets_toml`], and webhooks polled every
-/// 50 ms and allowed to reach the tests' loopback receivers. A `[webhooks.retry]` table
-/// may follow.
+/// listeners on the given loopback ports, [`secrets_toml`] and
+/// [`loopback_webhooks_toml`].
 pub fn server_toml(dir: &Path, public: u16, admin: u16) -> String {
     format!(
         r#"data_dir = "{data}"
@@ -40,14 +39,28 @@ public = "127.0.0.1:{public}"
 admin = "127.0.0.1:{admin}"
 
 {secrets}
-[webhooks]
+{webhooks}"#,
+        data = dir.display(),
+        secrets = secrets_toml(),
+        webhooks = loopback_webhooks_toml(),
+    )
+}
+
+/// The `[webhooks]` section of a test server whose merchants receive callbacks on
+/// loopback: quick polling, and retries every 200 ms.
+pub fn loopback_webhooks_toml() -> &'static str {
+    r#"[webhooks]
 poll_interval_ms = 50
 # The merchant's callback receiver is on loopback in these tests.
 allowed_networks = ["127.0.0.1/32"]
-"#,
-        data = dir.display(),
-        secrets = secrets_toml(),
-    )
+
+[webhooks.retry]
+initial_delay_ms = 200
+multiplier = 1
+max_delay_ms = 200
+max_attempts = 20
+jitter = 0
+"#
 }
 
 /// A production-mode config for an in-process server on free loopback ports with its

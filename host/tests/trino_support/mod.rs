@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
-use crate::common::anvil::TestChain;
-use crate::common::polypay::{PolypayProcess, cli_json, free_port, server_toml};
+use crate::common::anvil::{CHAIN_ID, TestChain};
+use crate::common::polypay::{
+    PolypayProcess, cli_json, free_port, loopback_webhooks_toml, secrets_toml,
+};
 
 /// The network name the seed's requests use. The tests' local anvil node plays it.
 pub const NETWORK: &str = "goerli";
@@ -49,14 +51,34 @@ impl TrinoServer {
         std::fs::write(
             &config,
             format!(
-                r#"{head}
-[webhooks.retry]
-initial_delay_ms = 200
-multiplier = 1
-max_delay_ms = 200
-max_attempts = 20
-jitter = 0
-{chain}
+                r#"data_dir = "{data}"
+public_base_url = "http://127.0.0.1:{public}"
+
+[listen]
+public = "127.0.0.1:{public}"
+admin = "127.0.0.1:{admin}"
+
+{secrets}
+{webhooks}
+[[chains]]
+name = "{NETWORK}"
+kind = "evm"
+chain_id = {CHAIN_ID}
+rpc_url = "{rpc}"
+confirmations = {confirmations}
+poll_interval_ms = 100
+start_block = {start}
+
+[[chains.assets]]
+symbol = "ETH"
+decimals = 18
+native = true
+
+[[chains.assets]]
+symbol = "USDT"
+decimals = 6
+contract = "{token}"
+
 [[chains.payment_contracts]]
 address = "{payment_contract}"
 asset = "USDT"
@@ -65,8 +87,12 @@ asset = "USDT"
 name = "trino"
 wasm = "{wasm}"
 "#,
-                head = server_toml(dir.path(), public, admin),
-                chain = chain.config_toml(NETWORK, confirmations).await,
+                data = dir.path().display(),
+                secrets = secrets_toml(),
+                webhooks = loopback_webhooks_toml(),
+                rpc = chain.anvil.url,
+                start = chain.anvil.block_number().await + 1,
+                token = chain.token.to_checksum(None),
                 payment_contract = chain.payment_contract.to_checksum(None),
                 wasm = polypay_plugin_artifacts::TRINO,
             ),

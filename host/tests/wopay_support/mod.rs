@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::common::anvil::{TEST_XPUB, TestChain};
-pub use crate::common::conformance::call;
 use crate::common::polypay::{PolypayProcess, free_port, server_toml};
 
 /// The network name of the seed; the tests' anvil node plays it.
@@ -142,6 +141,16 @@ async fn rows(db: &Path) -> Vec<(&'static str, i64)> {
         out.push((table, n));
     }
     out
+}
+
+/// Sends `request`, returns (status, JSON body).
+pub async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
+    (status, body)
 }
 
 /// Asserts the envelope of a success: `{success: true, data, error: null, timestamp}`
