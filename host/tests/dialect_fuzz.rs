@@ -83,6 +83,44 @@ fn profile(dialect: &str) -> Option<Profile> {
                 } } })
             },
         }),
+        "wopay" => Some(Profile {
+            error_shape: wopay_error_shape,
+            present: |secret| vec![("x-api-key".into(), secret.to_owned())],
+            samples: || {
+                vec![
+                    (
+                        "/api/v1/merchants",
+                        json!({ "name": "My Store", "email": "store@example.com",
+                                "webhook_url": "https://mystore.com/webhook" }),
+                    ),
+                    (
+                        "/api/v1/merchants/{id}",
+                        json!({ "name": "Updated Store Name",
+                                "webhook_url": "https://newdomain.com/webhook" }),
+                    ),
+                    (
+                        "/api/v1/payments",
+                        json!({ "order_id": "ORDER_20240101_001", "amount": "99.99",
+                                "currency": "USDT",
+                                "callback_url": "https://mystore.com/payment-callback",
+                                "expires_in": 3600 }),
+                    ),
+                    (
+                        "/api/v1/webhooks/test",
+                        json!({ "event_type": "payment.completed",
+                                "test_data": { "message": "This is a test webhook" } }),
+                    ),
+                ]
+            },
+            // Limits high enough that the fuzzer's pace is never throttled (429s would
+            // hide the handlers behind them).
+            settings: || {
+                json!({ "network": NETWORK, "xpub": common::anvil::TEST_XPUB,
+                        "key_requests_per_second": 1_000_000,
+                        "ip_requests_per_hour": 1_000_000,
+                        "webhook_requests_per_second": 1_000_000 })
+            },
+        }),
         "tron-php" => Some(Profile {
             error_shape: tron_php_error_shape,
             // `api_key` travels in the body, not in a header.
@@ -156,6 +194,25 @@ fn pay_orders_error_shape(status: u16, body: &[u8]) -> bool {
             .get("message")
             .is_some_and(|m| m.as_str().is_some_and(|s| !s.is_empty()))
         && map.get("result") == Some(&Value::Null)
+}
+
+/// WoPay: `{"success": false, "data": null, "error": "<text>", "timestamp": "<RFC 3339>"}`,
+/// nothing else; or `/health`'s own bare object when unhealthy (503: the fuzz suite runs
+/// no chain node).
+fn wopay_error_shape(status: u16, body: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    if status == 503 && map.get("status") == Some(&json!("unhealthy")) {
+        return true;
+    }
+    map.len() == 4
+        && map.get("success") == Some(&Value::Bool(false))
+        && map.get("data") == Some(&Value::Null)
+        && map
+            .get("error")
+            .is_some_and(|e| e.as_str().is_some_and(|e| !e.is_empty()))
+        && map.get("timestamp").is_some_and(Value::is_string)
 }
 
 /// The network every dialect can take payments on in this suite (its node is not

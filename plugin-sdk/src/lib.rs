@@ -276,6 +276,17 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// Whether `text` is a UUID in its hyphenated form (`8-4-4-4-12` hex digits, either
+/// case): how most dialects' ids and tokens look.
+pub fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Decodes hex (either case); `None` if malformed.
 pub fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {

@@ -24,6 +24,7 @@ use std::process::Command;
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("TRINO", "polypay-trino", "plugins/trino"),
     ("PAY_ORDERS", "polypay-pay-orders", "plugins/pay-orders"),
+    ("WOPAY", "polypay-wopay", "plugins/wopay"),
     ("TRON_PHP", "polypay-tron-php", "plugins/tron-php"),
     (
         "TEST_ECHO",

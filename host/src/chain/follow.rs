@@ -68,6 +68,9 @@ pub struct Head {
     /// The newest block the chain declares irreversible (TRON: the solidified block,
     /// minus the configured extra depth); `None` on chains without one.
     pub final_block: Option<u64>,
+    /// The network's gas price in wei, when the source reads one (EVM: once per new
+    /// head block); recorded on the chain cursor for the `chains.status` host call.
+    pub gas_price: Option<u128>,
 }
 
 /// A block a scan read: its id, its parent's id and its time.
@@ -244,6 +247,8 @@ pub struct Follower<S: ChainSource> {
     checked: bool,
     /// The head last written to the cursor while idle.
     head_recorded: Option<u64>,
+    /// The gas price last written to the cursor.
+    gas_price_recorded: Option<u128>,
     /// The final block the chain's invoices were last settled against.
     settled_final: Option<u64>,
 }
@@ -266,6 +271,7 @@ impl<S: ChainSource> Follower<S> {
             watch_full_reload: Instant::now(),
             checked: false,
             head_recorded: None,
+            gas_price_recorded: None,
             settled_final: None,
         }
     }
@@ -360,6 +366,12 @@ impl<S: ChainSource> Follower<S> {
             }
         };
         self.publish_position(head, processed);
+        if head.gas_price.is_some() && head.gas_price != self.gas_price_recorded {
+            if let Some(price) = head.gas_price {
+                self.store.set_chain_gas_price(&chain, price).await?;
+            }
+            self.gas_price_recorded = head.gas_price;
+        }
         self.refresh_watch().await?;
 
         let next = (processed + 1) as u64;

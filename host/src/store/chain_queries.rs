@@ -24,6 +24,9 @@ pub struct ChainCursor {
     pub processed_time: Option<i64>,
     /// The newest final block invoices were settled against (chains that declare one).
     pub final_block: Option<i64>,
+    /// The network's latest gas price in wei, when the listener reads one (stored as
+    /// decimal digits).
+    pub gas_price: Option<u128>,
     pub updated_at: i64,
 }
 
@@ -110,7 +113,7 @@ impl Store {
     /// The listener cursor of `chain`, if the listener ever started.
     pub async fn chain_cursor(&self, chain: &str) -> Result<Option<ChainCursor>, StoreError> {
         let row = sqlx::query(
-            "SELECT processed_block, head_block, processed_time, final_block, updated_at FROM chain_cursors WHERE chain = $1",
+            "SELECT processed_block, head_block, processed_time, final_block, gas_price, updated_at FROM chain_cursors WHERE chain = $1",
         )
         .bind(chain)
         .fetch_optional(&self.pool)
@@ -121,6 +124,9 @@ impl Store {
                 head_block: row.try_get("head_block")?,
                 processed_time: row.try_get("processed_time")?,
                 final_block: row.try_get("final_block")?,
+                gas_price: row
+                    .try_get::<Option<String>, _>("gas_price")?
+                    .and_then(|text| text.parse().ok()),
                 updated_at: row.try_get("updated_at")?,
             })
         })
@@ -151,6 +157,16 @@ impl Store {
     }
 
     /// Records the node's head for `chain` (status only; the processed block is untouched).
+    /// Records the network's latest gas price (wei) on the cursor.
+    pub async fn set_chain_gas_price(&self, chain: &str, wei: u128) -> Result<(), StoreError> {
+        sqlx::query("UPDATE chain_cursors SET gas_price = $1 WHERE chain = $2")
+            .bind(wei.to_string())
+            .bind(chain)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn set_chain_head(&self, chain: &str, head_block: u64) -> Result<(), StoreError> {
         sqlx::query("UPDATE chain_cursors SET head_block = $1, updated_at = $2 WHERE chain = $3")
             .bind(to_i64(head_block))
@@ -235,6 +251,22 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(transfer_from_row).collect()
+    }
+
+    /// How deep the paying transfer of an invoice is: the node's head (as the listener
+    /// last saw it) minus the block of the invoice's newest live transfer, plus one (the
+    /// paying block counts as one confirmation). `None` while the invoice has no live
+    /// transfer or the chain has no known head.
+    pub async fn invoice_depth(&self, invoice_id: &str) -> Result<Option<i64>, StoreError> {
+        let depth: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT c.head_block - MAX(t.block_number) + 1 FROM observed_transfers t \
+             JOIN chain_cursors c ON c.chain = t.chain \
+             WHERE t.invoice_id = $1 AND t.removed = 0 GROUP BY c.head_block",
+        )
+        .bind(invoice_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(depth.flatten().map(|d| d.max(0)))
     }
 
     /// (address, asset) of the active targets on `chain` that a listener watches by

@@ -295,6 +295,37 @@ impl TestChain {
         }
     }
 
+    /// A `[[chains]]` entry of a config file for this node, named `name`: `ETH` (native)
+    /// and `USDT` (the test token), `confirmations` deep, polled every 100 ms from the next
+    /// block on. Tables of the entry (`[[chains.payment_contracts]]`) may follow.
+    pub async fn config_toml(&self, name: &str, confirmations: u32) -> String {
+        format!(
+            r#"
+[[chains]]
+name = "{name}"
+kind = "evm"
+chain_id = {CHAIN_ID}
+rpc_url = "{rpc}"
+confirmations = {confirmations}
+poll_interval_ms = 100
+start_block = {start}
+
+[[chains.assets]]
+symbol = "ETH"
+decimals = 18
+native = true
+
+[[chains.assets]]
+symbol = "USDT"
+decimals = 6
+contract = "{token}"
+"#,
+            rpc = self.anvil.url,
+            start = self.anvil.block_number().await + 1,
+            token = self.token.to_checksum(None),
+        )
+    }
+
     /// Development account `i` (anvil has ten).
     pub fn account(&self, i: usize) -> Address {
         self.anvil.accounts[i]

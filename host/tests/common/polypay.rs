@@ -26,6 +26,26 @@ pub fn secrets_toml() -> String {
     )
 }
 
+/// The start of a test server's config file, for `polypay serve`: its data in `dir`, both
+/// listeners on the given loopback ports, [`secrets_toml`] and
+/// [`loopback_webhooks_toml`].
+pub fn server_toml(dir: &Path, public: u16, admin: u16) -> String {
+    format!(
+        r#"data_dir = "{data}"
+public_base_url = "http://127.0.0.1:{public}"
+
+[listen]
+public = "127.0.0.1:{public}"
+admin = "127.0.0.1:{admin}"
+
+{secrets}
+{webhooks}"#,
+        data = dir.display(),
+        secrets = secrets_toml(),
+        webhooks = loopback_webhooks_toml(),
+    )
+}
+
 /// The `[webhooks]` section of a test server whose merchants receive callbacks on
 /// loopback: quick polling, and retries every 200 ms.
 pub fn loopback_webhooks_toml() -> &'static str {

@@ -5,9 +5,10 @@ use serde_json::Value;
 
 /// Asserts `actual` has exactly the example's fields, recursively into objects, each of
 /// the example's JSON type: an integer where the example has an integer, any number where
-/// it has a fraction, a string where it has a string, null where it has null. Fields named
-/// in `nullable` may also be null (a value the server does not have yet, or does not know)
-/// or, where the example has null, a string (a time the server has set by now).
+/// it has a fraction, a string where it has a string, a boolean where it has one, null
+/// where it has null. Fields named in `nullable` may also be null (a value the server does
+/// not have yet, or does not know) or, where the example has null, a string (a time the
+/// server has set by now).
 pub fn assert_same_shape(actual: &Value, example: &Value, nullable: &[&str]) {
     let (a, e) = (
         actual
@@ -32,6 +33,7 @@ pub fn assert_same_shape(actual: &Value, example: &Value, nullable: &[&str]) {
             Value::Number(n) if n.is_u64() => got.is_u64(),
             Value::Number(_) => got.is_number(),
             Value::String(_) => got.is_string(),
+            Value::Bool(_) => got.is_boolean(),
             other => panic!("example field {key} has an unexpected type: {other}"),
         };
         assert!(

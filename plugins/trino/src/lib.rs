@@ -61,6 +61,7 @@ mod errors;
 use create::{CreateInvoice, Refusal};
 use errors::FieldError;
 use polypay_plugin_sdk::invoices::{DeliveryState, Invoice};
+use polypay_plugin_sdk::is_uuid;
 use polypay_plugin_sdk::merchants::{CredentialTemplate, SecretFormat};
 use polypay_plugin_sdk::prelude::*;
 use polypay_plugin_sdk::webhooks::EventKind;
@@ -246,16 +247,6 @@ fn load_invoice(id: &str) -> Result<Invoice, Response> {
         }
         other => errors::host_failure("invoices.get", other),
     })
-}
-
-/// `8-4-4-4-12` hex digits.
-fn is_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The EVM networks invoices can be created on, with the asset of their payment contract.

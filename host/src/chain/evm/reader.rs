@@ -153,6 +153,14 @@ impl BlockReader {
             .map_err(rpc("eth_blockNumber"))
     }
 
+    /// The node's gas price in wei (`eth_gasPrice`).
+    pub async fn gas_price(&self) -> Result<u128, ReadError> {
+        self.provider
+            .get_gas_price()
+            .await
+            .map_err(rpc("eth_gasPrice"))
+    }
+
     /// Block `number`'s identity, or `None` when the node has no such block (yet, or any
     /// more after a reorg to a shorter chain).
     pub async fn block(&self, number: u64) -> Result<Option<BlockRef>, ReadError> {

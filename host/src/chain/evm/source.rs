@@ -27,7 +27,10 @@ pub fn listener(
     store: Store,
 ) -> Result<EvmListener, ChainConfigError> {
     let network = Arc::new(Network::from_config(config, index)?);
-    let source = BlockReader::new(network).map(|reader| EvmSource { reader });
+    let source = BlockReader::new(network).map(|reader| EvmSource {
+        reader,
+        gas_price: None,
+    });
     Follower::for_chain(config, index, store, source)
 }
 
@@ -35,6 +38,8 @@ pub fn listener(
 #[derive(Debug, Clone)]
 pub struct EvmSource {
     reader: BlockReader,
+    /// The gas price and the head block it was read at.
+    gas_price: Option<(u64, u128)>,
 }
 
 impl EvmSource {
@@ -70,10 +75,19 @@ impl ChainSource for EvmSource {
         Ok(())
     }
 
+    /// The head block, and the gas price read once per new head (one `eth_gasPrice` per
+    /// block, not per poll; a node that cannot answer it leaves the last price known).
     async fn head(&mut self) -> Result<Head, ReadError> {
+        let number = self.reader.head().await?;
+        if self.gas_price.is_none_or(|(at, _)| at != number)
+            && let Ok(price) = self.reader.gas_price().await
+        {
+            self.gas_price = Some((number, price));
+        }
         Ok(Head {
-            number: self.reader.head().await?,
+            number,
             final_block: None,
+            gas_price: self.gas_price.map(|(_, price)| price),
         })
     }
 

@@ -46,6 +46,7 @@ impl ChainSource for TronSource {
         Ok(Head {
             number: head.number,
             final_block: Some(solidified.min(head.number).saturating_sub(depth)),
+            gas_price: None,
         })
     }
 

@@ -77,7 +77,7 @@ impl Host for PluginState {
             chain_id: chain.chain_id,
             head_block: head,
             processed_block: processed,
-            gas_price: None,
+            gas_price: cursor.and_then(|c| c.gas_price).map(|wei| wei.to_string()),
             syncing: match (head, processed) {
                 (Some(h), Some(p)) => h > p,
                 _ => true,

@@ -92,11 +92,29 @@ pub(crate) async fn invoice_to_wit(
         attempts: summary.attempts,
         last_attempt_at: summary.last_attempt_at,
     };
-    Ok(invoice_wit(
-        i,
-        &scope.services.inner.public_base_url,
-        webhook,
-    ))
+    let mut wit = invoice_wit(i, &scope.services.inner.public_base_url, webhook);
+    // Live confirmations: the record knows only "all of them" once paid; a read tells
+    // how deep the paying transfer is now (at least the required depth once paid,
+    // fewer than it while confirming, even when the listener lags the head).
+    if matches!(
+        i.status,
+        invoice::InvoiceStatus::Confirming | invoice::InvoiceStatus::Paid
+    ) {
+        let depth = storage
+            .store
+            .invoice_depth(&i.id)
+            .await
+            .map_err(|e| store_error(scope, e))?;
+        if let Some(depth) = depth {
+            let depth = u32::try_from(depth).unwrap_or(u32::MAX);
+            wit.confirmations = if i.status == invoice::InvoiceStatus::Paid {
+                depth.max(i.confirmations_required)
+            } else {
+                depth.min(i.confirmations_required.saturating_sub(1))
+            };
+        }
+    }
+    Ok(wit)
 }
 
 /// The one conversion of an invoice to the WIT record, for live reads and for the
@@ -127,7 +145,8 @@ pub(crate) fn invoice_wit(
         pay_to: i.pay_address.clone(),
         payment_reference: i.pay_reference.clone(),
         txn_hash: i.txn_hash.clone(),
-        // As far as the invoice record tells: all required once paid.
+        // As far as the invoice record tells: all required once paid (live reads,
+        // `invoice_to_wit`, replace it with the paying transfer's depth).
         confirmations: if i.status == invoice::InvoiceStatus::Paid {
             i.confirmations_required
         } else {
