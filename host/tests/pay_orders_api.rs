@@ -651,6 +651,11 @@ async fn a_paid_order_is_called_back_with_the_whole_order_until_the_merchant_ans
     .await;
     let (id, paid) = pay_an_order(&chain, &server, &receiver.url("/notify")).await;
     assert_eq!(paid["status"], 2);
+    assert_eq!(
+        paid["pay_account"],
+        chain.account(1).to_checksum(None),
+        "the payer's address once paid"
+    );
     assert!(is_timestamp(&paid["pay_finish_at"]), "{paid}");
 
     let http = Client::new();

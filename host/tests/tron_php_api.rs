@@ -446,6 +446,11 @@ async fn trx_and_usdt_orders_are_paid_then_confirmed_with_signed_callbacks() {
         let (tx, block) = server.pay(currency, amount);
         let paid = server.wait_status(order_id, "paid").await;
         assert_eq!(paid["transaction_hash"], tx.as_str(), "{order_id}");
+        assert_eq!(
+            paid["from_address"],
+            payer().to_base58(),
+            "the sender, in base58: {order_id}"
+        );
         paying_blocks.push(block);
     }
     server

@@ -34,6 +34,9 @@ pub struct Invoice {
     pub pay_address: String,
     pub pay_reference: Option<String>,
     pub txn_hash: Option<String>,
+    /// The sender of `txn_hash` (the payment that completed the invoice, else the latest
+    /// one), as the chain stores addresses: what a dialect shows as the payer's address.
+    pub payer_address: Option<String>,
     pub notify_url: Option<String>,
     pub return_url: Option<String>,
     pub plugin_data: serde_json::Value,
@@ -189,6 +192,7 @@ impl Invoice {
             pay_address: allocation.target.address.clone(),
             pay_reference: allocation.pay_reference.clone(),
             txn_hash: None,
+            payer_address: None,
             notify_url: new.notify_url.clone(),
             return_url: new.return_url.clone(),
             plugin_data: new.plugin_data.clone(),

@@ -507,6 +507,7 @@ async fn settle(
         changed.amount_confirmed = t.confirmed;
         changed.first_paid_at = t.completed_at;
         changed.txn_hash = t.txn_hash;
+        changed.payer_address = t.payer_address;
     }
     let evaluation = evaluate(&PaymentFacts {
         status: invoice.status,
@@ -527,6 +528,7 @@ async fn settle(
         || changed.amount_confirmed != invoice.amount_confirmed
         || changed.outcome != invoice.outcome
         || changed.txn_hash != invoice.txn_hash
+        || changed.payer_address != invoice.payer_address
         || changed.first_paid_at != invoice.first_paid_at;
     if !anything_changed {
         return Ok(None);

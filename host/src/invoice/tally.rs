@@ -26,6 +26,8 @@ pub struct Credit {
     /// The block's timestamp, unix milliseconds.
     pub block_time: i64,
     pub tx_hash: String,
+    /// The sending address, as the chain layer stores it.
+    pub from_address: String,
 }
 
 /// The sums and the completing credit of one invoice.
@@ -39,6 +41,8 @@ pub struct Tally {
     pub completed_at: Option<i64>,
     /// The transaction that completed the payment, else the latest credit's.
     pub txn_hash: Option<String>,
+    /// Who sent that transaction.
+    pub payer_address: Option<String>,
 }
 
 /// What the tally is measured against.
@@ -70,11 +74,13 @@ pub fn tally(credits: &[Credit], rules: TallyRules) -> Tally {
             completing = Some(credit);
         }
     }
+    let shown = completing.or(credits.last());
     Tally {
         paid,
         confirmed,
         completed_at: completing.map(|c| c.block_time),
-        txn_hash: completing.or(credits.last()).map(|c| c.tx_hash.clone()),
+        txn_hash: shown.map(|c| c.tx_hash.clone()),
+        payer_address: shown.map(|c| c.from_address.clone()),
     }
 }
 
@@ -88,6 +94,7 @@ mod tests {
             block_number: block,
             block_time: time,
             tx_hash: format!("0x{block:02x}{amount}"),
+            from_address: format!("payer-{block}"),
         }
     }
 
@@ -123,6 +130,11 @@ mod tests {
         assert_eq!(t.paid, Amount::from(1_005));
         assert_eq!(t.completed_at, Some(2_000));
         assert_eq!(t.txn_hash.as_deref(), Some(credits[1].tx_hash.as_str()));
+        assert_eq!(
+            t.payer_address.as_deref(),
+            Some(credits[1].from_address.as_str()),
+            "the payer is the completing transfer's sender"
+        );
     }
 
     #[test]

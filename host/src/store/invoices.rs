@@ -45,7 +45,7 @@ pub enum InsertError {
 
 pub(crate) const INVOICE_COLUMNS: &str = "id, merchant_id, plugin, merchant_order_id, status, underpaid, overpaid, paid_late, \
      chain, asset, decimals, amount_due, amount_paid, amount_confirmed, tolerance, confirmations_required, strategy, pay_address, \
-     pay_reference, txn_hash, notify_url, return_url, plugin_data, expires_at, monitor_until, first_paid_at, paid_at, \
+     pay_reference, txn_hash, payer_address, notify_url, return_url, plugin_data, expires_at, monitor_until, first_paid_at, paid_at, \
      submitted_at, cancelled_at, quarantined_at, created_at, updated_at, version";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -82,6 +82,7 @@ pub(crate) fn invoice_from_row(row: &AnyRow) -> Result<Invoice, StoreError> {
         pay_address: row.try_get("pay_address")?,
         pay_reference: row.try_get("pay_reference")?,
         txn_hash: row.try_get("txn_hash")?,
+        payer_address: row.try_get("payer_address")?,
         notify_url: row.try_get("notify_url")?,
         return_url: row.try_get("return_url")?,
         plugin_data: serde_json::from_str(&plugin_data).map_err(|e| corrupt("plugin data", e))?,
@@ -285,7 +286,7 @@ pub async fn update(
     let updated = sqlx::query(
         "UPDATE invoices SET status = $1, underpaid = $2, overpaid = $3, paid_late = $4, amount_paid = $5, \
          amount_confirmed = $6, txn_hash = $7, first_paid_at = $8, paid_at = $9, cancelled_at = $10, submitted_at = $11, \
-         updated_at = $12, version = $13 WHERE id = $14 AND version = $15",
+         updated_at = $12, version = $13, payer_address = $16 WHERE id = $14 AND version = $15",
     )
     .bind(changed.status.as_str())
     .bind(flag(changed.outcome.underpaid))
@@ -302,6 +303,7 @@ pub async fn update(
     .bind(changed.version)
     .bind(&changed.id)
     .bind(expected)
+    .bind(&changed.payer_address)
     .execute(conn)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -336,7 +338,7 @@ pub async fn credits_of(
     invoice_id: &str,
 ) -> Result<Vec<Credit>, StoreError> {
     let rows = sqlx::query(
-        "SELECT amount, block_number, block_time, observed_at, tx_hash FROM observed_transfers \
+        "SELECT amount, block_number, block_time, observed_at, tx_hash, from_address FROM observed_transfers \
          WHERE invoice_id = $1 AND removed = 0 ORDER BY block_number, log_index, id",
     )
     .bind(invoice_id)
@@ -353,6 +355,7 @@ pub async fn credits_of(
                     None => row.try_get("observed_at")?,
                 },
                 tx_hash: row.try_get("tx_hash")?,
+                from_address: row.try_get("from_address")?,
             })
         })
         .collect()

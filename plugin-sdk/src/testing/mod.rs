@@ -784,6 +784,7 @@ impl Host for FakeHost {
             decimals,
             amount_due_decimal: money::format_units(&amount_due, decimals),
             amount_paid_decimal: "0".into(),
+            payer_address: None,
             amount_due,
             amount_paid: "0".into(),
             fiat,

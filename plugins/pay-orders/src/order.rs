@@ -111,7 +111,8 @@ impl Order {
             currency: data.currency,
             pay_fee: hundredths(&invoice.amount_due, &data.pay_unit),
             pay_currency: data.pay_currency,
-            pay_account: String::new(),
+            // The payer's address once a payment is seen; the seed shows "" before.
+            pay_account: invoice.payer_address.clone().unwrap_or_default(),
             receipt_account: invoice.pay_to.clone(),
             callback_url: data.callback_url,
             redirect_url: data.redirect_url,

@@ -71,7 +71,8 @@
 //! signature involves no secret: it is the seed's scheme, and a merchant that must trust a
 //! callback confirms it with `check_payment_status.php`.
 //!
-//! `from_address` is `null`: the host does not tell plugins a payment's sender.
+//! `from_address` is the paying transfer's sender (`payer-address`, base58), `null` until
+//! a payment is seen.
 //!
 //! # Settings
 //!
@@ -628,7 +629,7 @@ fn check_payment_status(req: &Request) -> Result<Response, Response> {
     let data = StatusData {
         order_id: invoice.merchant_order_id.as_deref().unwrap_or_default(),
         transaction_hash: invoice.txn_hash.as_deref(),
-        from_address: None,
+        from_address: invoice.payer_address.as_deref(),
         to_address: &invoice.pay_to,
         amount: &amount,
         currency: &invoice.asset,

@@ -140,6 +140,7 @@ pub(crate) fn invoice_wit(
         amount_paid: i.amount_paid.to_string(),
         amount_due_decimal: i.amount_due.format_decimal(i.decimals),
         amount_paid_decimal: i.amount_paid.format_decimal(i.decimals),
+        payer_address: i.payer_address.clone(),
         fiat: None,
         matching: kind_to_wit(i.strategy),
         pay_to: i.pay_address.clone(),
