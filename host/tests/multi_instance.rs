@@ -552,3 +552,26 @@ async fn latency_run(payments: usize, notify: bool) -> Vec<u128> {
         })
         .collect()
 }
+
+/// On SQLite (one process by definition) the election is a no-op: the instance leads
+/// every role at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_the_only_instance_leads_every_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = polypay_host::app::Server::start(common::polypay::server_config(dir.path()))
+        .await
+        .unwrap();
+    let ready: Value = eventually("the expiry role", Duration::from_secs(30), || async {
+        let ready: Value = reqwest::get(format!("http://{}/readyz", server.admin_addr))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (ready["roles"]["expiry"] == "leader").then_some(ready)
+    })
+    .await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(server.context.roles.snapshot().get("expiry"), Some(&true));
+    server.shutdown().await.unwrap();
+}
