@@ -2,9 +2,20 @@
 # Installs the tools the test suites run, into the repository (nothing global):
 #   - node_modules/ from package.json + package-lock.json: a local anvil node
 #     (`@foundry-rs/anvil`, whose platform package ships the native binary) and
-#     solc-js (to regenerate contracts/artifacts, see contracts/README.md).
-# Idempotent: does nothing when node_modules already matches package-lock.json.
+#     solc-js (to regenerate contracts/artifacts, see contracts/README.md);
+#   - Debian's php-cli (apt; needs root, as on the CI machine): the tron-php dialect's
+#     tests run the seed's own PHP client (host/tests/tron_php_clients.rs).
+# Idempotent: does nothing when php is installed and node_modules matches package-lock.json.
 set -euo pipefail
+
+if ! command -v php >/dev/null 2>&1; then
+    echo "test tools: installing php-cli (apt)"
+    sudo=""
+    if [[ "$(id -u)" != 0 ]]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq php-cli
+fi
+php --version | head -n 1
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

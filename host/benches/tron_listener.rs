@@ -28,7 +28,7 @@ mod db;
 #[path = "../tests/common/merchant.rs"]
 #[allow(dead_code)]
 mod merchant;
-#[path = "../tests/common/tron/mod.rs"]
+#[path = "../tests/common/tron.rs"]
 #[allow(dead_code, unused_imports)]
 mod tron;
 #[path = "../tests/common/tron_chain.rs"]

@@ -82,6 +82,20 @@ pub struct CreateArgs {
     /// credentials with `merchant rotate ID --plugin NAME`.
     #[arg(long)]
     pub plugin: Option<String>,
+    /// The merchant's settings for its plugin, a JSON object the plugin reads as the
+    /// merchant's plugin data (e.g. `{"callback_url": "https://…"}`; which keys a dialect
+    /// reads is in its docs). Needs `--plugin`.
+    #[arg(long, requires = "plugin", value_parser = parse_plugin_data)]
+    pub plugin_data: Option<serde_json::Value>,
+}
+
+/// A JSON object, for `--plugin-data`.
+fn parse_plugin_data(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str(text) {
+        Ok(value @ serde_json::Value::Object(_)) => Ok(value),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
 }
 
 impl Cli {
@@ -133,7 +147,7 @@ async fn run_merchant(config: Config, command: MerchantCommand) -> anyhow::Resul
                 .create(
                     &args.name,
                     args.plugin.as_deref(),
-                    serde_json::json!({}),
+                    args.plugin_data.unwrap_or_else(|| serde_json::json!({})),
                     &specs,
                 )
                 .await?;

@@ -565,3 +565,148 @@ async fn ctrl_c_while_starting_stops_cleanly_even_when_the_shell_ignored_sigint(
         "no dev chain is left running"
     );
 }
+
+/// A TRON dialect's demo, declared with `chain = "tron"`: the echo test plugin with a demo
+/// file of its own, in a plugins directory of the test's.
+fn tron_demo_plugins(dir: &std::path::Path) -> std::path::PathBuf {
+    let plugins = dir.join("plugins");
+    let echo = plugins.join("echo");
+    std::fs::create_dir_all(&echo).unwrap();
+    std::fs::copy(
+        common::browser::repo_root().join("plugins/test-programs/echo/Cargo.toml"),
+        echo.join("Cargo.toml"),
+    )
+    .unwrap();
+    std::fs::write(
+        echo.join("demo.toml"),
+        r#"
+about = "Echo on TRON"
+chain = "tron"
+merchant = "Echo TRON shop"
+default_merchant = true
+settings = { receiving_address = "{recipient}" }
+
+[create]
+say = "Create an invoice of 2.5 USDT-TRC20:"
+run = '''
+curl -sS -X POST {public_url}/echo/invoices -H 'Content-Type: application/json' \
+  -d '{"amount": "2500000", "chain": "{network}", "asset": "{token_symbol}", "notify_url": "{notify_url}"}'
+'''
+invoice = "/id"
+
+[status]
+say = "Its status:"
+run = "curl -sS {public_url}/echo/invoices/$INVOICE"
+"#,
+    )
+    .unwrap();
+    plugins
+}
+
+/// Asks the dev TRON node (java-tron's API) for a transaction's info: `{}` when the chain
+/// does not hold it.
+async fn tron_transaction_info(node: &str, txid: &str) -> Value {
+    reqwest::Client::new()
+        .post(format!("{node}/wallet/gettransactioninfobyid"))
+        .json(&json!({ "value": txid }))
+        .send()
+        .await
+        .expect("the dev TRON node answers")
+        .json()
+        .await
+        .expect("java-tron JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tron_demo_is_paid_on_the_dev_tron_node_a_reorg_reverses_it_and_a_restart_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev");
+    let plugins = tron_demo_plugins(dir.path());
+    let ports = Ports::free();
+    let flags = ["--plugins", plugins.to_str().unwrap()];
+    let mut dev = DevProcess::start(&data, &ports, &flags).await;
+    let node = dev.walkthrough.row("dev TRON node").to_string();
+    assert_eq!(node, format!("http://127.0.0.1:{}", ports.tron));
+    let echo = dev.walkthrough.section("echo").clone();
+    let public = format!("http://127.0.0.1:{}", ports.public);
+
+    // The printed create command makes a TRON invoice at the demo merchant's address.
+    let created = sh_json(echo.command(1), &[]).await;
+    let invoice = at_path(&created, "id");
+    assert_eq!(created["chain"], "tron-dev");
+    let vars = [("INVOICE", invoice.as_str())];
+    let view = checkout(&public, &invoice).await;
+    assert_eq!(view["chain_kind"], "tron");
+    assert!(
+        view["pay_address"].as_str().unwrap().starts_with('T'),
+        "a base58 TRON address: {view}"
+    );
+    assert_eq!(view["dev_wallet"], true, "the dev wallet pays TRON too");
+
+    // The printed pay command: a TRC20 transfer mined on the dev TRON node.
+    let paid = sh(echo.command(2), &vars).await;
+    assert!(paid.starts_with("paid 2.5"), "{paid}");
+    let (txid, block) = payment_line(&paid);
+    assert_eq!(txid.len(), 64, "a TRON transaction id: {paid}");
+    let info = tron_transaction_info(&node, &txid).await;
+    assert_eq!(info["blockNumber"], block);
+    assert_eq!(info["receipt"]["result"], "SUCCESS");
+    let view = checkout_until(&public, &invoice, "the TRON payment seen", |v| {
+        v["status"] == "paid"
+    })
+    .await;
+    assert_eq!(view["txn_hash"], txid.as_str());
+    assert_eq!(view["amount_paid"], view["amount"]);
+
+    // `polypay dev reorg --network tron-dev` drops the paying block: the server rolls the
+    // payment back.
+    let head = tron_head(&node).await;
+    let depth = head - block + 1;
+    let reorged = sh(
+        &format!("{} reorg {depth} --network tron-dev", echo.polypay_dev()),
+        &[],
+    )
+    .await;
+    assert!(reorged.contains(&txid), "the payment is gone: {reorged}");
+    assert_eq!(tron_transaction_info(&node, &txid).await, json!({}));
+    checkout_until(&public, &invoice, "the payment reversed", |v| {
+        v["status"] == "pending" && v["amount_paid"] == "0"
+    })
+    .await;
+
+    // Paid again, then a restart: the same TRON chain (its journal) and the same invoice.
+    let (again, _) = payment_line(&sh(echo.command(2), &vars).await);
+    checkout_until(&public, &invoice, "paid again", |v| v["status"] == "paid").await;
+    let head = tron_head(&node).await;
+    assert!(dev.interrupt().await.success());
+    let mut dev = DevProcess::start(&data, &ports, &flags).await;
+    assert_eq!(tron_head(&node).await, head, "the resumed TRON chain");
+    assert_eq!(
+        tron_transaction_info(&node, &again).await["receipt"]["result"],
+        "SUCCESS",
+        "the payment is still on the resumed TRON chain"
+    );
+    assert_eq!(tron_transaction_info(&node, &txid).await, json!({}));
+    let mined = sh(
+        &format!("{} mine 2 --network tron-dev", echo.polypay_dev()),
+        &[],
+    )
+    .await;
+    assert!(mined.contains(&format!("at block {}", head + 2)), "{mined}");
+    let status = sh_json(echo.command(3), &vars).await;
+    assert_eq!(status["status"], "paid", "{status}");
+    assert!(dev.interrupt().await.success());
+}
+
+/// The dev TRON node's head block number.
+async fn tron_head(node: &str) -> u64 {
+    let block: Value = reqwest::get(format!("{node}/wallet/getnowblock"))
+        .await
+        .expect("the dev TRON node answers")
+        .json()
+        .await
+        .expect("java-tron JSON");
+    block["block_header"]["raw_data"]["number"]
+        .as_u64()
+        .expect("a block number")
+}

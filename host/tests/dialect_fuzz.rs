@@ -58,6 +58,31 @@ fn profile(dialect: &str) -> Option<Profile> {
             },
             settings: || json!({}),
         }),
+        "tron-php" => Some(Profile {
+            error_shape: tron_php_error_shape,
+            // `api_key` travels in the body, not in a header.
+            present: |_| Vec::new(),
+            samples: || {
+                vec![
+                    (
+                        "/initiate_payment.php",
+                        json!({
+                            "amount": 0.1,
+                            "currency": "TRX",
+                            "order_id": "123456789",
+                            "description": "商品购买",
+                            "api_key": "{secret}",
+                            "to_address": TRON_ADDRESS
+                        }),
+                    ),
+                    (
+                        "/check_payment_status.php",
+                        json!({ "order_id": "123456789" }),
+                    ),
+                ]
+            },
+            settings: || json!({ "monitoring_address": TRON_ADDRESS, "network": TRON_NETWORK }),
+        }),
         _ => None,
     }
 }
@@ -98,6 +123,22 @@ fn trino_error_shape(status: u16, body: &[u8]) -> bool {
 /// The network every dialect can take payments on in this suite (its node is not
 /// running: nothing here needs the chain).
 const NETWORK: &str = "goerli";
+/// The TRON network of the fuzzed server, and an address on it.
+const TRON_NETWORK: &str = "tron";
+const TRON_ADDRESS: &str = "TY72iA3SBtrds3QLYsS7LwYfkzXwAXCRWT";
+
+/// tron-php: `{"error": "<text>"}` and nothing else, with the dialect's statuses, and the
+/// CORS header (checked by the conformance tests; the shape here).
+fn tron_php_error_shape(status: u16, body: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    [400, 401, 404, 405, 409, 413].contains(&status)
+        && map.len() == 1
+        && map
+            .get("error")
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+}
 
 fn cases() -> usize {
     std::env::var("POLYPAY_FUZZ_CASES")
@@ -159,6 +200,14 @@ async fn fuzz_dialect(name: &str, wasm: &str, profile: &Profile) {
                                     "asset": "USDT" }]
         }))
         .unwrap(),
+        serde_json::from_value(json!({
+            "name": TRON_NETWORK, "kind": "tron", "rpc_url": "http://127.0.0.1:9",
+            "max_retry_interval_ms": 60000,
+            "assets": [{ "symbol": "TRX", "decimals": 6, "native": true },
+                       { "symbol": "USDT", "decimals": 6,
+                         "contract": "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t" }]
+        }))
+        .unwrap(),
     ];
     config.plugins = vec![plugin];
     let server = polypay_host::app::Server::start(config).await.unwrap();
@@ -182,8 +231,16 @@ async fn fuzz_dialect(name: &str, wasm: &str, profile: &Profile) {
     let store = server.context.store.clone();
     let mut fuzzer = Fuzzer {
         rng: StdRng::seed_from_u64(seed()),
-        secret,
-        samples: (profile.samples)(),
+        secret: secret.clone(),
+        // A sample's "{secret}" is the merchant's credential (dialects that take it in
+        // the body).
+        samples: (profile.samples)()
+            .into_iter()
+            .map(|(pattern, sample)| {
+                let text = sample.to_string().replace("{secret}", &secret);
+                (pattern, serde_json::from_str(&text).unwrap())
+            })
+            .collect(),
         ids: Vec::new(),
         present: profile.present,
     };
@@ -339,7 +396,13 @@ impl Fuzzer {
     fn edge_cases(&mut self, routes: &[(String, String)]) -> Vec<Request> {
         let mut out = Vec::new();
         for (pattern, sample) in self.samples.clone() {
-            let Some((method, _)) = routes.iter().find(|(_, p)| *p == pattern) else {
+            // POST where the route takes it: the method samples are bodies for.
+            let methods: Vec<&String> = routes
+                .iter()
+                .filter(|(_, p)| *p == pattern)
+                .map(|(m, _)| m)
+                .collect();
+            let Some(method) = methods.iter().find(|m| **m == "POST").or(methods.first()) else {
                 panic!("a sample names {pattern}, which the dialect does not route");
             };
             let Value::Object(map) = sample else { continue };
@@ -363,7 +426,7 @@ impl Fuzzer {
                 let mut headers = (self.present)(&self.secret);
                 headers.push(("content-type".into(), "application/json".into()));
                 out.push(Request {
-                    method: method.clone(),
+                    method: method.to_string(),
                     path: self.path(pattern),
                     headers,
                     body: body.into_bytes(),

@@ -23,6 +23,7 @@ use std::process::Command;
 /// to the workspace root). Adding a dialect plugin is adding one line here.
 const PLUGINS: &[(&str, &str, &str)] = &[
     ("TRINO", "polypay-trino", "plugins/trino"),
+    ("TRON_PHP", "polypay-tron-php", "plugins/tron-php"),
     (
         "TEST_ECHO",
         "polypay-test-echo",

@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::rpc::AnvilRpc;
-use super::setup::{CONFIG_FILE, NETWORK, SetupError};
-use super::wallet::{self, PayAmount, PayRequest};
+use super::setup::{CONFIG_FILE, NETWORK, SetupError, TRON_NETWORK};
+use super::tron_node::control::DevTronClient;
+use super::wallet::{self, DevNode, PayAmount, PayRequest};
 use crate::config::Config;
 use crate::http::checkout::CheckoutView;
 use crate::invoice::Amount;
@@ -44,6 +45,9 @@ pub struct StartArgs {
     /// Port of the dev chain's JSON-RPC.
     #[arg(long, default_value_t = 8545)]
     pub node_port: u16,
+    /// Port of the dev TRON node's HTTP API (java-tron's paths).
+    #[arg(long, default_value_t = 8091)]
+    pub tron_port: u16,
     /// Port of the demo callback inbox, which prints the callbacks it gets.
     #[arg(long, default_value_t = 8090)]
     pub callback_port: u16,
@@ -79,12 +83,18 @@ pub enum DevCommand {
         /// How many.
         #[arg(default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
         blocks: u64,
+        /// Which dev chain: `anvil` (EVM) or `tron-dev`.
+        #[arg(long, default_value = NETWORK)]
+        network: String,
     },
     /// Replace the newest DEPTH blocks of the dev chain with empty ones: their transactions
     /// are gone, as in a chain reorganisation, and the server rolls back what they paid.
     Reorg {
         #[arg(value_parser = clap::value_parser!(u64).range(1..=64))]
         depth: u64,
+        /// Which dev chain: `anvil` (EVM) or `tron-dev`.
+        #[arg(long, default_value = NETWORK)]
+        network: String,
     },
 }
 
@@ -118,8 +128,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             });
             match command {
                 DevCommand::Pay(pay_args) => pay(&config, &pay_args).await,
-                DevCommand::Mine { blocks } => mine(&config, blocks).await,
-                DevCommand::Reorg { depth } => reorg(&config, depth).await,
+                DevCommand::Mine { blocks, network } => match network.as_str() {
+                    TRON_NETWORK => mine_tron(&config, blocks).await,
+                    _ => mine(&config, &network, blocks).await,
+                },
+                DevCommand::Reorg { depth, network } => match network.as_str() {
+                    TRON_NETWORK => reorg_tron(&config, depth).await,
+                    _ => reorg(&config, &network, depth).await,
+                },
             }
         }
     }
@@ -137,19 +153,28 @@ fn load_config(data_dir: &Path) -> anyhow::Result<Config> {
     Ok(Config::load(Some(&path))?)
 }
 
-/// The dev chain's client, checked to answer.
-async fn dev_chain(config: &Config) -> anyhow::Result<AnvilRpc> {
-    let chain = config
+/// The URL of the dev config's chain `network`.
+fn chain_url<'a>(config: &'a Config, network: &str) -> anyhow::Result<&'a str> {
+    config
         .chains
         .iter()
-        .find(|c| c.name == NETWORK)
-        .with_context(|| format!("the dev config has no `{NETWORK}` chain"))?;
-    let rpc = AnvilRpc::new(&chain.rpc_url)?;
+        .find(|c| c.name == network)
+        .map(|c| c.rpc_url.as_str())
+        .with_context(|| {
+            let names: Vec<&str> = config.chains.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "the dev config has no `{network}` chain (it has: {})",
+                names.join(", ")
+            )
+        })
+}
+
+/// The EVM dev chain `network`'s client, checked to answer.
+async fn dev_chain(config: &Config, network: &str) -> anyhow::Result<AnvilRpc> {
+    let url = chain_url(config, network)?;
+    let rpc = AnvilRpc::new(url)?;
     rpc.block_number().await.with_context(|| {
-        format!(
-            "the dev chain does not answer at {}: is `polypay dev` running?",
-            chain.rpc_url
-        )
+        format!("the dev chain does not answer at {url}: is `polypay dev` running?")
     })?;
     Ok(rpc)
 }
@@ -166,31 +191,12 @@ pub fn invoice_id(text: &str) -> &str {
 
 async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
     let id = invoice_id(&args.invoice);
-    let wallet = config
-        .dev_wallet()
-        .context("the dev config names no dev wallet")?;
     let store = crate::app::open_store(config).await?;
     let invoice = store.invoice(id).await;
     store.close().await;
     let invoice = invoice?.with_context(|| format!("there is no invoice `{id}`"))?;
     let view = CheckoutView::of(&invoice, &config.chains, crate::store::now_ms());
-    let chain = config
-        .chains
-        .iter()
-        .find(|c| c.name == invoice.chain)
-        .with_context(|| {
-            format!(
-                "invoice {id} is on network `{}`, which is not configured",
-                invoice.chain
-            )
-        })?;
-    let rpc = dev_chain(config).await?;
-    if chain.rpc_url != rpc.url() {
-        anyhow::bail!(
-            "invoice {id} is on network `{}`, not on the dev chain",
-            invoice.chain
-        );
-    }
+    let node = DevNode::of(config, &invoice.chain)?;
     let amount = match (&args.amount, args.underpay, args.overpay) {
         (Some(text), _, _) => PayAmount::Exact(
             Amount::parse_decimal(text, invoice.decimals)
@@ -201,8 +207,7 @@ async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
         (None, false, false) => PayAmount::Remaining,
     };
     let paid = wallet::pay(
-        &rpc,
-        wallet,
+        &node,
         &view,
         PayRequest {
             amount,
@@ -213,8 +218,12 @@ async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
 
     let symbol = &invoice.asset;
     println!(
-        "paid {} {symbol} to invoice {id} from the dev wallet {wallet}",
-        paid.amount.format_decimal(invoice.decimals)
+        "paid {} {symbol} to invoice {id} from the dev wallet {}",
+        paid.amount.format_decimal(invoice.decimals),
+        match &node {
+            DevNode::Evm { wallet, .. } => wallet.to_string(),
+            DevNode::Tron(_) => super::tron_node::control::dev_wallet().to_base58(),
+        }
     );
     if let Some(minted) = paid.minted {
         println!(
@@ -223,15 +232,12 @@ async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(approval) = &paid.approval {
-        println!(
-            "  approve  {}  block {}",
-            approval.tx_hash, approval.block_number
-        );
+        println!("  approve  {}  block {}", approval.tx, approval.block);
     }
     println!(
         "  payment  {}  block {}  time {}",
-        paid.payment.tx_hash,
-        paid.payment.block_number,
+        paid.payment.tx,
+        paid.payment.block,
         utc_text(paid.block_timestamp as i64 * 1000)
     );
     let block_ms = paid.block_timestamp as i64 * 1000;
@@ -260,8 +266,8 @@ async fn pay(config: &Config, args: &PayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn mine(config: &Config, blocks: u64) -> anyhow::Result<()> {
-    let rpc = dev_chain(config).await?;
+async fn mine(config: &Config, network: &str, blocks: u64) -> anyhow::Result<()> {
+    let rpc = dev_chain(config, network).await?;
     rpc.mine(blocks).await?;
     println!(
         "mined {blocks} block{}: the dev chain is at block {}",
@@ -271,8 +277,8 @@ async fn mine(config: &Config, blocks: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn reorg(config: &Config, depth: u64) -> anyhow::Result<()> {
-    let rpc = dev_chain(config).await?;
+async fn reorg(config: &Config, network: &str, depth: u64) -> anyhow::Result<()> {
+    let rpc = dev_chain(config, network).await?;
     let head = rpc.block_number().await?;
     if depth >= head {
         anyhow::bail!(
@@ -292,6 +298,40 @@ async fn reorg(config: &Config, depth: u64) -> anyhow::Result<()> {
     } else {
         println!("these transactions are gone:");
         for tx in gone {
+            println!("  {tx}");
+        }
+        println!("the server rolls back what they paid when it sees the reorg");
+    }
+    Ok(())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+async fn mine_tron(config: &Config, blocks: u64) -> anyhow::Result<()> {
+    let client = DevTronClient::new(chain_url(config, TRON_NETWORK)?);
+    let head = client.mine(blocks).await?;
+    println!(
+        "mined {blocks} block{} on {TRON_NETWORK}: it is at block {head}",
+        plural(blocks)
+    );
+    Ok(())
+}
+
+async fn reorg_tron(config: &Config, depth: u64) -> anyhow::Result<()> {
+    let client = DevTronClient::new(chain_url(config, TRON_NETWORK)?);
+    let reorged = client.reorg(depth).await?;
+    let first = reorged.head - depth + 1;
+    println!(
+        "replaced blocks {first}..={} of {TRON_NETWORK} with empty ones",
+        reorged.head
+    );
+    if reorged.orphaned.is_empty() {
+        println!("they held no transactions");
+    } else {
+        println!("these transactions are gone:");
+        for tx in &reorged.orphaned {
             println!("  {tx}");
         }
         println!("the server rolls back what they paid when it sees the reorg");

@@ -38,10 +38,10 @@
 //!
 //! # Chains
 //!
-//! `chain = "tron"` declares a demo on a local TRON node. `polypay dev` cannot start one
-//! yet (there is no TRON simulator); such a dialect is listed as not mounted, with the
-//! reason. A TRON dev chain joins [`DemoChain`]'s handling in `dev::start` beside the EVM
-//! one, with its own placeholders.
+//! `chain = "tron"` declares a demo on the dev TRON node (see [`super::tron_node`]). Its
+//! chain placeholders are TRON's: `network` is `tron-dev`, `token` the USDT-TRC20
+//! contract and `recipient` the demo merchant's receiving address, both base58;
+//! `chain_id` and `payment_contract` are EVM-only (using them is an unknown placeholder).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,7 @@ pub enum DemoChain {
     /// The anvil dev chain.
     #[default]
     Evm,
-    /// A local TRON node (not available yet).
+    /// The dev TRON node.
     Tron,
 }
 

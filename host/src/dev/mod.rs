@@ -17,6 +17,8 @@
 //! - [`demo`]: each dialect's demo declaration, `plugins/<name>/demo.toml`.
 //! - [`setup`]: the data directory's files: the persisted state and the generated config.
 //! - [`inbox`]: the demo merchants' side: callbacks printed and accepted, a return page.
+//! - [`tron_node`]: the dev TRON node (a java-tron HTTP API simulator), which the TRON
+//!   tests use too.
 //! - [`start`]: the start sequence; [`cli`]: the command line.
 //!
 //! # Decisions
@@ -37,8 +39,11 @@
 //!   is refused in production, and callbacks may go to loopback (the inbox).
 //! - **Secrets.** The demo merchants' credentials are kept in plain text in `dev.json`, so
 //!   that every start prints them again. This is development data.
-//! - **TRON.** A dialect whose demo needs a TRON chain is listed as not mounted until a
-//!   local TRON node can be started beside anvil (see [`demo`]).
+//! - **TRON.** Beside anvil runs a dev TRON node: the java-tron HTTP API simulator of
+//!   [`tron_node`], in this process, on `--tron-port` (8091), network `tron-dev` with TRX
+//!   and a USDT-TRC20 token. Its chain is kept in `tron/chain.jsonl` (every change
+//!   journaled, replayed at start), so it resumes like anvil's. `polypay dev pay` pays
+//!   TRON invoices through it; `mine` and `reorg` take `--network tron-dev`.
 
 pub mod cli;
 pub mod contracts;
@@ -48,4 +53,5 @@ pub mod node;
 pub mod rpc;
 pub mod setup;
 pub mod start;
+pub mod tron_node;
 pub mod wallet;

@@ -5,6 +5,7 @@
 //! | `dev.json` | [`DevState`]: the dev chain's accounts and contracts, the demo merchants |
 //! | `polypay.toml` | the server's config, written at every start by [`config_text`] |
 //! | `chain/state.json`, `chain/anvil.log` | the dev chain (anvil `--state`) and its log |
+//! | `tron/chain.jsonl` | the dev TRON chain's journal (see [`super::tron_node`]) |
 //! | `polypay.db`, `master.key` | the server's database and the key of merchant secrets |
 //!
 //! `polypay.toml` is regenerated from the flags, `dev.json` and the plugins' demo
@@ -28,6 +29,12 @@ pub const CHAIN_DIR: &str = "chain";
 pub const NETWORK: &str = "anvil";
 /// anvil's default chain id.
 pub const CHAIN_ID: u64 = 31337;
+/// The dev TRON chain's network name.
+pub const TRON_NETWORK: &str = "tron-dev";
+/// The dev TRON chain's journal, relative to the data directory.
+pub const TRON_JOURNAL: &str = "tron/chain.jsonl";
+/// Decimals of TRX (sun) and of the dev TRON chain's USDT.
+pub const TRON_DECIMALS: u8 = 6;
 /// The version of `dev.json` this build writes and reads.
 const STATE_VERSION: u32 = 1;
 
@@ -165,6 +172,8 @@ pub struct DevOptions {
     pub public_port: u16,
     pub admin_port: u16,
     pub node_port: u16,
+    /// The dev TRON node's HTTP API.
+    pub tron_port: u16,
     pub callback_port: u16,
     /// Blocks deep, counting the paying block, before an invoice is paid.
     pub confirmations: u32,
@@ -183,6 +192,10 @@ impl DevOptions {
 
     pub fn node_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.node_port)
+    }
+
+    pub fn tron_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.tron_port)
     }
 
     pub fn callback_url(&self) -> String {
@@ -253,6 +266,18 @@ pub fn config_text(options: &DevOptions, state: &DevState, mounts: &[Mount]) -> 
             "payment_contracts": [
                 { "address": address(state.payment_contract), "asset": TOKEN_SYMBOL },
             ],
+        }, {
+            // The dev TRON node serves its head as solidified: a payment is final with
+            // the same number of confirmations as on the EVM dev chain.
+            "name": TRON_NETWORK,
+            "kind": "tron",
+            "rpc_url": options.tron_url(),
+            "confirmations": options.confirmations,
+            "poll_interval_ms": 250,
+            "assets": [
+                { "symbol": "TRX", "decimals": TRON_DECIMALS, "native": true },
+                { "symbol": TOKEN_SYMBOL, "decimals": TRON_DECIMALS, "contract": super::tron_node::control::dev_usdt().to_base58() },
+            ],
         }],
         "plugins": plugins,
     });
@@ -306,6 +331,7 @@ mod tests {
             public_port: 18080,
             admin_port: 19090,
             node_port: 18545,
+            tron_port: 18091,
             callback_port: 18090,
             confirmations: 2,
             block_time_secs: None,
@@ -347,6 +373,25 @@ mod tests {
             chain.payment_contracts[0].address,
             state.payment_contract.to_checksum(None)
         );
+        let tron = &config.chains[1];
+        assert_eq!(
+            (tron.name.as_str(), tron.kind, tron.rpc_url.as_str()),
+            (
+                TRON_NETWORK,
+                crate::chain::ChainKind::Tron,
+                "http://127.0.0.1:18091"
+            )
+        );
+        assert_eq!(tron.confirmations, 2, "as deep as on the EVM dev chain");
+        assert_eq!(
+            tron.asset("USDT").unwrap().contract.as_deref(),
+            Some(
+                super::super::tron_node::control::dev_usdt()
+                    .to_base58()
+                    .as_str()
+            )
+        );
+        assert!(tron.asset("TRX").unwrap().native);
         let plugin = &config.plugins[0];
         assert_eq!(plugin.name, "trino");
         assert_eq!(plugin.wasm, mounts[0].wasm);

@@ -20,8 +20,10 @@ use super::inbox::{self, Inbox};
 use super::node::{self, AnvilNode, AnvilOptions};
 use super::setup::{
     self, CHAIN_DIR, CONFIG_FILE, DemoMerchant, DevAccounts, DevOptions, DevState, Mount,
-    STATE_FILE,
+    STATE_FILE, TRON_JOURNAL, TRON_NETWORK,
 };
+use super::tron_node::control::{dev_usdt, dev_wallet};
+use super::tron_node::{SimChain, SimNode};
 use crate::app::ShutdownSignals;
 use crate::config::Config;
 use crate::invoice::Amount;
@@ -115,6 +117,13 @@ pub async fn run(data_dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let tron = match start_tron(&data_dir, args).await {
+        Ok(tron) => tron,
+        Err(e) => {
+            node.stop();
+            return Err(e);
+        }
+    };
     let prepared = tokio::select! {
         prepared = prepare(&node, &data_dir, &shown_dir, args, &demos, &skipped) => Some(prepared),
         _ = signals.recv() => None,
@@ -133,11 +142,40 @@ pub async fn run(data_dir: &Path, args: &StartArgs) -> anyhow::Result<()> {
     };
     progress("stopping the dev chain (it writes its state for the next start)");
     node.stop();
+    drop(tron);
     result?;
     println!(
         "stopped. Everything is kept in {shown_dir}: run the same command to resume, add --reset to start over."
     );
     Ok(())
+}
+
+/// Starts the dev TRON node on its journal (a second start resumes the same chain).
+async fn start_tron(data_dir: &Path, args: &StartArgs) -> anyhow::Result<SimNode> {
+    let journal = data_dir.join(TRON_JOURNAL);
+    let chain = SimChain::open(&journal)?;
+    // Blocks are final as soon as they are deep enough (`--confirmations`), as on the
+    // EVM dev chain: the node serves its head as solidified.
+    if chain.solidified_lag() != 0 {
+        chain.set_solidified_lag(0);
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.tron_port));
+    let node = SimNode::serve_dev(chain, addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "port {} (the dev TRON node) is already in use: stop what listens there, or choose another with --tron-port",
+                args.tron_port
+            )
+        } else {
+            anyhow::Error::new(e).context("starting the dev TRON node")
+        }
+    })?;
+    progress(format!(
+        "started the dev TRON node: {} (java-tron HTTP API, network \"{TRON_NETWORK}\", block {})",
+        node.url(),
+        node.chain.head()
+    ));
+    Ok(node)
 }
 
 /// A setup ready to serve.
@@ -184,6 +222,7 @@ async fn prepare(
         public_port: args.port,
         admin_port: args.admin_port,
         node_port: args.node_port,
+        tron_port: args.tron_port,
         callback_port: args.callback_port,
         confirmations: args.confirmations,
         block_time_secs: args.block_time,
@@ -255,16 +294,6 @@ fn select_demos(dialects: &[Dialect]) -> anyhow::Result<(Vec<Demo<'_>>, Vec<Skip
             });
             continue;
         };
-        match spec.chain {
-            DemoChain::Evm => {}
-            DemoChain::Tron => {
-                skipped.push(Skipped {
-                    name: dialect.name.clone(),
-                    why: "it needs a local TRON node, which polypay dev cannot start yet".into(),
-                });
-                continue;
-            }
-        }
         if !dialect.wasm.is_file() {
             bail!(
                 "plugin `{}`: its component {} is not built: run `cargo build -p polypay-plugin-artifacts` \
@@ -290,6 +319,7 @@ fn check_ports(args: &StartArgs) -> anyhow::Result<()> {
         (args.port, "the public listener", "--port"),
         (args.admin_port, "the admin listener", "--admin-port"),
         (args.node_port, "the dev chain", "--node-port"),
+        (args.tron_port, "the dev TRON node", "--tron-port"),
         (
             args.callback_port,
             "the demo callback inbox",
@@ -347,30 +377,45 @@ fn reset(data_dir: &Path, shown_dir: &str) -> anyhow::Result<()> {
     std::fs::remove_dir_all(data_dir).with_context(|| format!("deleting {shown_dir}"))
 }
 
-/// Placeholders every part of a demo may use (see [`demo`]).
+/// Placeholders every part of a demo may use (see [`demo`]): those of its chain.
 fn chain_placeholders(
     options: &DevOptions,
     state: &DevState,
+    spec: &DemoSpec,
     plugin: &str,
     notify_base: &str,
 ) -> Placeholders {
     let mut p = Placeholders::default();
     p.set("public_url", options.public_url())
-        .set("network", setup::NETWORK)
-        .set("chain_id", state.chain_id.to_string())
-        .set("token", state.token.to_checksum(None))
-        .set("token_symbol", TOKEN_SYMBOL)
-        .set("payment_contract", state.payment_contract.to_checksum(None))
-        .set("recipient", state.recipient.to_checksum(None))
-        .set(
-            "notify_url",
-            format!("{}/{plugin}", notify_base.trim_end_matches('/')),
-        )
-        .set(
-            "return_url",
-            inbox::shop_url(&options.callback_url(), plugin),
-        );
+        .set("token_symbol", TOKEN_SYMBOL);
+    match spec.chain {
+        DemoChain::Evm => {
+            p.set("network", setup::NETWORK)
+                .set("chain_id", state.chain_id.to_string())
+                .set("token", state.token.to_checksum(None))
+                .set("payment_contract", state.payment_contract.to_checksum(None))
+                .set("recipient", state.recipient.to_checksum(None));
+        }
+        DemoChain::Tron => {
+            p.set("network", TRON_NETWORK)
+                .set("token", dev_usdt().to_base58())
+                .set("recipient", tron_recipient().to_base58());
+        }
+    }
+    p.set(
+        "notify_url",
+        format!("{}/{plugin}", notify_base.trim_end_matches('/')),
+    )
+    .set(
+        "return_url",
+        inbox::shop_url(&options.callback_url(), plugin),
+    );
     p
+}
+
+/// Where demo merchants are paid on the dev TRON node.
+fn tron_recipient() -> crate::chain::tron::TronAddress {
+    SimChain::account(2)
 }
 
 /// Writes the config file and loads it as `polypay serve` would.
@@ -384,7 +429,7 @@ fn write_config(
     let mut mounts = Vec::new();
     for demo in demos {
         let name = &demo.dialect.name;
-        let settings = chain_placeholders(options, state, name, notify_base)
+        let settings = chain_placeholders(options, state, demo.spec, name, notify_base)
             .render_json(&demo.spec.settings)
             .map_err(|placeholder| demo::DemoError::UnknownPlaceholder {
                 path: demo.dialect.dir.join(demo::DEMO_FILE),
@@ -525,10 +570,19 @@ fn walkthrough(
             ),
         ),
         (
+            "dev TRON node",
+            format!(
+                "{} (java-tron HTTP API, network \"{TRON_NETWORK}\"); USDT-TRC20 {}",
+                options.tron_url(),
+                dev_usdt()
+            ),
+        ),
+        (
             "dev wallet",
             format!(
-                "{}: pays on checkout pages and with `{polypay} pay`",
-                state.wallet
+                "{} (TRON {}): pays on checkout pages and with `{polypay} pay`",
+                state.wallet,
+                dev_wallet()
             ),
         ),
         (
@@ -562,7 +616,7 @@ fn walkthrough(
             .merchants
             .get(name)
             .with_context(|| format!("no demo merchant for `{name}`"))?;
-        let mut p = chain_placeholders(options, state, name, notify_base);
+        let mut p = chain_placeholders(options, state, demo.spec, name, notify_base);
         p.set("merchant_id", merchant.id.clone());
         let _ = writeln!(out, "\n{name} — {}", demo.spec.about);
         let _ = writeln!(
@@ -614,10 +668,14 @@ fn walkthrough(
             options.public_url()
         );
         command_lines(&mut out, &format!("{polypay} pay \"${INVOICE_VARIABLE}\""));
+        let network = match demo.spec.chain {
+            DemoChain::Evm => String::new(),
+            DemoChain::Tron => format!(" --network {TRON_NETWORK}"),
+        };
         let _ = writeln!(
             out,
             "     (--underpay, --overpay, --late or --amount 2.5 try the other outcomes; \
-             `{polypay} mine 3` adds blocks, `{polypay} reorg 2` takes the last two back)"
+             `{polypay} mine 3{network}` adds blocks, `{polypay} reorg 2{network}` takes the last two back)"
         );
         if let Some(status) = &demo.spec.status {
             let _ = writeln!(out, "  3. {}", status.say);

@@ -4,7 +4,9 @@
 //! - `contract-reference`: `approve(payment_contract, amount)` on the token, then
 //!   `payment_contract.pay(pay_reference, recipient, amount)` (what the checkout page's
 //!   browser-wallet flow sends);
-//! - otherwise a plain ERC20 `transfer(pay_address, amount)`, or a native transfer.
+//! - otherwise a plain ERC20 `transfer(pay_address, amount)`, or a native transfer;
+//! - on the dev TRON node: a TRC20 `transfer` or a TRX transfer to the invoice's address,
+//!   through the node's development routes (see [`super::tron_node::control`]).
 //!
 //! `polypay dev pay` and the checkout page's "Pay with the dev wallet" button both call
 //! [`pay`]. Decisions the wallet makes for a development chain:
@@ -15,15 +17,62 @@
 //!   (`evm_setNextBlockTimestamp` right before the paying transaction), because lateness
 //!   is judged by block time. The dev chain's clock then runs ahead of the wall clock
 //!   until the wall clock catches up: invoices whose deadline falls in that gap count as
-//!   late from then on.
+//!   late from then on. On TRON the paying block gets the first block slot (3 s) past
+//!   the deadline.
 
 use alloy::primitives::{Address, U256};
 
 use super::contracts::{self, ContractError};
 use super::rpc::{AnvilRpc, Receipt, RpcError, Transaction};
+use super::setup::TRON_NETWORK;
+use super::tron_node::BLOCK_INTERVAL_MS;
+use super::tron_node::control::{ControlError, DevTronClient};
 use crate::chain::ChainKind;
+use crate::config::Config;
 use crate::http::checkout::CheckoutView;
 use crate::invoice::{Amount, MatchStrategy};
+
+/// A dev node the wallet pays on.
+#[derive(Clone)]
+pub enum DevNode {
+    /// An EVM dev chain (anvil), paid from the config's dev wallet, an unlocked account.
+    Evm { rpc: AnvilRpc, wallet: Address },
+    /// The dev TRON node of `polypay dev`.
+    Tron(DevTronClient),
+}
+
+impl DevNode {
+    /// The dev node that carries `network` in `config`: an EVM network (with the config's
+    /// dev wallet), or the dev TRON node (`tron-dev`). A development config only.
+    pub fn of(config: &Config, network: &str) -> Result<DevNode, WalletError> {
+        let unsupported = || WalletError::Unsupported(network.to_string());
+        let chain = config
+            .chains
+            .iter()
+            .find(|c| c.name == network)
+            .ok_or_else(unsupported)?;
+        match chain.kind {
+            ChainKind::Evm => Ok(DevNode::Evm {
+                rpc: AnvilRpc::new(&chain.rpc_url)?,
+                wallet: config.dev_wallet().ok_or_else(unsupported)?,
+            }),
+            ChainKind::Tron if network == TRON_NETWORK => {
+                Ok(DevNode::Tron(DevTronClient::new(&chain.rpc_url)))
+            }
+            ChainKind::Tron => Err(unsupported()),
+        }
+    }
+}
+
+/// Whether the dev wallet can pay on `network` of `kind`: any EVM network, and the dev
+/// TRON node.
+pub fn can_pay_on(kind: Option<ChainKind>, network: &str) -> bool {
+    match kind {
+        Some(ChainKind::Evm) => true,
+        Some(ChainKind::Tron) => network == TRON_NETWORK,
+        None => false,
+    }
+}
 
 /// How much to pay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +97,7 @@ pub enum WalletError {
     #[error("the amount to pay must be more than zero")]
     ZeroAmount,
     #[error(
-        "the invoice is on network `{0}`, which the dev wallet cannot pay (EVM networks of this server only)"
+        "the invoice is on network `{0}`, which the dev wallet cannot pay (EVM networks of this server and the dev TRON node only)"
     )]
     Unsupported(String),
     #[error("the invoice's {what} `{text}` is not an EVM address")]
@@ -67,6 +116,8 @@ pub enum WalletError {
     Contract(#[from] ContractError),
     #[error(transparent)]
     Rpc(#[from] RpcError),
+    #[error(transparent)]
+    Tron(#[from] ControlError),
 }
 
 impl PayAmount {
@@ -105,15 +156,32 @@ impl Default for PayRequest {
     }
 }
 
+/// A transaction the wallet sent, mined.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Its id as the chain's explorers print it (`0x…` on EVM, 64 hex digits on TRON).
+    pub tx: String,
+    pub block: u64,
+}
+
+impl From<&Receipt> for Sent {
+    fn from(receipt: &Receipt) -> Sent {
+        Sent {
+            tx: format!("{:#x}", receipt.tx_hash),
+            block: receipt.block_number,
+        }
+    }
+}
+
 /// A payment the wallet made.
 #[derive(Debug, Clone)]
 pub struct Payment {
     /// Base units sent.
     pub amount: Amount,
     /// The token approval that preceded a payment-contract call.
-    pub approval: Option<Receipt>,
+    pub approval: Option<Sent>,
     /// The paying transaction.
-    pub payment: Receipt,
+    pub payment: Sent,
     /// The paying block's timestamp, Unix seconds.
     pub block_timestamp: u64,
     /// Test tokens minted to the wallet first, because it held too few.
@@ -125,8 +193,53 @@ pub fn late_timestamp(expires_at_ms: i64) -> u64 {
     u64::try_from(expires_at_ms.max(0) / 1000).unwrap_or(0) + 1
 }
 
-/// Pays the invoice `view` from `wallet`, an unlocked account of the node `rpc`.
+/// Pays the invoice `view` on `node`.
 pub async fn pay(
+    node: &DevNode,
+    view: &CheckoutView,
+    request: PayRequest,
+) -> Result<Payment, WalletError> {
+    match node {
+        DevNode::Evm { rpc, wallet } => pay_evm(rpc, *wallet, view, request).await,
+        DevNode::Tron(client) => pay_tron(client, view, request).await,
+    }
+}
+
+/// Pays on the dev TRON node: TRC20 `transfer` or TRX to the invoice's address, mined at
+/// once. The node does not simulate balances, so nothing is minted.
+async fn pay_tron(
+    client: &DevTronClient,
+    view: &CheckoutView,
+    request: PayRequest,
+) -> Result<Payment, WalletError> {
+    if !can_pay_on(view.chain_kind, &view.network) || view.chain_kind != Some(ChainKind::Tron) {
+        return Err(WalletError::Unsupported(view.network.clone()));
+    }
+    let amount = request.amount.resolve(view.amount_remaining)?;
+    // The first block slot strictly after the deadline.
+    let late_ms = (view.expires_at.max(0) / BLOCK_INTERVAL_MS + 1) * BLOCK_INTERVAL_MS;
+    let sent = client
+        .transfer(
+            &view.pay_address,
+            amount.as_u256(),
+            view.token_address.as_deref(),
+            request.late.then_some(late_ms),
+        )
+        .await?;
+    Ok(Payment {
+        amount,
+        approval: None,
+        payment: Sent {
+            tx: sent.txid,
+            block: sent.block,
+        },
+        block_timestamp: u64::try_from(sent.timestamp / 1000).unwrap_or(0),
+        minted: None,
+    })
+}
+
+/// Pays the invoice `view` from `wallet`, an unlocked account of the node `rpc`.
+async fn pay_evm(
     rpc: &AnvilRpc,
     wallet: Address,
     view: &CheckoutView,
@@ -209,8 +322,8 @@ pub async fn pay(
     let block_timestamp = rpc.block_timestamp(payment.block_number).await?;
     Ok(Payment {
         amount,
-        approval,
-        payment,
+        approval: approval.as_ref().map(Sent::from),
+        payment: Sent::from(&payment),
         block_timestamp,
         minted,
     })

@@ -118,8 +118,9 @@ pub struct CheckoutView {
     pub payment_contract: Option<String>,
     /// The id the payment contract call must carry (`pay(pay_reference, recipient, amount)`).
     pub pay_reference: String,
-    /// EIP-681 payment request for the remaining amount, for QR codes; null where a plain
-    /// transfer cannot pay the invoice (`contract-reference`) or the chain has no such URI.
+    /// Payment request for the remaining amount, for QR codes: EIP-681 on EVM networks,
+    /// `tron:<address>?amount=…` on TRON ([`tron_uri`]); null where a plain transfer cannot
+    /// pay the invoice (`contract-reference`) or the network is not configured.
     pub payment_uri: Option<String>,
     pub expires_at: i64,
     /// The server's clock when the view was made, so the page's countdown does not
@@ -159,12 +160,18 @@ impl CheckoutView {
             })
             .map(|p| address(&p.address));
         let remaining = invoice.amount_due.saturating_sub(invoice.amount_paid);
-        let payment_uri = match (evm.and_then(|c| c.chain_id), asset) {
-            (Some(chain_id), Some(asset)) if !contract_reference => Some(eip681_uri(
+        let tron = chain.filter(|c| c.kind == ChainKind::Tron);
+        let payment_uri = match (evm.and_then(|c| c.chain_id), tron, asset) {
+            (Some(chain_id), _, Some(asset)) if !contract_reference => Some(eip681_uri(
                 chain_id,
                 token_address.as_deref().filter(|_| !asset.native),
                 &invoice.pay_address,
                 remaining,
+            )),
+            (None, Some(_), Some(asset)) if !contract_reference => Some(tron_uri(
+                token_address.as_deref().filter(|_| !asset.native),
+                &invoice.pay_address,
+                &remaining.format_decimal(invoice.decimals),
             )),
             _ => None,
         };
@@ -243,6 +250,17 @@ pub fn eip681_uri(chain_id: u64, token: Option<&str>, to: &str, amount: Amount) 
     }
 }
 
+/// A TRON payment request for QR codes, BIP21-style as TRON wallets read it:
+/// `tron:<address>?amount=<amount in TRX or the token's units>`, and `&token=<TRC20
+/// contract>` for a token. The amount is the exact decimal the invoice awaits (on a
+/// unique-amount address its last digits are what identifies the payment).
+pub fn tron_uri(token: Option<&str>, to: &str, amount: &str) -> String {
+    match token {
+        None => format!("tron:{to}?amount={amount}"),
+        Some(token) => format!("tron:{to}?amount={amount}&token={token}"),
+    }
+}
+
 /// An EVM address in its EIP-55 form; text that is not an address is left as it is.
 fn evm_address_text(text: &str) -> String {
     crate::chain::evm::parse_address(text)
@@ -274,9 +292,9 @@ async fn dev_pay(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Some(wallet) = ctx.config.dev_wallet() else {
+    if ctx.config.dev_wallet().is_none() {
         return Err(ApiError::NotFound);
-    };
+    }
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -293,29 +311,23 @@ async fn dev_pay(
             view.network
         )));
     }
-    let chain = ctx
-        .config
-        .chains
-        .iter()
-        .find(|c| c.name == view.network)
-        .ok_or(ApiError::NotFound)?;
-    let rpc = crate::dev::rpc::AnvilRpc::new(&chain.rpc_url)
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    use crate::dev::wallet::{DevNode, WalletError};
+    let node = DevNode::of(&ctx.config, &view.network).map_err(|e| match e {
+        WalletError::Rpc(_) => ApiError::Unavailable(e.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    })?;
     let request = crate::dev::wallet::PayRequest::default();
-    let paid = crate::dev::wallet::pay(&rpc, wallet, &view, request)
+    let paid = crate::dev::wallet::pay(&node, &view, request)
         .await
-        .map_err(|e| {
-            use crate::dev::wallet::WalletError;
-            match e {
-                WalletError::Rpc(_) | WalletError::Contract(_) => {
-                    ApiError::Unavailable(e.to_string())
-                }
-                other => ApiError::BadRequest(other.to_string()),
+        .map_err(|e| match e {
+            WalletError::Rpc(_) | WalletError::Contract(_) | WalletError::Tron(_) => {
+                ApiError::Unavailable(e.to_string())
             }
+            other => ApiError::BadRequest(other.to_string()),
         })?;
-    tracing::info!(invoice = %id, tx = %paid.payment.tx_hash, amount = %paid.amount, "paid from the dev wallet");
+    tracing::info!(invoice = %id, tx = %paid.payment.tx, amount = %paid.amount, "paid from the dev wallet");
     Ok(axum::Json(serde_json::json!({
-        "tx_hash": paid.payment.tx_hash,
+        "tx_hash": paid.payment.tx,
         "amount": paid.amount,
     }))
     .into_response())

@@ -22,6 +22,7 @@ pub struct Ports {
     pub public: u16,
     pub admin: u16,
     pub node: u16,
+    pub tron: u16,
     pub callback: u16,
 }
 
@@ -31,6 +32,7 @@ impl Ports {
             public: free_port(),
             admin: free_port(),
             node: free_port(),
+            tron: free_port(),
             callback: free_port(),
         }
     }
@@ -41,6 +43,7 @@ impl Ports {
             ("--port", self.public),
             ("--admin-port", self.admin),
             ("--node-port", self.node),
+            ("--tron-port", self.tron),
             ("--callback-port", self.callback),
         ]
         .iter()

@@ -9,5 +9,6 @@ pub mod dev;
 pub mod merchant;
 pub mod plugins;
 pub mod polypay;
+pub mod shape;
 pub mod tron;
 pub mod tron_chain;

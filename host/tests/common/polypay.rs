@@ -26,6 +26,23 @@ pub fn secrets_toml() -> String {
     )
 }
 
+/// The `[webhooks]` section of a test server whose merchants receive callbacks on
+/// loopback: quick polling, and retries every 200 ms.
+pub fn loopback_webhooks_toml() -> &'static str {
+    r#"[webhooks]
+poll_interval_ms = 50
+# The merchant's callback receiver is on loopback in these tests.
+allowed_networks = ["127.0.0.1/32"]
+
+[webhooks.retry]
+initial_delay_ms = 200
+multiplier = 1
+max_delay_ms = 200
+max_attempts = 20
+jitter = 0
+"#
+}
+
 /// A production-mode config for an in-process server on free loopback ports with its
 /// data in `dir`, with [`test_master_key`] and [`ADMIN_TOKEN`].
 pub fn server_config(dir: &Path) -> Config {

@@ -10,7 +10,9 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 
 use crate::common::anvil::{CHAIN_ID, TestChain};
-use crate::common::polypay::{PolypayProcess, cli_json, free_port, secrets_toml};
+use crate::common::polypay::{
+    PolypayProcess, cli_json, free_port, loopback_webhooks_toml, secrets_toml,
+};
 
 /// The network name the seed's requests use. The tests' local anvil node plays it.
 pub const NETWORK: &str = "goerli";
@@ -57,18 +59,7 @@ public = "127.0.0.1:{public}"
 admin = "127.0.0.1:{admin}"
 
 {secrets}
-[webhooks]
-poll_interval_ms = 50
-# The merchant's callback receiver is on loopback in these tests.
-allowed_networks = ["127.0.0.1/32"]
-
-[webhooks.retry]
-initial_delay_ms = 200
-multiplier = 1
-max_delay_ms = 200
-max_attempts = 20
-jitter = 0
-
+{webhooks}
 [[chains]]
 name = "{NETWORK}"
 kind = "evm"
@@ -98,6 +89,7 @@ wasm = "{wasm}"
 "#,
                 data = dir.path().display(),
                 secrets = secrets_toml(),
+                webhooks = loopback_webhooks_toml(),
                 rpc = chain.anvil.url,
                 start = chain.anvil.block_number().await + 1,
                 token = chain.token.to_checksum(None),

@@ -118,7 +118,7 @@ impl CheckoutFeed {
     pub fn view(&self, invoice: &crate::invoice::Invoice) -> CheckoutView {
         let mut view = CheckoutView::of(invoice, &self.inner.chains, crate::store::now_ms());
         view.dev_wallet =
-            self.inner.dev_wallet && view.chain_kind == Some(crate::chain::ChainKind::Evm);
+            self.inner.dev_wallet && crate::dev::wallet::can_pay_on(view.chain_kind, &view.network);
         view
     }
 

@@ -251,6 +251,39 @@ fn title_is_taken_only_from_a_string_plugin_data_title() {
 }
 
 #[test]
+fn tron_invoice_view_carries_the_address_and_exact_amount_in_its_uri() {
+    let shop = "TY72iA3SBtrds3QLYsS7LwYfkzXwAXCRWT";
+    let usdt = "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t";
+    let tron: ChainConfig = serde_json::from_value(json!({
+        "name": "tron", "kind": "tron", "rpc_url": "http://127.0.0.1:8090",
+        "assets": [
+            { "symbol": "TRX", "decimals": 6, "native": true },
+            { "symbol": "USDT", "decimals": 6, "contract": usdt },
+        ],
+    }))
+    .unwrap();
+    let on_tron = |asset: &str, amount: u64| {
+        let mut inv = invoice(asset, 6, amount, MatchStrategy::UniqueAmount);
+        inv.chain = "tron".into();
+        inv.pay_address = shop.into();
+        CheckoutView::of(&inv, std::slice::from_ref(&tron), NOW)
+    };
+    let trx = on_tron("TRX", 100_001);
+    assert_eq!(trx.chain_kind, Some(ChainKind::Tron));
+    assert_eq!(trx.chain_id, None);
+    assert_eq!(
+        trx.payment_uri.as_deref(),
+        Some(format!("tron:{shop}?amount=0.100001").as_str())
+    );
+    let token = on_tron("USDT", 2_000_000);
+    assert_eq!(token.token_address.as_deref(), Some(usdt));
+    assert_eq!(
+        token.payment_uri.as_deref(),
+        Some(format!("tron:{shop}?amount=2&token={usdt}").as_str())
+    );
+}
+
+#[test]
 fn invoice_on_a_network_no_longer_configured_still_has_a_view() {
     let view = CheckoutView::of(
         &invoice("USDT", 6, 10_500_000, MatchStrategy::FixedAddress),

@@ -1,5 +1,6 @@
-//! A java-tron HTTP API simulator: no TRON node can be installed here, so the TRON
-//! listener is tested against this stand-in, which answers with java-tron's exact JSON.
+//! A java-tron HTTP API simulator: the local TRON node of `polypay dev`, and the node the
+//! TRON listener's tests run against. No TRON node can be installed on a development
+//! machine the way anvil can, so this stand-in answers with java-tron's exact JSON.
 //!
 //! - [`SimChain`]: the chain. Tests queue TRX transfers and TRC20 `transfer` calls (one
 //!   that succeeds, reverts or runs out of energy), mine blocks, fork the head away, and
@@ -21,20 +22,27 @@
 //! are checked against the recorded answers in `host/tests/fixtures/tron`. Signatures are
 //! not real (nothing verifies them); fees and energy are plausible constants.
 //!
-//! The simulator depends only on the host's `TronAddress`, axum and hashing crates, so
-//! it can move into a crate of its own (for `polypay dev`, or a dialect's tests) as is.
+//! # In `polypay dev`
+//!
+//! - The chain is opened on a journal ([`SimChain::open`], `data/dev/tron/chain.jsonl`),
+//!   so a second start serves the same blocks the database remembers.
+//! - The node listens on a fixed loopback port and also answers a few development
+//!   routes under `/polypay-dev/` ([`control`]), which is how `polypay dev pay|mine|reorg`
+//!   (another process) and the checkout page's dev-wallet button act on it: a transfer
+//!   is signed by the simulator and mined at once in its own block, like anvil's
+//!   automine.
+//! - Balances are not simulated: the dev wallet can always pay.
 
-mod chain;
+pub mod chain;
+pub mod control;
+pub mod journal;
 pub mod proto;
 mod render;
 mod server;
 
-// Each test binary uses its own part of the simulator.
-#[allow(unused_imports)]
 pub use chain::{
     BLOCK_INTERVAL_MS, MAINNET_SOLIDIFIED_LAG, Outcome, Payload, SimBlock, SimChain, SimTx,
 };
-#[allow(unused_imports)]
+pub use journal::JournalError;
 pub use render::Form;
-#[allow(unused_imports)]
 pub use server::{Fault, SimNode};

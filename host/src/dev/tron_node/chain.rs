@@ -1,10 +1,17 @@
 //! The simulated chain: blocks, pending transactions, forks, the solidified head.
+//!
+//! Every change goes through [`SimChain::apply`] as an [`Op`] carrying the times it
+//! used, so that a chain is a pure function of its ops: a chain opened on a journal
+//! ([`SimChain::open`]) replays the file at start and appends each new op, which is how
+//! `polypay dev` keeps its TRON chain across restarts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::journal::{Journal, JournalError, Op};
+
+use crate::chain::tron::TronAddress;
 use alloy::primitives::{U256, keccak256};
-use polypay_host::chain::tron::TronAddress;
 
 use super::proto::{self, BlockHeaderRaw, TransactionRaw};
 use super::render::{self, Form};
@@ -131,6 +138,10 @@ pub(super) struct State {
     /// Last transaction timestamp handed out (unique ids for identical transfers).
     pub last_tx_time: i64,
     pub tx_blocks: HashMap<String, u64>,
+    /// Where ops are recorded, for a chain that must survive its process.
+    pub journal: Option<Journal>,
+    /// Transactions forks have orphaned, which [`SimChain::resubmit`] may queue again.
+    pub orphans: Vec<SimTx>,
 }
 
 impl State {
@@ -167,6 +178,10 @@ impl SimChain {
     /// A chain holding only its genesis block, with the mainnet solidified lag.
     pub fn new() -> SimChain {
         let timestamp = now_ms() / BLOCK_INTERVAL_MS * BLOCK_INTERVAL_MS - BLOCK_INTERVAL_MS;
+        SimChain::with_genesis(timestamp)
+    }
+
+    fn with_genesis(timestamp: i64) -> SimChain {
         let genesis = build_block(0, [0; 32], timestamp, witness(0), Vec::new());
         SimChain {
             state: Arc::new(Mutex::new(State {
@@ -176,8 +191,48 @@ impl SimChain {
                 forks: 0,
                 last_tx_time: timestamp,
                 tx_blocks: HashMap::new(),
+                journal: None,
+                orphans: Vec::new(),
             })),
         }
+    }
+
+    /// The chain recorded in the journal file `path`, replayed op by op; a new chain
+    /// (genesis only) when the file does not exist. Every later change is appended to the
+    /// file before it takes effect in memory.
+    pub fn open(path: &std::path::Path) -> Result<SimChain, JournalError> {
+        let (journal, genesis, ops) = Journal::open(path, || {
+            now_ms() / BLOCK_INTERVAL_MS * BLOCK_INTERVAL_MS - BLOCK_INTERVAL_MS
+        })?;
+        let chain = SimChain::with_genesis(genesis);
+        {
+            let mut state = chain.lock();
+            for op in ops {
+                apply(&mut state, op);
+            }
+            state.journal = Some(journal);
+        }
+        Ok(chain)
+    }
+
+    /// Records `op` (when the chain has a journal) and applies it.
+    fn apply(&self, op: Op) -> Applied {
+        self.apply_with(|_| op)
+    }
+
+    /// As [`SimChain::apply`], with the op made under the chain's lock (from the state
+    /// it applies to, so that concurrent callers never pick the same time).
+    fn apply_with(&self, make: impl FnOnce(&State) -> Op) -> Applied {
+        let mut state = self.lock();
+        let op = make(&state);
+        if let Some(journal) = state.journal.as_mut() {
+            // A chain whose journal cannot be written would silently lose its history at
+            // the next start; the simulator stops instead.
+            journal
+                .append(&op)
+                .expect("the TRON dev chain's journal cannot be written");
+        }
+        apply(&mut state, op)
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -206,9 +261,14 @@ impl SimChain {
         self.lock().solidified().number
     }
 
+    /// How many blocks the solidified block is kept behind the head.
+    pub fn solidified_lag(&self) -> u64 {
+        self.lock().solidified_lag
+    }
+
     /// Keeps the solidified block `lag` blocks behind the head.
     pub fn set_solidified_lag(&self, lag: u64) {
-        self.lock().solidified_lag = lag;
+        self.apply(Op::Lag { lag });
     }
 
     /// Block `number` of the current chain.
@@ -241,35 +301,36 @@ impl SimChain {
 
     /// Signs and queues a transaction for the next block.
     pub fn submit(&self, payload: Payload) -> SimTx {
-        let mut state = self.lock();
-        let timestamp = (state.last_tx_time + 1).max(now_ms());
-        state.last_tx_time = timestamp;
-        let head = state.head();
-        let tx = sign(payload, head, timestamp);
-        state.pending.push(tx.clone());
-        tx
+        let now = now_ms();
+        match self.apply_with(|state| Op::Submit {
+            payload,
+            timestamp: (state.last_tx_time + 1).max(now),
+        }) {
+            Applied::Tx(tx) => *tx,
+            _ => unreachable!("a submit yields its transaction"),
+        }
     }
 
     /// Queues `tx` again, as a node re-broadcasts a transaction its orphaned block held.
     pub fn resubmit(&self, tx: &SimTx) {
-        self.lock().pending.push(tx.clone());
+        self.apply(Op::Resubmit { id: tx.id.clone() });
     }
 
     /// Mines the pending transactions into a new head block.
     pub fn mine(&self) -> SimBlock {
-        let mut state = self.lock();
-        let transactions = std::mem::take(&mut state.pending);
-        let head = state.head();
-        let number = head.number + 1;
-        let timestamp = (head.timestamp + BLOCK_INTERVAL_MS)
-            .max(now_ms() / BLOCK_INTERVAL_MS * BLOCK_INTERVAL_MS);
-        let producer = witness(number + state.forks * 7);
-        let block = build_block(number, head.id, timestamp, producer, transactions);
-        for tx in &block.transactions {
-            state.tx_blocks.insert(tx.id.clone(), number);
+        self.mine_at(now_ms())
+    }
+
+    /// Mines the pending transactions into a new head block whose time is `at_ms`
+    /// rounded down to a block slot, or the next slot after the head when that is later.
+    pub fn mine_at(&self, at_ms: i64) -> SimBlock {
+        match self.apply_with(|state| Op::Mine {
+            timestamp: (state.head().timestamp + BLOCK_INTERVAL_MS)
+                .max(at_ms / BLOCK_INTERVAL_MS * BLOCK_INTERVAL_MS),
+        }) {
+            Applied::Block(block) => *block,
+            _ => unreachable!("a mine yields its block"),
         }
-        state.blocks.push(block.clone());
-        block
     }
 
     /// Mines `n` empty blocks (pending transactions go into the first).
@@ -289,18 +350,68 @@ impl SimChain {
     /// the same numbers get other ids). Returns the orphaned transactions, oldest first;
     /// they are not re-queued (see [`SimChain::resubmit`]). Pending transactions stay.
     pub fn fork(&self, depth: u64) -> Vec<SimTx> {
-        let mut state = self.lock();
-        let keep = (state.blocks.len() as u64).saturating_sub(depth).max(1) as usize;
-        let orphaned: Vec<SimTx> = state
-            .blocks
-            .drain(keep..)
-            .flat_map(|b| b.transactions)
-            .collect();
-        for tx in &orphaned {
-            state.tx_blocks.remove(&tx.id);
+        match self.apply(Op::Fork { depth }) {
+            Applied::Orphaned(txs) => txs,
+            _ => unreachable!("a fork yields the orphaned transactions"),
         }
-        state.forks += 1;
-        orphaned
+    }
+}
+
+/// What applying an op yields.
+enum Applied {
+    Nothing,
+    Tx(Box<SimTx>),
+    Block(Box<SimBlock>),
+    Orphaned(Vec<SimTx>),
+}
+
+/// The chain's one state transition: every change, live or replayed, goes through here.
+fn apply(state: &mut State, op: Op) -> Applied {
+    match op {
+        Op::Lag { lag } => {
+            state.solidified_lag = lag;
+            Applied::Nothing
+        }
+        Op::Submit { payload, timestamp } => {
+            state.last_tx_time = timestamp;
+            let tx = sign(payload, state.head(), timestamp);
+            state.pending.push(tx.clone());
+            Applied::Tx(Box::new(tx))
+        }
+        Op::Resubmit { id } => {
+            // Only a transaction a fork orphaned can be resubmitted; the ones still known
+            // are kept by id for exactly this.
+            if let Some(tx) = state.orphans.iter().find(|t| t.id == id).cloned() {
+                state.pending.push(tx);
+            }
+            Applied::Nothing
+        }
+        Op::Mine { timestamp } => {
+            let transactions = std::mem::take(&mut state.pending);
+            let head = state.head();
+            let number = head.number + 1;
+            let producer = witness(number + state.forks * 7);
+            let block = build_block(number, head.id, timestamp, producer, transactions);
+            for tx in &block.transactions {
+                state.tx_blocks.insert(tx.id.clone(), number);
+            }
+            state.blocks.push(block.clone());
+            Applied::Block(Box::new(block))
+        }
+        Op::Fork { depth } => {
+            let keep = (state.blocks.len() as u64).saturating_sub(depth).max(1) as usize;
+            let orphaned: Vec<SimTx> = state
+                .blocks
+                .drain(keep..)
+                .flat_map(|b| b.transactions)
+                .collect();
+            for tx in &orphaned {
+                state.tx_blocks.remove(&tx.id);
+            }
+            state.forks += 1;
+            state.orphans.extend(orphaned.iter().cloned());
+            Applied::Orphaned(orphaned)
+        }
     }
 }
 
@@ -417,4 +528,94 @@ fn build_block(
     block.block_json = render::block(&block, Form::Hex).into();
     block.infos_json = render::infos(&block, Form::Hex).into();
     block
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    /// Submits a TRX and a TRC20 transfer, mines, forks one block away and mines again.
+    fn history(chain: &SimChain) {
+        chain.set_solidified_lag(0);
+        chain.transfer_trx(SimChain::account(1), SimChain::account(2), 1_500_000);
+        chain.mine();
+        chain.transfer_trc20(
+            SimChain::contract(0),
+            SimChain::account(1),
+            SimChain::account(3),
+            U256::from(2_500_000u64),
+            Outcome::Success,
+        );
+        let paying = chain.mine();
+        let orphaned = chain.fork(1);
+        assert_eq!(orphaned[0].id, paying.transactions[0].id);
+        chain.mine_blocks(2);
+        chain.resubmit(&orphaned[0]);
+        chain.mine();
+    }
+
+    #[test]
+    fn a_journaled_chain_reopens_as_the_same_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tron/chain.jsonl");
+        let chain = SimChain::open(&path).unwrap();
+        history(&chain);
+        let blocks: Vec<String> = (0..=chain.head())
+            .map(|n| chain.block(n).unwrap().id_hex())
+            .collect();
+        drop(chain);
+
+        let reopened = SimChain::open(&path).unwrap();
+        assert_eq!(reopened.head(), blocks.len() as u64 - 1);
+        let again: Vec<String> = (0..=reopened.head())
+            .map(|n| reopened.block(n).unwrap().id_hex())
+            .collect();
+        assert_eq!(again, blocks, "the same blocks, ids and order");
+        assert_eq!(reopened.solidified_lag(), 0);
+        // It goes on from there, and the next start sees that too.
+        let next = reopened.mine();
+        drop(reopened);
+        assert_eq!(
+            SimChain::open(&path)
+                .unwrap()
+                .block(next.number)
+                .unwrap()
+                .id,
+            next.id
+        );
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_a_damaged_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.jsonl");
+        let chain = SimChain::open(&path).unwrap();
+        chain.mine_blocks(3);
+        drop(chain);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(br#"{"op":"mine","timest"#).unwrap();
+        drop(file);
+        let reopened = SimChain::open(&path).unwrap();
+        assert_eq!(reopened.head(), 3, "the torn op never happened");
+        reopened.mine();
+        drop(reopened);
+        assert_eq!(
+            SimChain::open(&path).unwrap().head(),
+            4,
+            "and the file mends"
+        );
+
+        std::fs::write(
+            &path,
+            "{\"op\":\"genesis\",\"timestamp\":0}\n{\"op\":\"nonsense\"}\n",
+        )
+        .unwrap();
+        let err = SimChain::open(&path).err().unwrap().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
 }

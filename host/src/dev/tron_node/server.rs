@@ -45,6 +45,8 @@ pub struct SimNode {
     state: Arc<NodeState>,
     addr: SocketAddr,
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// Also answer the development routes of [`super::control`].
+    control: bool,
 }
 
 #[derive(Clone)]
@@ -70,9 +72,26 @@ impl SimNode {
             state: Arc::new(NodeState::default()),
             addr,
             server: None,
+            control: false,
         };
         node.spawn(listener);
         node
+    }
+
+    /// The development node of `polypay dev`: `chain` served on `addr`, with the
+    /// development routes of [`super::control`] beside java-tron's.
+    pub async fn serve_dev(chain: SimChain, addr: SocketAddr) -> std::io::Result<SimNode> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let mut node = SimNode {
+            chain,
+            state: Arc::new(NodeState::default()),
+            addr,
+            server: None,
+            control: true,
+        };
+        node.spawn(listener);
+        Ok(node)
     }
 
     fn spawn(&mut self, listener: tokio::net::TcpListener) {
@@ -80,7 +99,10 @@ impl SimNode {
             chain: self.chain.clone(),
             node: self.state.clone(),
         };
-        let app = axum::Router::new().fallback(handle).with_state(shared);
+        let mut app = axum::Router::new().fallback(handle).with_state(shared);
+        if self.control {
+            app = app.nest("/polypay-dev", super::control::routes(self.chain.clone()));
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

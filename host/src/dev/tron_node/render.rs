@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use polypay_host::chain::tron::TronAddress;
+use crate::chain::tron::TronAddress;
 
 use super::chain::{Outcome, Payload, SimBlock, SimTx};
 

@@ -1,0 +1,40 @@
+//! Comparing an answer with a seed document's example by shape: the same fields, each of
+//! the example's JSON type. What the conformance tests of every dialect assert first.
+
+use serde_json::Value;
+
+/// Asserts `actual` has exactly the example's fields, recursively into objects, each of
+/// the example's JSON type: an integer where the example has an integer, any number where
+/// it has a fraction, a string where it has a string. Fields named in `nullable` may also
+/// be null (a value the server does not have yet, or does not know).
+pub fn assert_same_shape(actual: &Value, example: &Value, nullable: &[&str]) {
+    let (a, e) = (
+        actual
+            .as_object()
+            .unwrap_or_else(|| panic!("{actual} is not an object")),
+        example.as_object().expect("the example is an object"),
+    );
+    let mut a_keys: Vec<_> = a.keys().collect();
+    let mut e_keys: Vec<_> = e.keys().collect();
+    a_keys.sort();
+    e_keys.sort();
+    assert_eq!(a_keys, e_keys, "fields of {actual}");
+    for (key, want) in e {
+        let got = &a[key];
+        let same = match want {
+            Value::Object(_) => {
+                assert_same_shape(got, want, nullable);
+                true
+            }
+            _ if got.is_null() && nullable.contains(&key.as_str()) => true,
+            Value::Number(n) if n.is_u64() => got.is_u64(),
+            Value::Number(_) => got.is_number(),
+            Value::String(_) => got.is_string(),
+            other => panic!("example field {key} has an unexpected type: {other}"),
+        };
+        assert!(
+            same,
+            "field {key}: {got} is not of the example's type ({want})"
+        );
+    }
+}
