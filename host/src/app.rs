@@ -36,6 +36,10 @@ pub struct AppContext {
     pub checkout: CheckoutFeed,
     /// Cancelled when the server shuts down.
     pub shutdown: CancellationToken,
+    /// The singleton roles (chain listeners, expiry) this instance competes for.
+    pub roles: crate::leader::Roles,
+    /// Database notifications (PostgreSQL): new outbox events, invoice changes.
+    pub wakeups: crate::store::notify::Wakeups,
 }
 
 /// Opens the configured database and applies pending migrations.
@@ -135,6 +139,7 @@ pub async fn context(config: Config) -> anyhow::Result<AppContext> {
 async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppContext> {
     let store = open_store(&config).await?;
     let shutdown = CancellationToken::new();
+    let wakeups = crate::store::notify::Wakeups::new();
     Ok(AppContext {
         checkout: CheckoutFeed::new(
             store.clone(),
@@ -142,11 +147,14 @@ async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppC
             config.dev_wallet().is_some(),
             &config.checkout,
             shutdown.clone(),
-        ),
+        )
+        .with_wakeups(wakeups.clone()),
         config: Arc::new(config),
         merchants: Merchants::new(store.clone(), key),
         store,
         shutdown,
+        roles: crate::leader::Roles::default(),
+        wakeups,
     })
 }
 
@@ -297,26 +305,61 @@ impl Server {
             config.webhooks.clone(),
             renderer,
         )
-        .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?
+        .wake_on(context.wakeups.outbox());
+        // Notifications from the database wake the workers and checkout streams of every
+        // instance (PostgreSQL; see `crate::store::notify`).
+        if context.store.backend() == crate::store::Backend::Postgres && config.database.notify {
+            let (wakeups, url, stop) = (
+                context.wakeups.clone(),
+                config.database_url(),
+                shutdown.clone(),
+            );
+            tasks.spawn(async move {
+                wakeups.listen(url, stop).await;
+                Ok(())
+            });
+        }
         let (workers_stop, stop) = watch::channel(false);
         tasks.spawn(async move {
             Arc::new(webhooks).run(stop).await;
             Ok(())
         });
-        // Chain listeners (one per `[[chains]]` entry) and the expiry scheduler.
-        let listeners = crate::chain::listeners(&config.chains, &context.store)
+        // Chain listeners (one per `[[chains]]` entry) and the expiry scheduler, each run
+        // by whichever instance leads its role (see `crate::leader`). A listener is built
+        // afresh for each term, from the cursor as the previous leader left it.
+        crate::chain::listeners(&config.chains, &context.store)
             .map_err(|e| anyhow::anyhow!("chains: {e}"))?;
-        for listener in listeners {
-            let stop = shutdown.clone().cancelled_owned();
+        let election = crate::leader::Election::new(context.store.clone(), context.roles.clone());
+        for chain in config.chains.clone() {
+            let (election, store, shutdown) =
+                (election.clone(), context.store.clone(), shutdown.clone());
             tasks.spawn(async move {
-                listener.run(stop).await;
+                let role = crate::leader::chain_role(&chain.name);
+                election
+                    .run(&role, shutdown, |term| {
+                        let listener =
+                            crate::chain::listeners(std::slice::from_ref(&chain), &store)
+                                .ok()
+                                .and_then(|mut l| l.pop());
+                        async move {
+                            if let Some(listener) = listener {
+                                listener.run(term.cancelled_owned()).await;
+                            }
+                        }
+                    })
+                    .await;
                 Ok(())
             });
         }
-        let expiry = crate::matcher::expiry::ExpiryScheduler::new(context.store.clone());
-        let stop = shutdown.clone().cancelled_owned();
+        let (store, stop) = (context.store.clone(), shutdown.clone());
         tasks.spawn(async move {
-            expiry.run(stop).await;
+            election
+                .run(crate::leader::EXPIRY_ROLE, stop, |term| {
+                    crate::matcher::expiry::ExpiryScheduler::new(store.clone())
+                        .run(term.cancelled_owned())
+                })
+                .await;
             Ok(())
         });
         tracing::info!(%public_addr, %admin_addr, mode = ?config.mode, database = %redact_url(&config.database_url()), "polypay started");

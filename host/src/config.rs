@@ -98,6 +98,10 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     /// Upper bound of pooled connections (PostgreSQL; SQLite uses a small fixed pool).
     pub max_connections: u32,
+    /// PostgreSQL: listen for the database's notifications of new webhook events and
+    /// invoice changes, so that every instance's workers and checkout streams react at
+    /// once (`false`: polling only). One more connection per process.
+    pub notify: bool,
 }
 
 /// What kind of installation this is. Production refuses to make up secrets: the master
@@ -259,6 +263,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: None,
             max_connections: 16,
+            notify: true,
         }
     }
 }

@@ -83,6 +83,7 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod invoice;
+pub mod leader;
 pub mod matcher;
 pub mod merchant;
 pub mod names;

@@ -25,6 +25,14 @@
 //!    chain, and those paid in blocks whose confirmations the range completes (partial
 //!    payments included), so confirmations advance with the blocks.
 //!
+//! Every write of a step is a compare-and-set on the cursor it read (its generation, its
+//! processed block and that block's stored hash), made as the first statement of the
+//! step's transaction: a listener that lags behind another (two instances following the
+//! same chain by mistake, a leader that lost its lock mid-step) finds the cursor moved,
+//! drops its transaction, and starts over from the cursor as it is ([`Progress::Superseded`]).
+//! It can therefore never move a cursor back, nor store a reorged-out block's transfers
+//! again after another listener removed them.
+//!
 //! Confirmations are counted against the *processed* block, not the node's head: a
 //! listener that lags never confirms blocks it has not checked for reorgs. On a chain
 //! with a final block (TRON's solidified block), a payment is confirmed only once its
@@ -46,7 +54,7 @@ use tokio::sync::watch;
 use super::{ChainConfig, ChainConfigError, ChainStatus, ObservedTransfer};
 use crate::invoice::{ChainView, InvoiceError, InvoiceService, InvoiceStatus};
 use crate::matcher;
-use crate::store::chain_queries;
+use crate::store::chain_queries::{self, CursorSeen};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The watch set is rebuilt from scratch this often (dropping released targets); in
@@ -226,6 +234,9 @@ pub enum Progress {
     RolledBack { ancestor: i64 },
     /// The node refused a range; the next step tries a smaller one.
     RangeShrunk { range: u64 },
+    /// Another listener (or an operator's rewind) moved the cursor since this step read
+    /// it: nothing was written, the next step starts from the cursor as it is now.
+    Superseded,
 }
 
 /// Follows one chain through a [`ChainSource`]. See the module docs.
@@ -354,17 +365,18 @@ impl<S: ChainSource> Follower<S> {
             f.max(stored_final.unwrap_or(0))
                 .max(self.settled_final.unwrap_or(0))
         });
-        let processed = match cursor.and_then(|c| c.processed_block) {
-            Some(processed) => processed,
+        let cursor = match cursor.filter(|c| c.processed_block.is_some()) {
+            Some(cursor) => cursor,
             None => {
                 let start = self.settings.start_block.unwrap_or(head.number);
-                let cursor = self
-                    .store
+                self.store
                     .init_chain_cursor(&chain, start as i64 - 1, head.number as i64)
-                    .await?;
-                cursor.processed_block.unwrap_or(start as i64 - 1)
+                    .await?
             }
         };
+        let processed = cursor.processed_block.ok_or_else(|| {
+            StoreError::Corrupt(format!("the cursor of {chain} has no processed block"))
+        })?;
         self.publish_position(head, processed);
         if head.gas_price.is_some() && head.gas_price != self.gas_price_recorded {
             if let Some(price) = head.gas_price {
@@ -380,6 +392,12 @@ impl<S: ChainSource> Follower<S> {
         } else {
             None
         };
+        // Every write of this step is conditional on the cursor still being this one.
+        let seen = CursorSeen {
+            generation: cursor.generation,
+            processed_block: processed,
+            tip_hash: tip_id.clone(),
+        };
         if next > head.number {
             if let Some(stored) = &tip_id {
                 let on_node = self
@@ -388,15 +406,18 @@ impl<S: ChainSource> Follower<S> {
                     .await
                     .map_err(FollowError::Source)?;
                 if on_node.map(|b| b.id).as_deref() != Some(stored.as_str()) {
-                    return self.roll_back(processed, head).await;
+                    return self.roll_back(&seen, head).await;
                 }
             }
             if self.head_recorded != Some(head.number) {
                 self.store.set_chain_head(&chain, head.number).await?;
                 self.head_recorded = Some(head.number);
             }
-            if head.final_block.is_some() && head.final_block != self.settled_final {
-                self.settle_finality(processed, head).await?;
+            if head.final_block.is_some()
+                && head.final_block != self.settled_final
+                && !self.settle_finality(&seen, head).await?
+            {
+                return Ok(self.superseded(&seen));
             }
             return Ok(Progress::CaughtUp);
         }
@@ -417,11 +438,17 @@ impl<S: ChainSource> Follower<S> {
         if let Some(stored) = &tip_id
             && scan.first().parent_id != *stored
         {
-            return self.roll_back(processed, head).await;
+            return self.roll_back(&seen, head).await;
         }
 
         let now = now_ms();
         let mut tx = self.store.begin().await?;
+        let processed_to = (to as i64, scan.last().timestamp_ms);
+        if !chain_queries::advance_cursor(&mut tx, &chain, &seen, processed_to, head.number, now)
+            .await?
+        {
+            return Ok(self.superseded(&seen));
+        }
         let mut touched = matcher::record_transfers(&mut tx, &scan.transfers, now).await?;
         let ids: Vec<_> = scan
             .blocks
@@ -430,8 +457,6 @@ impl<S: ChainSource> Follower<S> {
             .collect();
         let keep_from = to as i64 - self.settings.max_reorg_depth as i64;
         chain_queries::save_block_hashes(&mut tx, &chain, &ids, keep_from).await?;
-        let processed_to = (to as i64, scan.last().timestamp_ms);
-        chain_queries::set_processed(&mut tx, &chain, processed_to, head.number, now).await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
@@ -477,15 +502,20 @@ impl<S: ChainSource> Follower<S> {
         by_depth.min(by_final)
     }
 
-    /// While caught up, the final block moved: settle what it newly confirms.
+    /// While caught up, the final block moved: settle what it newly confirms. Returns
+    /// `false` (nothing written) when another listener moved the cursor since `seen`.
     async fn settle_finality(
         &mut self,
-        processed: i64,
+        seen: &CursorSeen,
         head: Head,
-    ) -> Result<(), FollowError<S::Error>> {
+    ) -> Result<bool, FollowError<S::Error>> {
         let chain = self.settings.chain.clone();
+        let processed = seen.processed_block;
         let now = now_ms();
         let mut tx = self.store.begin().await?;
+        if !chain_queries::hold_cursor(&mut tx, &chain, seen, now).await? {
+            return Ok(false);
+        }
         let mut touched: BTreeSet<String> =
             chain_queries::invoice_ids_in_status(&mut tx, &chain, InvoiceStatus::Confirming)
                 .await?
@@ -503,7 +533,7 @@ impl<S: ChainSource> Follower<S> {
         }
         tx.commit().await?;
         self.settled_final = head.final_block;
-        Ok(())
+        Ok(true)
     }
 
     /// Doubles the range after a full range succeeded, up to the ceiling a refusal set
@@ -535,10 +565,11 @@ impl<S: ChainSource> Follower<S> {
     /// back in one transaction.
     async fn roll_back(
         &mut self,
-        processed: i64,
+        seen: &CursorSeen,
         head: Head,
     ) -> Result<Progress, FollowError<S::Error>> {
         let chain = self.settings.chain.clone();
+        let processed = seen.processed_block;
         let low = (processed - self.settings.max_reorg_depth as i64).max(0);
         let mut ancestor = None;
         for (number, stored) in self
@@ -565,13 +596,15 @@ impl<S: ChainSource> Follower<S> {
         };
         let now = now_ms();
         let mut tx = self.store.begin().await?;
+        let rewound = (ancestor, ancestor_time);
+        if !chain_queries::advance_cursor(&mut tx, &chain, seen, rewound, head.number, now).await? {
+            return Ok(self.superseded(seen));
+        }
         let mut touched: BTreeSet<String> =
             chain_queries::roll_back_above(&mut tx, &chain, ancestor)
                 .await?
                 .into_iter()
                 .collect();
-        chain_queries::set_processed(&mut tx, &chain, (ancestor, ancestor_time), head.number, now)
-            .await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
@@ -654,6 +687,17 @@ impl<S: ChainSource> Follower<S> {
             s.processed_block = processed;
             s.lag_blocks = lag;
         });
+    }
+
+    /// The step's compare-and-set failed: its transaction is dropped (rolled back).
+    fn superseded(&self, seen: &CursorSeen) -> Progress {
+        metrics::counter!("polypay_chain_cursor_conflicts_total", "chain" => self.settings.chain.clone())
+            .increment(1);
+        tracing::warn!(
+            chain = %self.settings.chain, read_at = seen.processed_block,
+            "the cursor moved under this listener (another instance, or a rewind); step discarded"
+        );
+        Progress::Superseded
     }
 
     fn count_rpc_error(&self) {

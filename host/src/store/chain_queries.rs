@@ -28,6 +28,18 @@ pub struct ChainCursor {
     /// decimal digits).
     pub gas_price: Option<u128>,
     pub updated_at: i64,
+    /// Bumped by every move of the processed block; see [`advance_cursor`].
+    pub generation: i64,
+}
+
+/// The cursor as a listener read it at the start of a step: what its writes are
+/// conditional on (see [`advance_cursor`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorSeen {
+    pub generation: i64,
+    pub processed_block: i64,
+    /// The stored hash of `processed_block`, if one is stored.
+    pub tip_hash: Option<String>,
 }
 
 /// A row of `observed_transfers`.
@@ -113,7 +125,8 @@ impl Store {
     /// The listener cursor of `chain`, if the listener ever started.
     pub async fn chain_cursor(&self, chain: &str) -> Result<Option<ChainCursor>, StoreError> {
         let row = sqlx::query(
-            "SELECT processed_block, head_block, processed_time, final_block, gas_price, updated_at FROM chain_cursors WHERE chain = $1",
+            "SELECT processed_block, head_block, processed_time, final_block, gas_price, updated_at, generation \
+             FROM chain_cursors WHERE chain = $1",
         )
         .bind(chain)
         .fetch_optional(&self.pool)
@@ -128,13 +141,14 @@ impl Store {
                     .try_get::<Option<String>, _>("gas_price")?
                     .and_then(|text| text.parse().ok()),
                 updated_at: row.try_get("updated_at")?,
+                generation: row.try_get("generation")?,
             })
         })
         .transpose()
     }
 
-    /// Creates the cursor of `chain` at `processed_block` unless it exists; returns the
-    /// cursor as stored (an existing one wins).
+    /// Creates the cursor of `chain` at `processed_block` unless it exists with a
+    /// processed block; returns the cursor as stored (an existing one wins).
     pub async fn init_chain_cursor(
         &self,
         chain: &str,
@@ -143,7 +157,8 @@ impl Store {
     ) -> Result<ChainCursor, StoreError> {
         sqlx::query(
             "INSERT INTO chain_cursors (chain, processed_block, head_block, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (chain) DO NOTHING",
+             ON CONFLICT (chain) DO UPDATE SET processed_block = excluded.processed_block, \
+             generation = chain_cursors.generation + 1 WHERE chain_cursors.processed_block IS NULL",
         )
         .bind(chain)
         .bind(processed_block)
@@ -178,13 +193,15 @@ impl Store {
     }
 
     /// Moves the cursor of `chain` back to `processed_block` (an operator replaying blocks;
-    /// replayed transfers are not counted twice).
+    /// replayed transfers are not counted twice). A running listener's next write then
+    /// fails its compare-and-set, and it continues from here.
     pub async fn rewind_chain_cursor(
         &self,
         chain: &str,
         processed_block: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE chain_cursors SET processed_block = $1, updated_at = $2 WHERE chain = $3 AND processed_block > $1")
+        sqlx::query("UPDATE chain_cursors SET processed_block = $1, updated_at = $2, generation = generation + 1 \
+             WHERE chain = $3 AND processed_block > $1")
             .bind(processed_block)
             .bind(super::now_ms())
             .bind(chain)
@@ -468,7 +485,48 @@ pub async fn save_block_hashes(
     Ok(())
 }
 
-/// Sets `chain`'s processed block (with its timestamp, when known) and head.
+/// Moves `chain`'s processed block (with its timestamp, when known) and records the head,
+/// if the cursor is still as `seen`: same generation, same processed block, same stored
+/// hash of that block. Returns whether it moved; when not, another listener wrote the
+/// cursor since `seen` was read and the caller must roll its transaction back.
+///
+/// This is the first write of a listener's transaction: on PostgreSQL the row lock it
+/// takes serialises concurrent listeners (the second one waits, then finds the
+/// generation changed), on SQLite the transaction holds the write lock from `BEGIN
+/// IMMEDIATE`.
+pub async fn advance_cursor(
+    tx: &mut Tx,
+    chain: &str,
+    seen: &CursorSeen,
+    (processed_block, processed_time): (i64, Option<i64>),
+    head_block: u64,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let moved = sqlx::query(
+        "UPDATE chain_cursors SET processed_block = $1, head_block = $2, updated_at = $3, processed_time = $4, \
+         generation = generation + 1 \
+         WHERE chain = $5 AND generation = $6 AND processed_block = $7 \
+         AND COALESCE((SELECT hash FROM chain_blocks WHERE chain = $8 AND number = $9), '') = $10",
+    )
+    .bind(processed_block)
+    .bind(to_i64(head_block))
+    .bind(now)
+    .bind(processed_time)
+    .bind(chain)
+    .bind(seen.generation)
+    .bind(seen.processed_block)
+    .bind(chain)
+    .bind(seen.processed_block)
+    .bind(seen.tip_hash.as_deref().unwrap_or(""))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
+/// Sets `chain`'s processed block (with its timestamp, when known) and head whatever the
+/// cursor holds: for tools and tests that play a listener alone. Listeners use
+/// [`advance_cursor`].
 pub async fn set_processed(
     tx: &mut Tx,
     chain: &str,
@@ -476,15 +534,40 @@ pub async fn set_processed(
     head_block: u64,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE chain_cursors SET processed_block = $1, head_block = $2, updated_at = $3, processed_time = $4 WHERE chain = $5")
-        .bind(processed_block)
-        .bind(to_i64(head_block))
-        .bind(now)
-        .bind(processed_time)
-        .bind(chain)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE chain_cursors SET processed_block = $1, head_block = $2, updated_at = $3, processed_time = $4, \
+         generation = generation + 1 WHERE chain = $5",
+    )
+    .bind(processed_block)
+    .bind(to_i64(head_block))
+    .bind(now)
+    .bind(processed_time)
+    .bind(chain)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// Checks, inside `tx`, that `chain`'s cursor is still as `seen` (and locks its row on
+/// PostgreSQL) without moving it: for writes that settle against the processed block
+/// without changing it. Returns whether it is.
+pub async fn hold_cursor(
+    tx: &mut Tx,
+    chain: &str,
+    seen: &CursorSeen,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let held = sqlx::query(
+        "UPDATE chain_cursors SET updated_at = $1 WHERE chain = $2 AND generation = $3 AND processed_block = $4",
+    )
+    .bind(now)
+    .bind(chain)
+    .bind(seen.generation)
+    .bind(seen.processed_block)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(held == 1)
 }
 
 /// Records that `chain`'s invoices were settled against `final_block` as irreversible;

@@ -34,6 +34,7 @@ pub mod chain_queries;
 pub mod invoices;
 pub mod kv;
 pub mod merchants;
+pub mod notify;
 pub mod outbox;
 pub mod plugin_queries;
 

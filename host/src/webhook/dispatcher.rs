@@ -1,5 +1,9 @@
 //! The delivery loop: claim due events, render each for its attempt, send it, record the
 //! outcome, schedule the next attempt or dead-letter.
+//!
+//! An idle worker sleeps `poll_interval_ms`, or less: [`Dispatcher::wake_on`] gives it a
+//! signal that changes when new events were committed (on PostgreSQL, by any instance;
+//! see [`crate::store::notify`]), and a worker woken by it starts its next pass at once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +26,7 @@ pub struct Dispatcher {
     config: Arc<WebhookConfig>,
     renderer: Arc<dyn WebhookRenderer>,
     transport: Transport,
+    wake: Option<watch::Receiver<u64>>,
 }
 
 /// What one pass of [`Dispatcher::run_once`] did.
@@ -58,7 +63,14 @@ impl Dispatcher {
             config: Arc::new(config),
             renderer,
             transport,
+            wake: None,
         })
+    }
+
+    /// Idle workers also start a pass whenever `wake` changes (new events committed).
+    pub fn wake_on(mut self, wake: watch::Receiver<u64>) -> Dispatcher {
+        self.wake = Some(wake);
+        self
     }
 
     pub fn config(&self) -> &WebhookConfig {
@@ -112,6 +124,10 @@ impl Dispatcher {
 
     async fn work(&self, worker: u32, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
+        let mut wake = self.wake.clone();
+        if let Some(wake) = wake.as_mut() {
+            wake.borrow_and_update();
+        }
         while !*stop.borrow() {
             let pause = match self.run_once().await {
                 Ok(pass) if pass.claimed as u32 >= self.config.batch_size => {
@@ -138,6 +154,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = stop.wait_for(|stop| *stop) => {}
+                _ = woken(&mut wake) => {}
             }
         }
     }
@@ -440,4 +457,15 @@ fn count_attempt(outcome: AttemptOutcome) {
 
 fn count_delivery(outcome: &'static str) {
     metrics::counter!("polypay_webhook_deliveries_total", "outcome" => outcome).increment(1);
+}
+
+/// Resolves when `wake` changes; never without a signal (or once its sender is gone).
+async fn woken(wake: &mut Option<watch::Receiver<u64>>) {
+    if let Some(receiver) = wake.as_mut()
+        && receiver.changed().await.is_ok()
+    {
+        return;
+    }
+    *wake = None;
+    std::future::pending::<()>().await
 }

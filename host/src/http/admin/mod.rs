@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz` (the process answers), `/readyz` (the database answers and
-//! every migration is applied), `/metrics` (Prometheus text format) and the operator API
-//! ([`webhooks`]: deliveries, replay, stats; [`invoices`]: invoices set aside).
+//! every migration is applied; it lists the roles this instance leads or stands by for),
+//! `/metrics` (Prometheus text format) and the operator API ([`webhooks`]: deliveries,
+//! replay, stats; [`invoices`]: invoices set aside).
 //!
 //! Access control, in [`guard`]:
 //! - Everything but `/healthz` and `/readyz` needs `Authorization: Bearer <admin token>`
@@ -170,9 +171,17 @@ async fn readyz(State(ctx): State<AppContext>) -> Result<impl IntoResponse, ApiE
             "migrations not applied: {pending:?}; run `polypay migrate`"
         )));
     }
+    // The singleton roles this instance competes for, and which it leads (see
+    // `crate::leader`); a standby instance is as ready as the leader.
+    let roles: serde_json::Map<String, serde_json::Value> = ctx
+        .roles
+        .snapshot()
+        .into_iter()
+        .map(|(role, leads)| (role, (if leads { "leader" } else { "standby" }).into()))
+        .collect();
     Ok((
         StatusCode::OK,
-        Json(serde_json::json!({ "status": "ready" })),
+        Json(serde_json::json!({ "status": "ready", "roles": roles })),
     ))
 }
 

@@ -9,6 +9,11 @@
 //! gone, or once the view is final ([`CheckoutView::is_final`]), or when its invoice can
 //! no longer be read (the streams end; browsers reconnect).
 //!
+//! On PostgreSQL a watcher also re-reads at once when the database notifies that its
+//! invoice changed (written by any instance; see [`crate::store::notify`]), and every
+//! watcher re-reads after the notification connection was re-established; the tick stays
+//! as the fallback.
+//!
 //! Streams are capped (`checkout.max_streams` at once, across invoices): a stream holds a
 //! slot for its whole life, and one more is answered 503 with `Retry-After` (the page
 //! falls back to polling the JSON). A stream also ends after [`STREAM_LIFETIME`] and when
@@ -20,12 +25,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::CheckoutView;
 use crate::chain::ChainConfig;
 use crate::store::Store;
+use crate::store::notify::{InvoiceChange, Wakeups};
 
 /// Longest life of one event stream; the browser reconnects after it.
 pub const STREAM_LIFETIME: Duration = Duration::from_secs(30);
@@ -46,6 +52,7 @@ struct FeedInner {
     watchers: Mutex<HashMap<String, Arc<watch::Sender<CheckoutView>>>>,
     shutdown: CancellationToken,
     reads: AtomicU64,
+    wakeups: Wakeups,
 }
 
 /// What the feed is doing right now.
@@ -89,8 +96,18 @@ impl CheckoutFeed {
                 watchers: Mutex::new(HashMap::new()),
                 shutdown,
                 reads: AtomicU64::new(0),
+                wakeups: Wakeups::new(),
             }),
         }
+    }
+
+    /// Watchers also re-read when `wakeups` reports their invoice changed. Call before
+    /// the feed is shared.
+    pub fn with_wakeups(mut self, wakeups: Wakeups) -> CheckoutFeed {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.wakeups = wakeups;
+        }
+        self
     }
 
     pub fn chains(&self) -> &[ChainConfig] {
@@ -164,9 +181,11 @@ impl CheckoutFeed {
         let mut tick = tokio::time::interval(self.inner.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is immediate; the subscriber has the view
+        let mut changes = self.inner.wakeups.invoices();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = changed(&mut changes, &id) => {}
                 _ = self.inner.shutdown.cancelled() => {
                     self.leave(&id, &sender, true);
                     return;
@@ -202,6 +221,18 @@ impl CheckoutFeed {
             if last {
                 return;
             }
+        }
+    }
+}
+
+/// Resolves when `changes` says invoice `id` changed (or maybe did: a resync, or this
+/// receiver fell behind); never once the sender is gone.
+async fn changed(changes: &mut broadcast::Receiver<InvoiceChange>, id: &str) {
+    loop {
+        match changes.recv().await {
+            Ok(InvoiceChange::One(changed)) if &*changed != id => continue,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
 }
