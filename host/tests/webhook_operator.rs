@@ -161,11 +161,18 @@ async fn admin_api_lists_shows_replays_and_reports_stats() {
 }
 
 /// Runs `polypay ARGS` with its data in `data_dir`; returns (success, stdout, stderr).
+///
+/// The child gets a clean environment and its own working directory: the figment jail of
+/// the config test in this binary sets `POLYPAY_*` variables and changes the working
+/// directory of the whole process while it runs, and a child spawned meanwhile would
+/// inherit both.
 fn polypay(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(POLYPAY)
         .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("POLYPAY_DATA_DIR", data_dir)
-        .env_remove("RUST_LOG")
+        .current_dir(data_dir)
         .output()
         .unwrap();
     (
