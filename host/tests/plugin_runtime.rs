@@ -351,6 +351,81 @@ async fn a_self_registered_merchant_creates_and_reads_its_invoice() {
     assert_eq!(dup, 409, "merchant order ids are unique per merchant");
 }
 
+/// A fiat price is quoted by the host and kept on the invoice with its quote: the plugin
+/// reads the price back in `fiat`, the store keeps the rate, its provider and the times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fiat_priced_invoice_keeps_its_price_and_quote() {
+    use polypay_host::rates::{ProviderConfig, Rates, RatesConfig};
+    let mut builder = TestApp::init().with_storage().await.with_echo();
+    let rates = Rates::new(&RatesConfig {
+        providers: vec![ProviderConfig::Static {
+            name: Some("peg".into()),
+            rates: [("USDT/USD".to_string(), "0.8".to_string())].into(),
+        }],
+        ..RatesConfig::default()
+    })
+    .unwrap();
+    builder.services = builder.services.with_rates(std::sync::Arc::new(rates));
+    let app = builder.start().await;
+    let m = app.register("", "Shop").await;
+    let before = polypay_host::store::now_ms();
+    let r = app
+        .request(reqwest::Method::POST, "/echo/invoices", Some(&m.token))
+        .json(
+            &json!({ "fiat": { "amount": "20.00", "currency": "usd" }, "chain": "ethereum",
+                       "asset": "USDT", "order_id": "f-1",
+                       "fixed_address": "0x3333333333333333333333333333333333333333" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let invoice: Value = r.json().await.unwrap();
+    // 20 USD at 0.8 USD per USDT: 25 USDT.
+    assert_eq!(invoice["amount_due"], "25000000", "{invoice}");
+    assert_eq!(
+        invoice["fiat"],
+        json!({ "amount": "20.00", "currency": "USD" })
+    );
+    let id = invoice["id"].as_str().unwrap();
+    let read: Value = app
+        .request(
+            reqwest::Method::GET,
+            &format!("/echo/invoices/{id}"),
+            Some(&m.token),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read["fiat"], invoice["fiat"]);
+
+    let stored = app.storage().store.invoice(id).await.unwrap().unwrap();
+    let quote = stored.fiat.expect("the quote is kept on the invoice");
+    assert_eq!(quote.amount, "20.00");
+    assert_eq!(quote.currency, "USD");
+    assert_eq!(quote.rate, "0.8");
+    assert_eq!(quote.source, "peg");
+    assert!(quote.quoted_at >= before);
+    assert_eq!(quote.valid_until - quote.quoted_at, 120_000);
+
+    // Priced in the asset itself: no fiat price, no quote.
+    let (status, plain) = app.create_invoice("", Some(&m.token), "p-1").await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(plain["fiat"], Value::Null);
+    let plain_id = plain["id"].as_str().unwrap();
+    let stored = app
+        .storage()
+        .store
+        .invoice(plain_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.fiat, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_idempotent_create_returns_the_first_invoice_and_a_changed_one_conflicts() {
     let app = TestApp::init()

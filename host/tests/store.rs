@@ -4,7 +4,7 @@ mod common;
 
 use common::db::TestDb;
 use polypay_host::invoice::{
-    Allocation, Amount, ChainView, Invoice, InvoiceError, InvoiceService, InvoiceStatus,
+    Allocation, Amount, ChainView, FiatQuote, Invoice, InvoiceError, InvoiceService, InvoiceStatus,
     MatchStrategy, NewInvoice,
 };
 use polypay_host::merchant::{CredentialSpec, MasterKey, Merchants, SecretFormat};
@@ -17,6 +17,7 @@ on_both_backends!(
     merchant_secret_authenticates_and_wrong_secret_does_not,
     rotation_revokes_old_secrets_and_keeps_public_ids,
     invoice_creation_writes_its_created_event,
+    a_fiat_quote_is_stored_with_its_invoice,
     duplicate_merchant_order_id_is_refused_without_partial_write,
     concurrent_reservations_of_one_amount_admit_exactly_one,
     released_reservation_can_be_taken_again,
@@ -279,6 +280,26 @@ async fn invoice_creation_writes_its_created_event(db: TestDb) {
             .unwrap()
             .is_none()
     );
+}
+
+async fn a_fiat_quote_is_stored_with_its_invoice(db: TestDb) {
+    let store = db.store().await;
+    let merchant_id = merchant(&store).await;
+    let mut new = new_invoice(&merchant_id, Some("F-1"));
+    let quote = FiatQuote {
+        amount: "7.25".into(),
+        currency: "CNY".into(),
+        rate: "7.25".into(),
+        source: "cny-feed".into(),
+        quoted_at: 1_700_000_000_000,
+        valid_until: 1_700_000_120_000,
+    };
+    new.fiat = Some(quote.clone());
+    let created = create(&store, &new, None).await.unwrap();
+    assert_eq!(created.fiat.as_ref(), Some(&quote));
+    let read = store.invoice(&created.id).await.unwrap().unwrap();
+    assert_eq!(read.fiat, Some(quote));
+    assert_eq!(read, created);
 }
 
 async fn duplicate_merchant_order_id_is_refused_without_partial_write(db: TestDb) {

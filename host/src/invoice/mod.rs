@@ -76,8 +76,8 @@ mod transfer;
 pub use event::{EventPayload, PayloadError, TEST_EVENT_KIND};
 pub use lifecycle::*;
 pub use model::{
-    Allocation, DEFAULT_MONITOR_AFTER_EXPIRY_MS, Idempotency, Invoice, NewInvoice, NewTarget,
-    canonical_invoice_id,
+    Allocation, DEFAULT_MONITOR_AFTER_EXPIRY_MS, FiatQuote, Idempotency, Invoice, NewInvoice,
+    NewTarget, canonical_invoice_id,
 };
 pub use money::{Amount, MAX_DECIMALS, MoneyError};
 pub use service::{ChainView, InvoiceError, InvoiceService};

@@ -37,6 +37,10 @@ pub struct Invoice {
     /// The sender of `txn_hash` (the payment that completed the invoice, else the latest
     /// one), as the chain stores addresses: what a dialect shows as the payer's address.
     pub payer_address: Option<String>,
+    /// The fiat price and the quote `amount_due` came from, when the invoice was priced
+    /// in fiat (`None` when it was priced in the asset itself).
+    #[serde(default)]
+    pub fiat: Option<FiatQuote>,
     pub notify_url: Option<String>,
     pub return_url: Option<String>,
     pub plugin_data: serde_json::Value,
@@ -76,6 +80,26 @@ pub struct NewInvoice {
     pub monitor_until: i64,
     /// Makes creation happen at most once per key (see `invoice::service`).
     pub idempotency: Option<Idempotency>,
+    /// The fiat price `amount_due` was quoted from, if any.
+    pub fiat: Option<FiatQuote>,
+}
+
+/// A fiat price and the quote that turned it into an on-chain amount, kept on the
+/// invoice so the amount can always be explained (and shown beside the price).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiatQuote {
+    /// The price as the caller gave it, a decimal string ("20.00").
+    pub amount: String,
+    /// ISO 4217 code, upper-case ("USD").
+    pub currency: String,
+    /// Fiat units per whole asset unit, a decimal string ("7.25").
+    pub rate: String,
+    /// The rate provider's configured name.
+    pub source: String,
+    /// When the quote was made (Unix ms).
+    pub quoted_at: i64,
+    /// Until when the quote holds (Unix ms): the checkout page counts down to it.
+    pub valid_until: i64,
 }
 
 impl NewInvoice {
@@ -104,6 +128,7 @@ impl NewInvoice {
             expires_at,
             monitor_until: expires_at.saturating_add(DEFAULT_MONITOR_AFTER_EXPIRY_MS),
             idempotency: None,
+            fiat: None,
         }
     }
 }
@@ -193,6 +218,7 @@ impl Invoice {
             pay_reference: allocation.pay_reference.clone(),
             txn_hash: None,
             payer_address: None,
+            fiat: new.fiat.clone(),
             notify_url: new.notify_url.clone(),
             return_url: new.return_url.clone(),
             plugin_data: new.plugin_data.clone(),

@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, Row};
 use super::{Backend, StoreError, amount_column, flag, read_flag};
 use crate::invoice::tally::Credit;
 use crate::invoice::{
-    EventPayload, Idempotency, Invoice, InvoiceStatus, MatchStrategy, NewTarget, Outcome,
+    EventPayload, FiatQuote, Idempotency, Invoice, InvoiceStatus, MatchStrategy, NewTarget, Outcome,
 };
 
 /// A unique constraint an invoice insert can hit, told apart by the constraint's text
@@ -46,7 +46,8 @@ pub enum InsertError {
 pub(crate) const INVOICE_COLUMNS: &str = "id, merchant_id, plugin, merchant_order_id, status, underpaid, overpaid, paid_late, \
      chain, asset, decimals, amount_due, amount_paid, amount_confirmed, tolerance, confirmations_required, strategy, pay_address, \
      pay_reference, txn_hash, payer_address, notify_url, return_url, plugin_data, expires_at, monitor_until, first_paid_at, paid_at, \
-     submitted_at, cancelled_at, quarantined_at, created_at, updated_at, version";
+     submitted_at, cancelled_at, quarantined_at, created_at, updated_at, version, \
+     fiat_amount, fiat_currency, fiat_rate, fiat_rate_source, fiat_quoted_at, fiat_valid_until";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -83,6 +84,7 @@ pub(crate) fn invoice_from_row(row: &AnyRow) -> Result<Invoice, StoreError> {
         pay_reference: row.try_get("pay_reference")?,
         txn_hash: row.try_get("txn_hash")?,
         payer_address: row.try_get("payer_address")?,
+        fiat: fiat_from_row(row)?,
         notify_url: row.try_get("notify_url")?,
         return_url: row.try_get("return_url")?,
         plugin_data: serde_json::from_str(&plugin_data).map_err(|e| corrupt("plugin data", e))?,
@@ -97,6 +99,32 @@ pub(crate) fn invoice_from_row(row: &AnyRow) -> Result<Invoice, StoreError> {
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
     })
+}
+
+/// The fiat quote columns: all set or all null (one insert writes them together).
+fn fiat_from_row(row: &AnyRow) -> Result<Option<FiatQuote>, StoreError> {
+    let amount: Option<String> = row.try_get("fiat_amount")?;
+    let Some(amount) = amount else {
+        return Ok(None);
+    };
+    let currency: Option<String> = row.try_get("fiat_currency")?;
+    let rate: Option<String> = row.try_get("fiat_rate")?;
+    let source: Option<String> = row.try_get("fiat_rate_source")?;
+    let quoted_at: Option<i64> = row.try_get("fiat_quoted_at")?;
+    let valid_until: Option<i64> = row.try_get("fiat_valid_until")?;
+    match (currency, rate, source, quoted_at, valid_until) {
+        (Some(currency), Some(rate), Some(source), Some(quoted_at), Some(valid_until)) => {
+            Ok(Some(FiatQuote {
+                amount,
+                currency,
+                rate,
+                source,
+                quoted_at,
+                valid_until,
+            }))
+        }
+        _ => Err(corrupt("fiat quote", "partly null")),
+    }
 }
 
 async fn fetch_invoice(
@@ -204,8 +232,10 @@ pub async fn insert(
     let inserted = sqlx::query(
         "INSERT INTO invoices (id, merchant_id, plugin, merchant_order_id, status, chain, asset, decimals, amount_due, \
          confirmations_required, strategy, pay_address, pay_reference, notify_url, return_url, plugin_data, expires_at, \
-         monitor_until, created_at, updated_at, tolerance, idempotency_key, request_fingerprint) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+         monitor_until, created_at, updated_at, tolerance, idempotency_key, request_fingerprint, fiat_amount, \
+         fiat_currency, fiat_rate, fiat_rate_source, fiat_quoted_at, fiat_valid_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, \
+         $24, $25, $26, $27, $28, $29)",
     )
     .bind(&invoice.id)
     .bind(&invoice.merchant_id)
@@ -230,6 +260,12 @@ pub async fn insert(
     .bind(invoice.tolerance.to_string())
     .bind(idempotency.map(|i| i.key.as_str()))
     .bind(idempotency.map(|i| i.fingerprint.as_str()))
+    .bind(invoice.fiat.as_ref().map(|f| f.amount.as_str()))
+    .bind(invoice.fiat.as_ref().map(|f| f.currency.as_str()))
+    .bind(invoice.fiat.as_ref().map(|f| f.rate.as_str()))
+    .bind(invoice.fiat.as_ref().map(|f| f.source.as_str()))
+    .bind(invoice.fiat.as_ref().map(|f| f.quoted_at))
+    .bind(invoice.fiat.as_ref().map(|f| f.valid_until))
     .execute(conn)
     .await
     .map_err(StoreError::from);

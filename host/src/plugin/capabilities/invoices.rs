@@ -22,7 +22,7 @@ use crate::invoice::{self, Amount, Idempotency, InvoiceError, InvoiceService};
 use crate::matcher::{AllocationError, TargetSpec};
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::invoices::{
-    AssetVolume, DeliveryState, Host, Invoice, InvoiceFilter, InvoicePage, InvoiceStats,
+    AssetVolume, DeliveryState, FiatPrice, Host, Invoice, InvoiceFilter, InvoicePage, InvoiceStats,
     InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price, WebhookSummary,
 };
 use crate::plugin::state::{CallScope, PluginState};
@@ -141,7 +141,10 @@ pub(crate) fn invoice_wit(
         amount_due_decimal: i.amount_due.format_decimal(i.decimals),
         amount_paid_decimal: i.amount_paid.format_decimal(i.decimals),
         payer_address: i.payer_address.clone(),
-        fiat: None,
+        fiat: i.fiat.as_ref().map(|f| FiatPrice {
+            amount: f.amount.clone(),
+            currency: f.currency.clone(),
+        }),
         matching: kind_to_wit(i.strategy),
         pay_to: i.pay_address.clone(),
         payment_reference: i.pay_reference.clone(),
@@ -261,14 +264,22 @@ async fn create_invoice(
         (None, None) => return Err(HostError::Unauthorized),
     };
     let (chain, asset) = asset_of(scope, &new.chain, &new.asset)?;
-    let amount_due = match &new.price {
-        Price::BaseUnits(text) => parse_base_units(text)?,
-        Price::Decimal(text) => parse_decimal(text, asset.decimals)?,
+    let (amount_due, fiat) = match &new.price {
+        Price::BaseUnits(text) => (parse_base_units(text)?, None),
+        Price::Decimal(text) => (parse_decimal(text, asset.decimals)?, None),
         Price::Fiat(fiat) => {
-            super::rates::quote(scope, &fiat.currency, &fiat.amount, &new.chain, &new.asset)
-                .await?
-                .0
-                .amount
+            let (quote, _) =
+                super::rates::quote(scope, &fiat.currency, &fiat.amount, &new.chain, &new.asset)
+                    .await?;
+            let kept = invoice::FiatQuote {
+                amount: fiat.amount.clone(),
+                currency: fiat.currency.to_ascii_uppercase(),
+                rate: quote.rate.rate.to_string(),
+                source: quote.rate.source.clone(),
+                quoted_at: quote.quoted_at,
+                valid_until: quote.valid_until,
+            };
+            (quote.amount, Some(kept))
         }
     };
     if amount_due == Amount::ZERO {
@@ -353,6 +364,7 @@ async fn create_invoice(
     record.return_url = new.return_url;
     record.plugin_data = plugin_data;
     record.idempotency = idempotency;
+    record.fiat = fiat;
     let service = InvoiceService::new(storage.store.clone());
     service
         .open(chain, &record, &spec)

@@ -3,7 +3,7 @@
 //! invoices, credentials, crypto, kv, networks) so the host's runtime and
 //! scoping can be tested end to end. Every route lives under `/echo`.
 
-use polypay_plugin_sdk::invoices::{Invoice, InvoiceFilter, PageSelector};
+use polypay_plugin_sdk::invoices::{FiatPrice, Invoice, InvoiceFilter, PageSelector};
 use polypay_plugin_sdk::merchants::{CredentialRequest, NewMerchant, SecretEncoding, SecretFormat};
 use polypay_plugin_sdk::prelude::*;
 use serde::Deserialize;
@@ -261,6 +261,10 @@ struct CreateInvoice {
     /// The price in the asset's own units (`price.decimal`).
     #[serde(default)]
     decimal: Option<String>,
+    /// A fiat price (`price.fiat`): `{"amount": "20.00", "currency": "USD"}`; wins over
+    /// `decimal` and `amount`.
+    #[serde(default)]
+    fiat: Option<Value>,
     chain: String,
     asset: String,
     order_id: Option<String>,
@@ -293,9 +297,13 @@ fn create_invoice(req: &Request) -> Reply {
     };
     let new = NewInvoice {
         merchant_order_id: body.order_id,
-        price: match body.decimal {
-            Some(decimal) => Price::decimal(decimal),
-            None => Price::base_units(body.amount),
+        price: match (body.fiat, body.decimal) {
+            (Some(fiat), _) => Price::Fiat(FiatPrice {
+                amount: fiat["amount"].as_str().unwrap_or_default().to_owned(),
+                currency: fiat["currency"].as_str().unwrap_or_default().to_owned(),
+            }),
+            (None, Some(decimal)) => Price::decimal(decimal),
+            (None, None) => Price::base_units(body.amount),
         },
         chain: body.chain,
         asset: body.asset,
@@ -458,6 +466,7 @@ fn invoice_json(i: &Invoice) -> Value {
         "decimals": i.decimals,
         "amount_due_decimal": i.amount_due_decimal,
         "amount_paid_decimal": i.amount_paid_decimal,
+        "fiat": i.fiat.as_ref().map(|f| json!({ "amount": f.amount, "currency": f.currency })),
         "chain": i.chain,
         "asset": i.asset,
         "pay_to": i.pay_to,

@@ -1,0 +1,10 @@
+-- The fiat price of an invoice priced in fiat and the quote its amount due came from:
+-- the price (decimal string and ISO 4217 code), the rate (fiat per whole asset unit,
+-- decimal string), the provider that gave it, when it was quoted and until when the
+-- quote holds. All null for an invoice priced in the asset itself.
+ALTER TABLE invoices ADD COLUMN fiat_amount TEXT;
+ALTER TABLE invoices ADD COLUMN fiat_currency TEXT;
+ALTER TABLE invoices ADD COLUMN fiat_rate TEXT;
+ALTER TABLE invoices ADD COLUMN fiat_rate_source TEXT;
+ALTER TABLE invoices ADD COLUMN fiat_quoted_at BIGINT;
+ALTER TABLE invoices ADD COLUMN fiat_valid_until BIGINT;
