@@ -19,7 +19,7 @@ use polypay_host::chain::ChainConfig;
 use polypay_host::config::Config;
 use polypay_host::http::checkout::FeedStats;
 use polypay_host::invoice::{
-    Allocation, Amount, ChainView, Invoice, InvoiceService, NewInvoice, ObservedTransfer,
+    Allocation, Amount, ChainView, FiatQuote, Invoice, InvoiceService, NewInvoice, ObservedTransfer,
 };
 use polypay_host::merchant::CredentialSpec;
 use polypay_host::store::now_ms;
@@ -105,6 +105,18 @@ impl CheckoutApp {
 
     /// The same at another address (one fixed-address invoice may be open per address).
     async fn invoice_at(&self, address: &str, expires_in_ms: i64, return_url: &str) -> Invoice {
+        self.invoice_priced(address, expires_in_ms, return_url, None)
+            .await
+    }
+
+    /// The same, priced in fiat with `fiat` when given.
+    async fn invoice_priced(
+        &self,
+        address: &str,
+        expires_in_ms: i64,
+        return_url: &str,
+        fiat: Option<FiatQuote>,
+    ) -> Invoice {
         let now = now_ms();
         let mut new = NewInvoice::new(
             &self.merchant_id,
@@ -118,6 +130,7 @@ impl CheckoutApp {
         new.return_url = Some(return_url.into());
         new.plugin_data = json!({ "title": "Order NO: 23435435646" });
         new.monitor_until = now + expires_in_ms + 600_000;
+        new.fiat = fiat;
         InvoiceService::new(self.server.context.store.clone())
             .create(&new, &Allocation::fixed_address(&new, address, 3))
             .await
@@ -244,6 +257,45 @@ async fn checkout_feed_serves_the_payer_view_assets_and_live_status() {
     assert!(view.get("merchant_id").is_none() && view.get("notify_url").is_none());
     let skew = view["server_time"].as_i64().unwrap() - now_ms();
     assert!(skew.abs() < 5_000, "server_time is the server's clock");
+    assert_eq!(view["fiat"], Value::Null, "priced in USDT itself");
+
+    // Priced in fiat: the price and its quote's expiry are shown beside the amount.
+    let now = now_ms();
+    let mut new = NewInvoice::new(
+        &app.merchant_id,
+        "test",
+        "sepolia",
+        ("USDT", 6),
+        Amount::from(20_000_000),
+        now + 900_000,
+    );
+    new.fiat = Some(FiatQuote {
+        amount: "20.00".into(),
+        currency: "USD".into(),
+        rate: "1".into(),
+        source: "peg".into(),
+        quoted_at: now,
+        valid_until: now + 120_000,
+    });
+    let priced = InvoiceService::new(app.server.context.store.clone())
+        .create(
+            &new,
+            &Allocation::fixed_address(&new, OTHER_ADDRESSES[3], 3),
+        )
+        .await
+        .unwrap();
+    let priced_view: Value = http
+        .get(app.url(&format!("/api/checkout/{}", priced.id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(priced_view["amount_display"], "20");
+    assert_eq!(priced_view["fiat"]["amount"], "20.00");
+    assert_eq!(priced_view["fiat"]["currency"], "USD");
+    assert_eq!(priced_view["fiat"]["quote_valid_until"], now + 120_000);
 
     // Production: no dev wallet on the page, and its endpoint does not exist.
     assert_eq!(view["dev_wallet"], false);
@@ -522,7 +574,22 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
     let app = CheckoutApp::start().await;
     let shop = merchant_site().await;
     let return_url = format!("{shop}/orders/9/done");
-    let pending = app.invoice(15 * 60_000, &return_url).await;
+    // Priced in fiat: the page shows the price beside the amount and the quote's countdown.
+    let pending = app
+        .invoice_priced(
+            MERCHANT_ADDRESS,
+            15 * 60_000,
+            &return_url,
+            Some(FiatQuote {
+                amount: "10.50".into(),
+                currency: "USD".into(),
+                rate: "1".into(),
+                source: "peg".into(),
+                quoted_at: now_ms(),
+                valid_until: now_ms() + 120_000,
+            }),
+        )
+        .await;
     let expired = app
         .invoice_at(OTHER_ADDRESSES[0], -60_000, &return_url)
         .await;
@@ -562,6 +629,7 @@ async fn checkout_page_shows_invoice_follows_payment_and_returns_payer_in_chromi
         "expect": {
             "title": "Order NO: 23435435646",
             "amountDisplay": "10.5",
+            "fiat": "10.50 USD",
             "symbol": "USDT",
             "network": "Sepolia",
             "payAddress": MERCHANT_ADDRESS,

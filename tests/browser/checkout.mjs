@@ -4,7 +4,9 @@
 //
 //   { base, returnUrl, screenshots,
 //     invoices: { pending, expired, late, overdue, cancelled, unknown },
-//     expect: { amountDisplay, symbol, network, payAddress, paymentUri } }
+//     expect: { amountDisplay, fiat, symbol, network, payAddress, paymentUri } }
+//
+// The pending invoice is priced in fiat: `fiat` is its price as shown ("10.50 USD").
 //
 // Protocol with the Rust test, on stdout: the line `READY_FOR_PAYMENT` once the open
 // invoice has been checked; the Rust side then settles the invoice as paid, and this
@@ -95,6 +97,15 @@ try {
       ([el, before]) => el.textContent.trim() !== before,
       [await countdown.elementHandle(), first],
     )
+
+    // The fiat price beside the amount, and how long its quote holds (about 2 minutes).
+    assert.equal(
+      (await page.getByTestId('fiat').innerText()).replace(/\s+/g, ' ').trim(),
+      `≈ ${want.fiat}`,
+    )
+    assert.match(await page.getByTestId('quote-countdown').innerText(), /Exchange rate held for/)
+    const quoteLeft = await page.getByTestId('quote-countdown').locator('[role=timer]').innerText()
+    assert.match(quoteLeft, /^0[12]:[0-5]\d$/, `about 2 minutes of quote left, got ${quoteLeft}`)
 
     await shot(page, 'checkout-pending-en.png')
 

@@ -29,6 +29,9 @@
 //! Conventions the page relies on:
 //! - the title is the invoice's `plugin_data.title` when that is a string (a plugin that
 //!   wants a title on the page puts it there);
+//! - an invoice priced in fiat carries `fiat` (the price exactly as it was given, "20.00
+//!   USD", and until when its quote holds); the page shows it beside the crypto amount
+//!   with a countdown to the quote's end (the rate provider's name stays off the view);
 //! - `return_url` is only passed on when it is an `http(s)://` URL, so the page never
 //!   navigates to a `javascript:` or other URL a merchant's caller slipped in;
 //! - the live status is polled from the store once per `checkout.poll_interval_ms` per
@@ -100,6 +103,8 @@ pub struct CheckoutView {
     /// What is still due (`amount - amount_paid`, never negative): what the page asks for.
     pub amount_remaining: Amount,
     pub amount_remaining_display: String,
+    /// The fiat price beside the crypto amount, when the invoice was priced in fiat.
+    pub fiat: Option<CheckoutFiat>,
     pub decimals: u8,
     pub symbol: String,
     /// The network's config name (`ethereum`, `sepolia`, `bsc`, …).
@@ -137,6 +142,22 @@ pub struct CheckoutView {
     /// Development mode: the page offers "Pay with the dev wallet"
     /// (`POST /api/checkout/{invoice_id}/dev-pay`). Always false in production.
     pub dev_wallet: bool,
+}
+
+/// The fiat price of an invoice priced in fiat, and its quote, as the page shows them:
+/// "20.00 USD" beside the crypto amount, and a countdown to `quote_valid_until` (on the
+/// server's clock, like the payment countdown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckoutFiat {
+    /// The price as the merchant's caller gave it ("20.00"): never reformatted.
+    pub amount: String,
+    /// ISO 4217 code ("USD").
+    pub currency: String,
+    /// Fiat units per whole asset unit the amount was quoted at ("7.25").
+    pub rate: String,
+    pub quoted_at: i64,
+    /// When the quote stops holding (Unix ms).
+    pub quote_valid_until: i64,
 }
 
 impl CheckoutView {
@@ -190,6 +211,13 @@ impl CheckoutView {
             amount_paid_display: invoice.amount_paid.format_decimal(invoice.decimals),
             amount_remaining: remaining,
             amount_remaining_display: remaining.format_decimal(invoice.decimals),
+            fiat: invoice.fiat.as_ref().map(|f| CheckoutFiat {
+                amount: f.amount.clone(),
+                currency: f.currency.clone(),
+                rate: f.rate.clone(),
+                quoted_at: f.quoted_at,
+                quote_valid_until: f.valid_until,
+            }),
             decimals: invoice.decimals,
             symbol: invoice.asset.clone(),
             network: invoice.chain.clone(),

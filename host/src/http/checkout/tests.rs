@@ -46,6 +46,49 @@ fn invoice(asset: &str, decimals: u8, amount: u64, strategy: MatchStrategy) -> I
 const NOW: i64 = 1_700_000_100_000;
 
 #[test]
+fn fiat_priced_invoice_view_shows_the_price_beside_the_amount_with_its_quote_expiry() {
+    let mut priced = invoice("USDT", 6, 20_000_000, MatchStrategy::FixedAddress);
+    priced.fiat = Some(crate::invoice::FiatQuote {
+        amount: "20.00".into(),
+        currency: "USD".into(),
+        rate: "1".into(),
+        source: "peg".into(),
+        quoted_at: NOW - 10_000,
+        valid_until: NOW + 110_000,
+    });
+    let view = CheckoutView::of(&priced, &chains(), NOW);
+    let fiat = view.fiat.clone().expect("the fiat price is shown");
+    assert_eq!(
+        (fiat.amount.as_str(), fiat.currency.as_str()),
+        ("20.00", "USD")
+    );
+    assert_eq!(fiat.rate, "1");
+    assert_eq!(fiat.quote_valid_until, NOW + 110_000);
+    assert_eq!(view.amount_display, "20");
+    let json = serde_json::to_value(&view).unwrap();
+    assert_eq!(
+        json["fiat"],
+        json!({ "amount": "20.00", "currency": "USD", "rate": "1",
+                "quoted_at": NOW - 10_000, "quote_valid_until": NOW + 110_000 })
+    );
+    assert!(
+        json.to_string().find("peg").is_none(),
+        "the rate provider is not the payer's business"
+    );
+
+    let plain = CheckoutView::of(
+        &invoice("USDT", 6, 20_000_000, MatchStrategy::FixedAddress),
+        &chains(),
+        NOW,
+    );
+    assert_eq!(plain.fiat, None);
+    assert_eq!(
+        serde_json::to_value(&plain).unwrap()["fiat"],
+        serde_json::Value::Null
+    );
+}
+
+#[test]
 fn eip681_native_transfer_names_the_chain_and_the_wei_value() {
     assert_eq!(
         eip681_uri(1, None, MERCHANT, Amount::parse_decimal("1.5", 18).unwrap()),
@@ -181,6 +224,7 @@ fn view_json_carries_nothing_merchant_private() {
             "decimals",
             "dev_wallet",
             "expires_at",
+            "fiat",
             "final",
             "invoice_id",
             "network",
