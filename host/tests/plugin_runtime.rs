@@ -426,6 +426,257 @@ async fn a_fiat_priced_invoice_keeps_its_price_and_quote() {
     assert_eq!(stored.fiat, None);
 }
 
+/// A rate endpoint whose USDT/USD rate the test sets: `{"rate": "<rate>"}` at `/rate`.
+async fn settable_rate(initial: &str) -> (String, std::sync::Arc<std::sync::Mutex<String>>) {
+    let rate = std::sync::Arc::new(std::sync::Mutex::new(initial.to_string()));
+    let served = rate.clone();
+    let app = axum::Router::new().route(
+        "/rate",
+        axum::routing::get(move || {
+            let rate = served.lock().unwrap().clone();
+            async move { axum::Json(json!({ "rate": rate })) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rate", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rate)
+}
+
+/// Records a confirmed USDT transfer of `amount` to `to` mined at `block_time`, the way a
+/// listener does, and settles what it credits; returns the invoices credited.
+async fn pay_usdt(
+    store: &polypay_host::store::Store,
+    to: &str,
+    amount: u64,
+    log_index: i64,
+    block_time: i64,
+) -> std::collections::BTreeSet<String> {
+    use polypay_host::invoice::{Amount, ChainView, InvoiceService, ObservedTransfer};
+    let now = polypay_host::store::now_ms();
+    let mut tx = store.begin().await.unwrap();
+    let transfer = ObservedTransfer {
+        chain: "ethereum".into(),
+        tx_hash: format!("0x{:064x}", 0xabc0 + log_index),
+        log_index,
+        block_number: 100,
+        block_hash: format!("0x{}", "11".repeat(32)),
+        block_time,
+        from: "0x00000000000000000000000000000000000000bb".into(),
+        to: to.into(),
+        asset: "USDT".into(),
+        amount: Amount::from(amount),
+        reference: None,
+    };
+    let credited = polypay_host::matcher::record_transfers(&mut tx, &[transfer], now)
+        .await
+        .unwrap();
+    // Deep enough for any confirmation count.
+    let view = ChainView {
+        processed_block: 10_000,
+        final_block: None,
+    };
+    InvoiceService::new(store.clone())
+        .settle_in(&mut tx, &credited, view, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    credited
+}
+
+/// `invoices.requote`: a fiat-priced unique-amount invoice moves to the current rate with
+/// a reservation of its own; the replaced amount stays reserved and pays in full within
+/// the grace period, not after it; a paid invoice, or one not priced in fiat, is never
+/// re-quoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requoted_invoice_moves_to_the_current_rate_and_the_old_amount_pays_only_within_the_grace()
+ {
+    use polypay_host::invoice::InvoiceStatus;
+    use polypay_host::rates::{JsonSource, ProviderConfig, Rates, RatesConfig};
+    const SHARED: &str = "0x4444444444444444444444444444444444444444";
+    let (url, rate) = settable_rate("1").await;
+    let mut builder = TestApp::init().with_storage().await.with_plugin(
+        PluginConfig::new("echo", TEST_ECHO).with_settings(json!({ "receiving_address": SHARED })),
+    );
+    let rates = Rates::new(&RatesConfig {
+        cache_secs: 0,
+        requote_grace_secs: 300,
+        providers: vec![ProviderConfig::Json {
+            name: Some("feed".into()),
+            pairs: [(
+                "USDT/USD".to_string(),
+                JsonSource {
+                    url,
+                    pointer: "/rate".into(),
+                },
+            )]
+            .into(),
+            timeout_ms: 5_000,
+        }],
+        ..RatesConfig::default()
+    })
+    .unwrap();
+    builder.services = builder.services.with_rates(std::sync::Arc::new(rates));
+    let app = builder.start().await;
+    let store = app.storage().store.clone();
+    let m = app.register("", "Shop").await;
+    let post = |path: String, body: Value| {
+        let request = app
+            .request(reqwest::Method::POST, &path, Some(&m.token))
+            .json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let create = |usd: &str, order: &str| {
+        post(
+            "/echo/invoices".into(),
+            json!({ "fiat": { "amount": usd, "currency": "USD" }, "chain": "ethereum",
+                    "asset": "USDT", "order_id": order }),
+        )
+    };
+    let requote = |id: &str| post(format!("/echo/invoices/{id}/requote"), json!({}));
+
+    let (status, a) = create("20.00", "a").await;
+    assert_eq!(status, 201, "{a}");
+    assert_eq!(a["amount_due"], "20000000");
+    let a_id = a["id"].as_str().unwrap().to_owned();
+
+    *rate.lock().unwrap() = "0.8".into();
+    let (status, requoted) = requote(&a_id).await;
+    assert_eq!(status, 200, "{requoted}");
+    assert_eq!(requoted["amount_due"], "25000000", "20 USD at 0.8");
+    assert_eq!(
+        requoted["fiat"],
+        json!({ "amount": "20.00", "currency": "USD" })
+    );
+    let stored = store.invoice(&a_id).await.unwrap().unwrap();
+    let quote = stored.fiat.clone().unwrap();
+    assert_eq!(
+        (quote.rate.as_str(), quote.source.as_str()),
+        ("0.8", "feed")
+    );
+    let previous = stored.previous_due.expect("the replaced amount is kept");
+    assert_eq!(previous.amount.to_string(), "20000000");
+    assert_eq!(previous.until, quote.quoted_at + 300_000);
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM outbox_events WHERE invoice_id = $1 ORDER BY id")
+            .bind(&a_id)
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(kinds, ["invoice.created", "invoice.requoted"]);
+
+    // Both amounts are A's now: the new one by its own reservation, the old one through
+    // the grace. Other invoices asking for them get the next free amounts.
+    let (_, b) = create("20.00", "b").await;
+    // (The asset's unique-amount step here is 1 USDT.)
+    assert_eq!(b["amount_due"], "26000000", "{b}");
+    let (_, c) = create("16.00", "c").await;
+    assert_eq!(c["amount_due"], "21000000", "{c}");
+
+    // The old amount, paid within the grace, pays A in full at the amount it replaced.
+    let now = polypay_host::store::now_ms();
+    let credited = pay_usdt(&store, SHARED, 20_000_000, 1, now).await;
+    assert!(credited.contains(&a_id), "the old amount matches A");
+    let paid = store.invoice(&a_id).await.unwrap().unwrap();
+    assert_eq!(paid.status, InvoiceStatus::Paid);
+    assert!(
+        !paid.outcome.underpaid && !paid.outcome.overpaid,
+        "{:?}",
+        paid.outcome
+    );
+    assert_eq!(paid.amount_due.to_string(), "20000000");
+
+    // A paid invoice is never re-quoted, nor one priced in the asset itself.
+    *rate.lock().unwrap() = "0.5".into();
+    let (status, refused) = requote(&a_id).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        store
+            .invoice(&a_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .amount_due
+            .to_string(),
+        "20000000"
+    );
+    let (_, plain) = post(
+        "/echo/invoices".into(),
+        json!({ "amount": "1000000", "chain": "ethereum", "asset": "USDT", "order_id": "p" }),
+    )
+    .await;
+    let (status, _) = requote(plain["id"].as_str().unwrap()).await;
+    assert_eq!(status, 409);
+
+    // After the grace: B (26000000 at 0.8) is re-quoted at 0.5 to 40000000; its old
+    // amount, mined after the grace, is not a full payment.
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    let (status, b2) = requote(&b_id).await;
+    assert_eq!(status, 200, "{b2}");
+    assert_eq!(b2["amount_due"], "40000000");
+    let until = store
+        .invoice(&b_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .previous_due
+        .unwrap()
+        .until;
+    pay_usdt(&store, SHARED, 26_000_000, 2, until + 1).await;
+    let b_now = store.invoice(&b_id).await.unwrap().unwrap();
+    assert_eq!(
+        b_now.status,
+        InvoiceStatus::Pending,
+        "too late for the old quote"
+    );
+    assert_eq!(b_now.amount_due.to_string(), "40000000");
+
+    // Once the chain has been read past the grace, the old amount's reservation ends and
+    // a transfer of it matches nothing at all.
+    let (_, d) = create("5.00", "d").await;
+    let d_id = d["id"].as_str().unwrap().to_owned();
+    *rate.lock().unwrap() = "0.25".into();
+    let (_, d2) = requote(&d_id).await;
+    let d_old: u64 = d["amount_due"].as_str().unwrap().parse().unwrap();
+    let d_new: u64 = d2["amount_due"].as_str().unwrap().parse().unwrap();
+    assert_eq!(d_old, 10_000_000, "5 USD at 0.5");
+    assert!(
+        d_new >= 20_000_000 && d_new != 21_000_000,
+        "5 USD at 0.25: {d2}"
+    );
+    let until = store
+        .invoice(&d_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .previous_due
+        .unwrap()
+        .until;
+    sqlx::query(
+        "INSERT INTO chain_cursors (chain, processed_block, processed_time, updated_at) VALUES ($1, $2, $3, $3)",
+    )
+    .bind("ethereum")
+    .bind(110i64)
+    .bind(until + 1)
+    .execute(store.pool())
+    .await
+    .unwrap();
+    polypay_host::invoice::InvoiceService::new(store.clone())
+        .release_due_targets(until + 1)
+        .await
+        .unwrap();
+    let credited = pay_usdt(&store, SHARED, d_old, 3, until + 2).await;
+    assert!(
+        credited.is_empty(),
+        "the released old amount matches nothing"
+    );
+    let d_now = store.invoice(&d_id).await.unwrap().unwrap();
+    assert_eq!(d_now.amount_paid.to_string(), "0");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_idempotent_create_returns_the_first_invoice_and_a_changed_one_conflicts() {
     let app = TestApp::init()

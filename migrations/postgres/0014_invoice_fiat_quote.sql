@@ -8,3 +8,9 @@ ALTER TABLE invoices ADD COLUMN fiat_rate TEXT;
 ALTER TABLE invoices ADD COLUMN fiat_rate_source TEXT;
 ALTER TABLE invoices ADD COLUMN fiat_quoted_at BIGINT;
 ALTER TABLE invoices ADD COLUMN fiat_valid_until BIGINT;
+
+-- A re-quote of an unpaid fiat-priced invoice keeps the amount it replaced acceptable for
+-- a grace period: that amount (base units) and until when (Unix ms). Null when the
+-- invoice was never re-quoted to another amount.
+ALTER TABLE invoices ADD COLUMN previous_amount_due TEXT;
+ALTER TABLE invoices ADD COLUMN previous_due_until BIGINT;

@@ -129,6 +129,9 @@ pub trait Host {
     fn mark_invoice_submitted(&self, id: &str) -> Result<invoices::Invoice, HostError> {
         Err(unsupported("invoices.mark-submitted"))
     }
+    fn requote_invoice(&self, id: &str) -> Result<invoices::Invoice, HostError> {
+        Err(unsupported("invoices.requote"))
+    }
     fn set_invoice_plugin_data(
         &self,
         id: &str,
@@ -362,6 +365,9 @@ impl Host for ComponentHost {
     }
     fn mark_invoice_submitted(&self, id: &str) -> Result<invoices::Invoice, HostError> {
         wit::invoices::mark_submitted(id)
+    }
+    fn requote_invoice(&self, id: &str) -> Result<invoices::Invoice, HostError> {
+        wit::invoices::requote(id)
     }
     fn set_invoice_plugin_data(
         &self,
@@ -634,6 +640,11 @@ pub mod invoices {
     }
     pub fn mark_submitted(id: &str) -> Result<Invoice, HostError> {
         with_host(|h| h.mark_invoice_submitted(id))
+    }
+    /// Re-prices an unpaid fiat-priced invoice at the current rate; the amount it
+    /// replaces still pays in full for the host's grace period (see the WIT).
+    pub fn requote(id: &str) -> Result<Invoice, HostError> {
+        with_host(|h| h.requote_invoice(id))
     }
     pub fn set_plugin_data(id: &str, plugin_data: &str) -> Result<Invoice, HostError> {
         with_host(|h| h.set_invoice_plugin_data(id, plugin_data))

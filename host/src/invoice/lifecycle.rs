@@ -263,6 +263,8 @@ pub enum EventKind {
     Reverted,
     /// The payer says it has paid (nothing seen on chain yet).
     Submitted,
+    /// An unpaid fiat-priced invoice was re-quoted: a new amount due and quote.
+    Requoted,
 }
 
 stable_names!(EventKind, "invoice event kind", {
@@ -274,6 +276,7 @@ stable_names!(EventKind, "invoice event kind", {
     Cancelled => "invoice.cancelled",
     Reverted => "invoice.reverted",
     Submitted => "invoice.submitted",
+    Requoted => "invoice.requoted",
 });
 
 impl EventKind {
@@ -430,6 +433,7 @@ mod tests {
                 "invoice.cancelled",
                 "invoice.reverted",
                 "invoice.submitted",
+                "invoice.requoted",
             ]
         );
         for &kind in EventKind::ALL {

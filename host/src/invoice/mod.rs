@@ -77,7 +77,7 @@ pub use event::{EventPayload, PayloadError, TEST_EVENT_KIND};
 pub use lifecycle::*;
 pub use model::{
     Allocation, DEFAULT_MONITOR_AFTER_EXPIRY_MS, FiatQuote, Idempotency, Invoice, NewInvoice,
-    NewTarget, canonical_invoice_id,
+    NewTarget, PreviousDue, canonical_invoice_id,
 };
 pub use money::{Amount, MAX_DECIMALS, MoneyError};
 pub use service::{ChainView, InvoiceError, InvoiceService};

@@ -41,6 +41,10 @@ pub struct Invoice {
     /// in fiat (`None` when it was priced in the asset itself).
     #[serde(default)]
     pub fiat: Option<FiatQuote>,
+    /// After a re-quote to another amount: the amount it replaced, still accepted as full
+    /// payment for a grace period (see `invoice::service`).
+    #[serde(default)]
+    pub previous_due: Option<PreviousDue>,
     pub notify_url: Option<String>,
     pub return_url: Option<String>,
     pub plugin_data: serde_json::Value,
@@ -82,6 +86,15 @@ pub struct NewInvoice {
     pub idempotency: Option<Idempotency>,
     /// The fiat price `amount_due` was quoted from, if any.
     pub fiat: Option<FiatQuote>,
+}
+
+/// The amount due before a re-quote, and until when a payment of it still pays the
+/// invoice in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousDue {
+    pub amount: Amount,
+    /// Unix ms: a payment completed (block time) at or before it counts.
+    pub until: i64,
 }
 
 /// A fiat price and the quote that turned it into an on-chain amount, kept on the
@@ -219,6 +232,7 @@ impl Invoice {
             txn_hash: None,
             payer_address: None,
             fiat: new.fiat.clone(),
+            previous_due: None,
             notify_url: new.notify_url.clone(),
             return_url: new.return_url.clone(),
             plugin_data: new.plugin_data.clone(),

@@ -8,6 +8,8 @@
 //!   the listener's transaction: it sums their credits ([`super::tally`]), asks the
 //!   lifecycle for their status ([`super::evaluate`]), writes each change with its event,
 //!   and keeps their targets' reservations in step.
+//! - [`InvoiceService::requote`] moves an unpaid fiat-priced invoice to a fresh quote
+//!   (below, "Re-quotes").
 //! - [`InvoiceService::cancel`], [`InvoiceService::mark_submitted`],
 //!   [`InvoiceService::expire_due`] and [`InvoiceService::release_due_targets`] are the
 //!   merchant's and the scheduler's changes.
@@ -37,13 +39,29 @@
 //! been processed past `release_at`, so a payment mined before a deadline but not yet read
 //! still finds its reservation.
 
+//!
+//! # Re-quotes
+//!
+//! A fiat-priced invoice's amount follows its rate only while nothing has been paid: a
+//! re-quote of a pending, unpaid invoice before its deadline replaces the amount due and
+//! the quote. The payer may still be sending the amount shown before, so the replaced
+//! amount stays acceptable until the end of a grace period (`previous_due`): settling
+//! counts it as full payment when the transfer completing it was mined by then. For
+//! `unique-amount`, the new amount gets a reservation of its own, and the replaced one
+//! keeps its reservation until the grace ends (so no other invoice is handed it while a
+//! payment of it can still arrive; released like any other once the chain has been read
+//! past that time), after which a transfer of it matches nothing. Only the latest replaced
+//! amount is accepted; an older one's reservation still runs out its own grace, so it is
+//! never handed to another invoice early. Fixed-address invoices are not re-quoted: their
+//! matching compares a transfer with the single amount the invoice awaits.
+
 use sha2::{Digest, Sha256};
 use sqlx::{Acquire, AnyConnection};
 
 use super::tally::{TallyRules, tally};
 use super::{
-    Allocation, EventKind, EventPayload, Invoice, InvoiceStatus, MatchStrategy, NewInvoice,
-    PaymentFacts, check_transition, evaluate,
+    Allocation, Amount, EventKind, EventPayload, FiatQuote, Invoice, InvoiceStatus, MatchStrategy,
+    NewInvoice, PaymentFacts, PreviousDue, check_transition, evaluate,
 };
 use crate::chain::ChainConfig;
 use crate::matcher::{self, AllocationError, TargetSpec};
@@ -90,6 +108,8 @@ pub enum InvoiceError {
     Concurrent(String),
     #[error("invoice {0} is quarantined")]
     Quarantined(String),
+    #[error("invoice {id} cannot be re-quoted: {why}")]
+    NotRequotable { id: String, why: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -355,6 +375,111 @@ impl InvoiceService {
         Ok(changed)
     }
 
+    /// Re-quotes the unpaid, pending, fiat-priced invoice `id`: `quote` is the fresh quote
+    /// of its fiat price and `amount` what it comes to in base units. In one transaction
+    /// with its `invoice.requoted` event: the amount due becomes `amount` (for
+    /// `unique-amount`, raised to a free unique amount of its own, claimed by a new
+    /// target; the invoice's current reservation counts as free), and when it changes, the
+    /// amount it replaces stays acceptable as full payment for `grace_ms` (its
+    /// reservation is held until then, then released like any other). See the module docs.
+    pub async fn requote(
+        &self,
+        chain: &ChainConfig,
+        id: &str,
+        quote: FiatQuote,
+        amount: Amount,
+        grace_ms: i64,
+    ) -> Result<Invoice, InvoiceError> {
+        let now = now_ms();
+        let current = {
+            let mut conn = self.store.pool().acquire().await?;
+            queries::get(&mut conn, id)
+                .await?
+                .ok_or_else(|| InvoiceError::NotFound(id.into()))?
+        };
+        requotable(&current, now)?;
+        let plan = match current.strategy {
+            MatchStrategy::UniqueAmount => {
+                let new = NewInvoice::new(
+                    &current.merchant_id,
+                    &current.plugin,
+                    &current.chain,
+                    (&current.asset, current.decimals),
+                    amount,
+                    current.expires_at,
+                );
+                let spec = TargetSpec::UniqueAmount {
+                    address: current.pay_address.clone(),
+                };
+                Some(matcher::plan(&self.store, chain, &new, &spec, now).await?)
+            }
+            _ => None,
+        };
+        let mut tx = self.store.begin().await?;
+        let invoice = queries::get_for_update(&mut tx, self.store.backend(), id)
+            .await?
+            .ok_or_else(|| InvoiceError::NotFound(id.into()))?;
+        requotable(&invoice, now)?;
+        let new_due = match plan {
+            None => amount,
+            Some(plan) => {
+                let plan = plan.with_available(invoice.amount_due);
+                let mut chosen = None;
+                for allocation in plan.candidates() {
+                    if allocation.amount_due == invoice.amount_due {
+                        chosen = Some(invoice.amount_due);
+                        break;
+                    }
+                    let mut savepoint = tx.begin().await?;
+                    let target = &allocation.target;
+                    match queries::insert_target(
+                        &mut savepoint,
+                        &invoice,
+                        target,
+                        release_at(&invoice),
+                    )
+                    .await
+                    {
+                        Ok(()) => {
+                            savepoint.commit().await?;
+                            chosen = Some(allocation.amount_due);
+                            break;
+                        }
+                        Err(InsertError::TargetTaken) => savepoint.rollback().await?,
+                        Err(InsertError::Store(e)) => return Err(e.into()),
+                        Err(InsertError::Invoice(_)) => {
+                            unreachable!("a target insert names no invoice")
+                        }
+                    }
+                }
+                let (low, high) = plan.unique_range().unwrap_or((amount, amount));
+                chosen.ok_or_else(|| InvoiceError::NoFreeAmount {
+                    address: invoice.pay_address.clone(),
+                    low,
+                    high,
+                })?
+            }
+        };
+        let mut changed = invoice.clone();
+        if new_due != invoice.amount_due {
+            let until = now.saturating_add(grace_ms);
+            changed.previous_due = Some(PreviousDue {
+                amount: invoice.amount_due,
+                until,
+            });
+            queries::limit_reservation(&mut tx, id, invoice.amount_due, until).await?;
+        }
+        changed.amount_due = new_due;
+        changed.fiat = Some(quote);
+        changed.updated_at = now;
+        changed.version = invoice.version + 1;
+        write(&mut tx, &invoice, &changed).await?;
+        let payload = EventPayload::change(EventKind::Requoted, Some(invoice.status), &changed);
+        queries::append_event(&mut tx, &payload, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
     /// Settles each invoice in `ids` against the chain as processed up to `view`, in the
     /// caller's transaction, setting aside those whose settlement fails (module docs).
     /// Fails only for a failure of the database itself.
@@ -446,6 +571,34 @@ impl InvoiceService {
     }
 }
 
+/// Whether `invoice` may be re-quoted at `now`: pending, nothing paid, priced in fiat, not
+/// past its deadline, not set aside, and not matched by a fixed address (whose matching
+/// compares a transfer with the one amount the invoice awaits).
+fn requotable(invoice: &Invoice, now: i64) -> Result<(), InvoiceError> {
+    let why = if invoice.status != InvoiceStatus::Pending {
+        Some("it is not pending")
+    } else if !invoice.amount_paid.is_zero() {
+        Some("a payment has been received")
+    } else if invoice.fiat.is_none() {
+        Some("it is not priced in fiat")
+    } else if now >= invoice.expires_at {
+        Some("it is past its deadline")
+    } else if invoice.quarantined_at.is_some() {
+        Some("it is set aside")
+    } else if invoice.strategy == MatchStrategy::FixedAddress {
+        Some("fixed-address invoices keep their amount")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(InvoiceError::NotRequotable {
+            id: invoice.id.clone(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Records `id` as set aside because of `error` (module docs).
 async fn quarantine(
     conn: &mut AnyConnection,
@@ -493,16 +646,29 @@ async fn settle(
     let mut changed = invoice.clone();
     if let Some(view) = view {
         let credits = queries::credits_of(conn, &invoice.id).await?;
-        let t = tally(
-            &credits,
-            TallyRules {
-                amount_due: invoice.amount_due,
-                tolerance: invoice.tolerance,
-                confirmations_required: invoice.confirmations_required,
-                processed_block: view.processed_block,
-                final_block: view.final_block,
-            },
-        );
+        let rules = |amount_due| TallyRules {
+            amount_due,
+            tolerance: invoice.tolerance,
+            confirmations_required: invoice.confirmations_required,
+            processed_block: view.processed_block,
+            final_block: view.final_block,
+        };
+        let mut t = tally(&credits, rules(invoice.amount_due));
+        // A re-quote's grace: the amount it replaced still pays in full when the payment
+        // completing it was made (block time) by the end of the grace. Of the amounts
+        // the payment completes, the larger is due, so an exact payment of either is
+        // neither over- nor underpaid.
+        if let Some(previous) = invoice.previous_due {
+            let by_previous = tally(&credits, rules(previous.amount));
+            let in_grace = by_previous
+                .completed_at
+                .is_some_and(|at| at <= previous.until);
+            let larger = t.completed_at.is_none() || previous.amount > invoice.amount_due;
+            if in_grace && larger {
+                changed.amount_due = previous.amount;
+                t = by_previous;
+            }
+        }
         changed.amount_paid = t.paid;
         changed.amount_confirmed = t.confirmed;
         changed.first_paid_at = t.completed_at;
@@ -511,7 +677,7 @@ async fn settle(
     }
     let evaluation = evaluate(&PaymentFacts {
         status: invoice.status,
-        amount_due: invoice.amount_due,
+        amount_due: changed.amount_due,
         paid_total: changed.amount_paid,
         confirmed_total: changed.amount_confirmed,
         tolerance: invoice.tolerance,
@@ -529,6 +695,7 @@ async fn settle(
         || changed.outcome != invoice.outcome
         || changed.txn_hash != invoice.txn_hash
         || changed.payer_address != invoice.payer_address
+        || changed.amount_due != invoice.amount_due
         || changed.first_paid_at != invoice.first_paid_at;
     if !anything_changed {
         return Ok(None);

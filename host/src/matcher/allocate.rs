@@ -116,6 +116,15 @@ impl Plan {
         single.into_iter().chain(unique)
     }
 
+    /// The same plan with `amount` counted as free (an invoice's own reservation, which a
+    /// re-quote may keep).
+    pub fn with_available(mut self, amount: Amount) -> Plan {
+        if let Some(u) = &mut self.unique {
+            u.unavailable.remove(&amount);
+        }
+        self
+    }
+
     /// The range of amounts a unique-amount plan covers: (lowest, highest).
     pub fn unique_range(&self) -> Option<(Amount, Amount)> {
         self.unique.as_ref().map(|u| {

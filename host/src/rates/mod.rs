@@ -31,6 +31,11 @@
 //! `d` decimals that is `P · 10^d / R`, **rounded up** to the next base unit: the payer's
 //! amount is rounded up, never down, so a merchant never receives less than the price.
 //!
+//! # Re-quotes
+//!
+//! `invoices.requote` re-prices an unpaid fiat-priced invoice at the current rate; the
+//! amount it replaces still pays in full for `requote_grace_secs` (default 300) after it.
+//!
 //! # Metrics
 //!
 //! `polypay_rate_age_seconds{pair}`: the age of the rate the last quote of the pair
@@ -59,6 +64,9 @@ pub struct RatesConfig {
     pub cache_secs: u64,
     /// How long a quote is valid (`rate-quote.valid-until`).
     pub quote_valid_secs: u64,
+    /// After `invoices.requote` moves an invoice to another amount, how long a payment of
+    /// the amount it replaced still pays it in full (see `invoice::service`).
+    pub requote_grace_secs: u64,
     /// Rate sources, tried in this order.
     pub providers: Vec<ProviderConfig>,
 }
@@ -68,6 +76,7 @@ impl Default for RatesConfig {
         RatesConfig {
             cache_secs: 60,
             quote_valid_secs: 120,
+            requote_grace_secs: 300,
             providers: Vec::new(),
         }
     }
@@ -133,6 +142,7 @@ pub struct Rates {
     cache: Mutex<HashMap<(usize, String), SourcedRate>>,
     cache_ms: i64,
     quote_valid_ms: i64,
+    requote_grace_ms: i64,
     client: reqwest::Client,
 }
 
@@ -176,6 +186,7 @@ impl Rates {
             cache: Mutex::new(HashMap::new()),
             cache_ms: (config.cache_secs as i64).saturating_mul(1000),
             quote_valid_ms: (config.quote_valid_secs as i64).saturating_mul(1000),
+            requote_grace_ms: (config.requote_grace_secs as i64).saturating_mul(1000),
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(5))
                 .build()
@@ -225,6 +236,11 @@ impl Rates {
                 reasons: reasons.join("; "),
             })
         }
+    }
+
+    /// How long a re-quoted invoice still accepts the amount it replaced (ms).
+    pub fn requote_grace_ms(&self) -> i64 {
+        self.requote_grace_ms
     }
 
     /// `fiat_amount` of `fiat` in base units of `asset` (with `decimals`), rounded up.

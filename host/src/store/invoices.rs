@@ -17,7 +17,8 @@ use sqlx::{AnyConnection, Row};
 use super::{Backend, StoreError, amount_column, flag, read_flag};
 use crate::invoice::tally::Credit;
 use crate::invoice::{
-    EventPayload, FiatQuote, Idempotency, Invoice, InvoiceStatus, MatchStrategy, NewTarget, Outcome,
+    EventPayload, FiatQuote, Idempotency, Invoice, InvoiceStatus, MatchStrategy, NewTarget,
+    Outcome, PreviousDue,
 };
 
 /// A unique constraint an invoice insert can hit, told apart by the constraint's text
@@ -47,7 +48,8 @@ pub(crate) const INVOICE_COLUMNS: &str = "id, merchant_id, plugin, merchant_orde
      chain, asset, decimals, amount_due, amount_paid, amount_confirmed, tolerance, confirmations_required, strategy, pay_address, \
      pay_reference, txn_hash, payer_address, notify_url, return_url, plugin_data, expires_at, monitor_until, first_paid_at, paid_at, \
      submitted_at, cancelled_at, quarantined_at, created_at, updated_at, version, \
-     fiat_amount, fiat_currency, fiat_rate, fiat_rate_source, fiat_quoted_at, fiat_valid_until";
+     fiat_amount, fiat_currency, fiat_rate, fiat_rate_source, fiat_quoted_at, fiat_valid_until, \
+     previous_amount_due, previous_due_until";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -85,6 +87,17 @@ pub(crate) fn invoice_from_row(row: &AnyRow) -> Result<Invoice, StoreError> {
         txn_hash: row.try_get("txn_hash")?,
         payer_address: row.try_get("payer_address")?,
         fiat: fiat_from_row(row)?,
+        previous_due: {
+            let amount: Option<String> = row.try_get("previous_amount_due")?;
+            let until: Option<i64> = row.try_get("previous_due_until")?;
+            match (amount, until) {
+                (Some(amount), Some(until)) => Some(PreviousDue {
+                    amount: amount_column(&amount)?,
+                    until,
+                }),
+                _ => None,
+            }
+        },
         notify_url: row.try_get("notify_url")?,
         return_url: row.try_get("return_url")?,
         plugin_data: serde_json::from_str(&plugin_data).map_err(|e| corrupt("plugin data", e))?,
@@ -311,8 +324,8 @@ pub async fn insert_target(
     }
 }
 
-/// Writes the lifecycle columns of `changed` (status, outcome, amounts, times; not the
-/// plugin's data, which only the plugin changes) if the stored version is still
+/// Writes the lifecycle columns of `changed` (status, outcome, amounts, times, the fiat
+/// quote; not the plugin's data, which only the plugin changes) if the stored version is still
 /// `expected`; false when it is not (a concurrent change).
 pub async fn update(
     conn: &mut AnyConnection,
@@ -322,7 +335,9 @@ pub async fn update(
     let updated = sqlx::query(
         "UPDATE invoices SET status = $1, underpaid = $2, overpaid = $3, paid_late = $4, amount_paid = $5, \
          amount_confirmed = $6, txn_hash = $7, first_paid_at = $8, paid_at = $9, cancelled_at = $10, submitted_at = $11, \
-         updated_at = $12, version = $13, payer_address = $16 WHERE id = $14 AND version = $15",
+         updated_at = $12, version = $13, payer_address = $16, amount_due = $17, fiat_amount = $18, fiat_currency = $19, \
+         fiat_rate = $20, fiat_rate_source = $21, fiat_quoted_at = $22, fiat_valid_until = $23, previous_amount_due = $24, \
+         previous_due_until = $25 WHERE id = $14 AND version = $15",
     )
     .bind(changed.status.as_str())
     .bind(flag(changed.outcome.underpaid))
@@ -340,6 +355,15 @@ pub async fn update(
     .bind(&changed.id)
     .bind(expected)
     .bind(&changed.payer_address)
+    .bind(changed.amount_due.to_string())
+    .bind(changed.fiat.as_ref().map(|f| f.amount.as_str()))
+    .bind(changed.fiat.as_ref().map(|f| f.currency.as_str()))
+    .bind(changed.fiat.as_ref().map(|f| f.rate.as_str()))
+    .bind(changed.fiat.as_ref().map(|f| f.source.as_str()))
+    .bind(changed.fiat.as_ref().map(|f| f.quoted_at))
+    .bind(changed.fiat.as_ref().map(|f| f.valid_until))
+    .bind(changed.previous_due.map(|p| p.amount.to_string()))
+    .bind(changed.previous_due.map(|p| p.until))
     .execute(conn)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -430,6 +454,26 @@ pub async fn reactivate_targets(
     .bind(release_at)
     .bind(invoice_id)
     .bind(MatchStrategy::FixedAddress.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends the reservation of `amount` held by an invoice's active target at `until` at the
+/// latest (a re-quote's grace period for the amount it replaced).
+pub async fn limit_reservation(
+    conn: &mut AnyConnection,
+    invoice_id: &str,
+    amount: crate::invoice::Amount,
+    until: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE payment_targets SET release_at = $1 WHERE invoice_id = $2 AND active = 1 AND amount = $3 \
+         AND release_at > $1",
+    )
+    .bind(until)
+    .bind(invoice_id)
+    .bind(amount.to_string())
     .execute(conn)
     .await?;
     Ok(())

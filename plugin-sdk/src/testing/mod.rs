@@ -908,6 +908,32 @@ impl Host for FakeHost {
         Ok(invoice.clone())
     }
 
+    /// No rate source in the fake host: a re-quote keeps the amount (the fiat digits
+    /// stand for the base units), under the real host's conditions.
+    fn requote_invoice(&self, id: &str) -> Result<invoices::Invoice, HostError> {
+        let found = self.state.borrow().invoices.iter().position(|i| i.id == id);
+        let index = found
+            .filter(|&i| {
+                let invoice = self.state.borrow().invoices[i].clone();
+                self.visible(&invoice)
+            })
+            .ok_or(HostError::NotFound)?;
+        let now = self.now.get();
+        let mut s = self.state.borrow_mut();
+        let invoice = &mut s.invoices[index];
+        let requotable = invoice.status == invoices::InvoiceStatus::Pending
+            && invoice.amount_paid == "0"
+            && invoice.fiat.is_some()
+            && now < invoice.expires_at;
+        if !requotable {
+            return Err(HostError::Conflict(
+                "only a pending, unpaid, fiat-priced invoice can be re-quoted".into(),
+            ));
+        }
+        invoice.updated_at = now;
+        Ok(invoice.clone())
+    }
+
     fn mark_invoice_submitted(&self, id: &str) -> Result<invoices::Invoice, HostError> {
         let now = self.now.get();
         let mut s = self.state.borrow_mut();

@@ -5,7 +5,7 @@
 //! - every read and write is limited to invoices whose `plugin` is this
 //!   plugin; another plugin's invoice is `not-found`;
 //! - authenticated: only the merchant's own invoices (others: `not-found`);
-//! - unauthenticated: `get`, `find-by-order-id` and `mark-submitted` over all
+//! - unauthenticated: `get`, `find-by-order-id`, `mark-submitted` and `requote` over all
 //!   of the plugin's invoices (payment pages, payer status polling);
 //!   `create` only for the plugin's `default_merchant`; everything else is
 //!   `unauthorized`.
@@ -198,6 +198,7 @@ fn invoice_error(scope: &CallScope, e: InvoiceError) -> HostError {
         InvoiceError::NoFreeAmount { .. } => {
             HostError::Unavailable("no unique amount is free; retry later".into())
         }
+        e @ InvoiceError::NotRequotable { .. } => HostError::Conflict(e.to_string()),
         InvoiceError::Concurrent(_) => {
             HostError::Unavailable("the invoice changed concurrently; retry".into())
         }
@@ -368,6 +369,38 @@ async fn create_invoice(
     let service = InvoiceService::new(storage.store.clone());
     service
         .open(chain, &record, &spec)
+        .await
+        .map_err(|e| invoice_error(scope, e))
+}
+
+/// Re-quotes the invoice `id` (if this call may see it) at the current rate of its fiat
+/// price (committed when this returns `Ok`).
+async fn requote_visible(scope: &CallScope, id: &str) -> Result<invoice::Invoice, HostError> {
+    let invoice = visible_invoice(scope, id).await?;
+    let Some(fiat) = invoice.fiat.clone() else {
+        return Err(HostError::Conflict(
+            "the invoice is not priced in fiat".into(),
+        ));
+    };
+    let (chain, _) = asset_of(scope, &invoice.chain, &invoice.asset)?;
+    let (quote, _) = super::rates::quote(
+        scope,
+        &fiat.currency,
+        &fiat.amount,
+        &invoice.chain,
+        &invoice.asset,
+    )
+    .await?;
+    let fresh = invoice::FiatQuote {
+        rate: quote.rate.rate.to_string(),
+        source: quote.rate.source.clone(),
+        quoted_at: quote.quoted_at,
+        valid_until: quote.valid_until,
+        ..fiat
+    };
+    let grace_ms = scope.services.inner.rates.requote_grace_ms();
+    InvoiceService::new(scope.storage()?.store.clone())
+        .requote(chain, &invoice.id, fresh, quote.amount, grace_ms)
         .await
         .map_err(|e| invoice_error(scope, e))
 }
@@ -558,6 +591,11 @@ impl Host for PluginState {
 
     async fn mark_submitted(&mut self, id: String) -> HostResult<Invoice> {
         let changed = change_visible(&self.scope, &id, Change::MarkSubmitted).await;
+        self.written(changed).await
+    }
+
+    async fn requote(&mut self, id: String) -> HostResult<Invoice> {
+        let changed = requote_visible(&self.scope, &id).await;
         self.written(changed).await
     }
 

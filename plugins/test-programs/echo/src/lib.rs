@@ -35,6 +35,7 @@ impl Plugin for Echo {
             .get("/echo/invoices/{id}", get_invoice)
             .post("/echo/invoices/{id}/cancel", cancel_invoice)
             .post("/echo/invoices/{id}/submitted", mark_submitted)
+            .post("/echo/invoices/{id}/requote", requote)
             .get("/echo/orders/{order_id}", find_by_order_id)
             .get("/echo/stats", stats)
             .post("/echo/money", money_table)
@@ -337,6 +338,12 @@ fn find_by_order_id(req: &Request) -> Reply {
 fn cancel_invoice(req: &Request) -> Reply {
     authenticate_if_presented(req)?;
     let invoice = invoices::cancel(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &invoice_json(&invoice)))
+}
+
+fn requote(req: &Request) -> Reply {
+    authenticate_if_presented(req)?;
+    let invoice = invoices::requote(req.param("id").unwrap_or_default()).map_err(host_error)?;
     Ok(Response::json(200, &invoice_json(&invoice)))
 }
 
