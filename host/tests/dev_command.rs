@@ -14,7 +14,7 @@ use common::dev::{DevProcess, Ports, at_path, run_dev, sh, sh_json};
 use polypay_host::dev::rpc::AnvilRpc;
 use serde_json::{Value, json};
 use trino_support::expected_signature;
-use webhook_support::{Receiver, eventually};
+use webhook_support::{Receiver, Reply, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -792,4 +792,43 @@ async fn tron_php_walkthrough_is_paid_on_the_dev_tron_node_and_calls_back() {
 fn hex_sha256(text: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pay_orders_walkthrough_signs_prices_in_fiat_pays_and_calls_back() {
+    // The merchant answers `ok`, the only answer pay-orders accepts.
+    let shop = Receiver::start(|_, _| Reply::Body(200, "ok".into())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let hooks = shop.url("/hooks");
+    let mut dev =
+        DevProcess::start(&dir.path().join("dev"), &ports, &["--notify-url", &hooks]).await;
+    let section = dev.walkthrough.section("pay-orders").clone();
+
+    // The printed create command signs as the seed says (shell md5sum) and prices the
+    // order in USD: 20.00 USD at the dev config's 1 USD per USDT is 20 USDT (plus the
+    // order's unique step).
+    let created = sh_json(section.command(1), &[]).await;
+    assert_eq!(created["code"], 200, "{created}");
+    let order = &created["result"];
+    assert_eq!(order["fee"], 2000);
+    assert_eq!(order["pay_currency"], 2);
+    let (variable, path) = section.steps[0].keep.clone().expect("where the order is");
+    let page = at_path(&created, &path);
+    assert!(page.contains("/pay/"), "the checkout page: {page}");
+    let vars = [(variable.as_str(), page.as_str())];
+
+    // Paid with the printed command; the callback carries the whole order, paid.
+    let paid = sh(section.command(2), &vars).await;
+    assert!(paid.starts_with("paid 20"), "{paid}");
+    let callback = eventually("the paid order's callback", WAIT, || async {
+        shop.received()
+            .into_iter()
+            .find(|r| r.path == "/hooks/pay-orders")
+    })
+    .await;
+    let body = callback.json();
+    assert_eq!(body["id"], order["id"]);
+    assert_eq!(body["pay_status"], 3, "{body}");
+    assert!(dev.interrupt().await.success());
 }

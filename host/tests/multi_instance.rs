@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use alloy::primitives::U256;
-use common::anvil::{CHAIN_ID, TestChain};
+use common::anvil::TestChain;
 use common::db::TestDb;
 use common::polypay::{PolypayProcess, admin_client, cli_json, free_port, secrets_toml};
 use reqwest::Client;
@@ -100,25 +100,7 @@ workers = {workers}
 poll_interval_ms = {webhook_poll_ms}
 allowed_networks = ["127.0.0.1/32"]
 
-[[chains]]
-name = "{NETWORK}"
-kind = "evm"
-chain_id = {CHAIN_ID}
-rpc_url = "{rpc}"
-confirmations = {confirmations}
-poll_interval_ms = 100
-start_block = {start_block}
-
-[[chains.assets]]
-symbol = "ETH"
-decimals = 18
-native = true
-
-[[chains.assets]]
-symbol = "USDT"
-decimals = 6
-contract = "{token}"
-
+{chain_toml}
 [[chains.payment_contracts]]
 address = "{payment_contract}"
 asset = "USDT"
@@ -129,8 +111,7 @@ wasm = "{wasm}"
 "#,
             data = data.display(),
             secrets = secrets_toml(),
-            rpc = chain.anvil.url,
-            token = chain.token.to_checksum(None),
+            chain_toml = chain.config_toml_from(NETWORK, confirmations, start_block),
             payment_contract = chain.payment_contract.to_checksum(None),
             wasm = polypay_plugin_artifacts::TRINO,
         ),

@@ -163,6 +163,7 @@ pub mod http;
 pub mod router;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+pub mod time;
 
 pub use bindings::polypay::plugin::plugin_types::{Manifest, Route};
 pub use bindings::polypay::plugin::types::HostError;

@@ -279,6 +279,15 @@ pub fn config_text(options: &DevOptions, state: &DevState, mounts: &[Mount]) -> 
                 { "symbol": TOKEN_SYMBOL, "decimals": TRON_DECIMALS, "contract": super::tron_node::control::dev_usdt().to_base58() },
             ],
         }],
+        // Fiat-priced demos (pay-orders) need a rate: a fixed table, so the demo works
+        // offline and its amounts are predictable.
+        "rates": {
+            "providers": [{
+                "name": "dev",
+                "kind": "static",
+                "rates": { "USDT/USD": "1", "USDT/CNY": "7.2", "ETH/USD": "3000", "TRX/USD": "0.25" },
+            }],
+        },
         "plugins": plugins,
     });
     let body = toml::to_string(&config).expect("the dev config is representable in TOML");

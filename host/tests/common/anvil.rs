@@ -299,6 +299,13 @@ impl TestChain {
     /// and `USDT` (the test token), `confirmations` deep, polled every 100 ms from the next
     /// block on. Tables of the entry (`[[chains.payment_contracts]]`) may follow.
     pub async fn config_toml(&self, name: &str, confirmations: u32) -> String {
+        let start = self.anvil.block_number().await + 1;
+        self.config_toml_from(name, confirmations, start)
+    }
+
+    /// [`TestChain::config_toml`] followed from block `start` (instances that must agree
+    /// on where the listener starts).
+    pub fn config_toml_from(&self, name: &str, confirmations: u32, start: u64) -> String {
         format!(
             r#"
 [[chains]]
@@ -321,7 +328,6 @@ decimals = 6
 contract = "{token}"
 "#,
             rpc = self.anvil.url,
-            start = self.anvil.block_number().await + 1,
             token = self.token.to_checksum(None),
         )
     }

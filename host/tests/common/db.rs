@@ -121,3 +121,27 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Row counts of `tables` in the SQLite database file `path` of a running server (opened
+/// read-only): what a bad-input test compares before and after a request to show that
+/// nothing was written.
+#[allow(dead_code)] // each test binary uses its own part of common
+pub async fn row_counts(
+    path: &std::path::Path,
+    tables: &[&'static str],
+) -> Vec<(&'static str, i64)> {
+    let url = format!("sqlite://{}?mode=ro", path.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open the server's database");
+    let mut out = Vec::new();
+    for &table in tables {
+        let n: i64 =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        out.push((table, n));
+    }
+    out
+}

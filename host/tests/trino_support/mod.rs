@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 
-use crate::common::anvil::{CHAIN_ID, TestChain};
+use crate::common::anvil::TestChain;
 use crate::common::polypay::{
     PolypayProcess, cli_json, free_port, loopback_webhooks_toml, secrets_toml,
 };
@@ -60,25 +60,7 @@ admin = "127.0.0.1:{admin}"
 
 {secrets}
 {webhooks}
-[[chains]]
-name = "{NETWORK}"
-kind = "evm"
-chain_id = {CHAIN_ID}
-rpc_url = "{rpc}"
-confirmations = {confirmations}
-poll_interval_ms = 100
-start_block = {start}
-
-[[chains.assets]]
-symbol = "ETH"
-decimals = 18
-native = true
-
-[[chains.assets]]
-symbol = "USDT"
-decimals = 6
-contract = "{token}"
-
+{chain_toml}
 [[chains.payment_contracts]]
 address = "{payment_contract}"
 asset = "USDT"
@@ -90,9 +72,7 @@ wasm = "{wasm}"
                 data = dir.path().display(),
                 secrets = secrets_toml(),
                 webhooks = loopback_webhooks_toml(),
-                rpc = chain.anvil.url,
-                start = chain.anvil.block_number().await + 1,
-                token = chain.token.to_checksum(None),
+                chain_toml = chain.config_toml(NETWORK, confirmations).await,
                 payment_contract = chain.payment_contract.to_checksum(None),
                 wasm = polypay_plugin_artifacts::TRINO,
             ),

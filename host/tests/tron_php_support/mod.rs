@@ -185,28 +185,18 @@ wasm = "{wasm}"
     /// Row counts of every table a request can write (invoices, their payment targets
     /// and outbox events, the plugin's key-value entries), read from the server's database.
     pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}?mode=ro", self.database.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url)
-            .await
-            .expect("open the server's database");
-        let mut out = Vec::new();
-        for table in [
-            "invoices",
-            "payment_targets",
-            "outbox_events",
-            "plugin_kv",
-            "merchants",
-            "credentials",
-        ] {
-            let n: i64 =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                    .fetch_one(&mut conn)
-                    .await
-                    .unwrap();
-            out.push((table, n));
-        }
-        out
+        crate::common::db::row_counts(
+            &self.database,
+            &[
+                "invoices",
+                "payment_targets",
+                "outbox_events",
+                "plugin_kv",
+                "merchants",
+                "credentials",
+            ],
+        )
+        .await
     }
 
     /// Polls `check_payment_status.php?order_id=` until `status`, returning the `data`.

@@ -117,41 +117,22 @@ xpub = "{TEST_XPUB}"
 }
 
 async fn rows(db: &Path) -> Vec<(&'static str, i64)> {
-    use sqlx::ConnectOptions;
-    let mut conn = format!("sqlite://{}?mode=ro", db.display())
-        .parse::<sqlx::sqlite::SqliteConnectOptions>()
-        .unwrap()
-        .connect()
-        .await
-        .expect("open the server's database");
-    let mut out = Vec::new();
-    for table in [
-        "invoices",
-        "payment_targets",
-        "outbox_events",
-        "merchants",
-        "credentials",
-        "merchant_plugin_data",
-    ] {
-        let n: i64 =
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
-                .fetch_one(&mut conn)
-                .await
-                .unwrap();
-        out.push((table, n));
-    }
-    out
+    crate::common::db::row_counts(
+        db,
+        &[
+            "invoices",
+            "payment_targets",
+            "outbox_events",
+            "merchants",
+            "credentials",
+            "merchant_plugin_data",
+        ],
+    )
+    .await
 }
 
 /// Sends `request`, returns (status, JSON body).
-pub async fn call(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    let body = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("HTTP {status}: body is not JSON ({e}): {text}"));
-    (status, body)
-}
+pub use crate::common::polypay::call_json as call;
 
 /// Asserts the envelope of a success: `{success: true, data, error: null, timestamp}`
 /// with an RFC 3339 UTC timestamp; returns `data`.

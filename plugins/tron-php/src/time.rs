@@ -42,59 +42,26 @@ impl Zone {
 
     /// The local civil time of `unix_ms` in this zone.
     pub fn civil(self, unix_ms: i64) -> Civil {
-        let local = unix_ms.div_euclid(1000) + i64::from(self.offset_minutes) * 60;
-        let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
-        let (year, month, day) = civil_from_days(days);
-        Civil {
-            year,
-            month,
-            day,
-            hour: (secs / 3600) as u32,
-            minute: (secs % 3600 / 60) as u32,
-            second: (secs % 60) as u32,
-        }
+        Civil(polypay_plugin_sdk::time::Civil::of_unix_ms(
+            unix_ms + i64::from(self.offset_minutes) * 60_000,
+        ))
     }
 }
 
 /// A local date and time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Civil {
-    pub year: i64,
-    pub month: u32,
-    pub day: u32,
-    pub hour: u32,
-    pub minute: u32,
-    pub second: u32,
-}
+pub struct Civil(pub polypay_plugin_sdk::time::Civil);
 
 impl Civil {
     /// `YYYY-MM-DD HH:MM:SS`.
     pub fn datetime(&self) -> String {
-        format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-            self.year, self.month, self.day, self.hour, self.minute, self.second
-        )
+        format!("{} {}", self.0.date(), self.0.time())
     }
 
     /// `YYYYMMDD`.
     pub fn compact_date(&self) -> String {
-        format!("{:04}{:02}{:02}", self.year, self.month, self.day)
+        format!("{:04}{:02}{:02}", self.0.year, self.0.month, self.0.day)
     }
-}
-
-/// Year, month, day of a count of days since 1970-01-01 (proleptic Gregorian; Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
