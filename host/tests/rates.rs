@@ -42,6 +42,7 @@ fn rates(providers: Vec<ProviderConfig>) -> Rates {
         cache_secs: 3600,
         quote_valid_secs: 120,
         providers,
+        ..RatesConfig::default()
     })
     .unwrap()
 }
@@ -251,6 +252,7 @@ async fn a_chainlink_feed_is_read_exactly_and_stale_or_bad_answers_are_refused()
         cache_secs: 0,
         quote_valid_secs: 120,
         providers: vec![chainlink(&anvil, feed)],
+        ..RatesConfig::default()
     })
     .unwrap();
     let quote = only_chainlink
