@@ -424,6 +424,21 @@ async fn a_fiat_priced_invoice_keeps_its_price_and_quote() {
         .unwrap()
         .unwrap();
     assert_eq!(stored.fiat, None);
+
+    // The quoted amount is rounded up to the asset's unique-amount step (1 USDT here):
+    // 20.50 USD at 0.8 is 25.625 USDT, asked as 26.
+    let r = app
+        .request(reqwest::Method::POST, "/echo/invoices", Some(&m.token))
+        .json(
+            &json!({ "fiat": { "amount": "20.50", "currency": "USD" }, "chain": "ethereum",
+                       "asset": "USDT", "order_id": "f-2",
+                       "fixed_address": "0x5555555555555555555555555555555555555555" }),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stepped: Value = r.json().await.unwrap();
+    assert_eq!(stepped["amount_due"], "26000000", "{stepped}");
 }
 
 /// A rate endpoint whose USDT/USD rate the test sets: `{"rate": "<rate>"}` at `/rate`.

@@ -280,7 +280,7 @@ async fn create_invoice(
                 quoted_at: quote.quoted_at,
                 valid_until: quote.valid_until,
             };
-            (quote.amount, Some(kept))
+            (on_step_grid(quote.amount, asset)?, Some(kept))
         }
     };
     if amount_due == Amount::ZERO {
@@ -373,6 +373,23 @@ async fn create_invoice(
         .map_err(|e| invoice_error(scope, e))
 }
 
+/// A quoted amount rounded up to a multiple of the asset's `unique_amount_step` (one base
+/// unit unless configured): a fiat price comes to an amount on the grid the operator
+/// chose for the asset (e.g. whole cents of USDT), which unique amounts (price + k·step)
+/// then keep, so a dialect can show the amount in those units exactly. Rounded up, like
+/// every conversion of a fiat price: the merchant never receives less than the price.
+fn on_step_grid(amount: Amount, asset: &crate::chain::AssetConfig) -> Result<Amount, HostError> {
+    let step = asset
+        .unique_step()
+        .map_err(|e| HostError::Unsupported(format!("asset `{}`: {e}", asset.symbol)))?
+        .as_u256();
+    let units = amount.as_u256().div_ceil(step);
+    units
+        .checked_mul(step)
+        .map(Amount::from)
+        .ok_or_else(|| HostError::Invalid("the converted amount is too large".into()))
+}
+
 /// Re-quotes the invoice `id` (if this call may see it) at the current rate of its fiat
 /// price (committed when this returns `Ok`).
 async fn requote_visible(scope: &CallScope, id: &str) -> Result<invoice::Invoice, HostError> {
@@ -382,7 +399,7 @@ async fn requote_visible(scope: &CallScope, id: &str) -> Result<invoice::Invoice
             "the invoice is not priced in fiat".into(),
         ));
     };
-    let (chain, _) = asset_of(scope, &invoice.chain, &invoice.asset)?;
+    let (chain, asset) = asset_of(scope, &invoice.chain, &invoice.asset)?;
     let (quote, _) = super::rates::quote(
         scope,
         &fiat.currency,
@@ -400,7 +417,13 @@ async fn requote_visible(scope: &CallScope, id: &str) -> Result<invoice::Invoice
     };
     let grace_ms = scope.services.inner.rates.requote_grace_ms();
     InvoiceService::new(scope.storage()?.store.clone())
-        .requote(chain, &invoice.id, fresh, quote.amount, grace_ms)
+        .requote(
+            chain,
+            &invoice.id,
+            fresh,
+            on_step_grid(quote.amount, asset)?,
+            grace_ms,
+        )
         .await
         .map_err(|e| invoice_error(scope, e))
 }
