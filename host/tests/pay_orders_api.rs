@@ -603,6 +603,70 @@ async fn a_rate_outage_refuses_new_orders_and_leaves_existing_ones_intact() {
     ok_result(call(store().json(&during)).await);
 }
 
+/// Showing an unpaid order two minutes after its quote refreshes it at the current rate
+/// and fills `pay_refresh_at`; the amount shown before the refresh still pays the order in
+/// full (within the host's grace period).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn showing_an_order_after_two_minutes_refreshes_its_quote_and_the_old_amount_still_pays() {
+    let chain = TestChain::start().await;
+    let rate = Arc::new(std::sync::Mutex::new("7.25".to_string()));
+    let served = rate.clone();
+    let cny = Receiver::start(move |_, _| {
+        let rate = served.lock().unwrap().clone();
+        Reply::Body(200, format!(r#"{{"data":{{"rate":"{rate}"}}}}"#))
+    })
+    .await;
+    let server = PayOrdersServer::start(&chain, &cny).await;
+    let http = Client::new();
+    let mut request = server.signed_request();
+    request["currency"] = json!(2);
+    let order = server.store(&request).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let show = server.url(&format!("/api/web/pay-orders/show?id={id}"));
+    let fresh = ok_result(call(http.get(&show)).await);
+    assert_eq!(fresh["pay_fee"], order["pay_fee"], "a fresh quote is kept");
+    assert_eq!(fresh["pay_refresh_at"], Value::Null);
+
+    // Two minutes later (the quote's time moved back rather than the test waiting), at
+    // another rate.
+    let url = format!("sqlite://{}", server.data_dir.join("polypay.db").display());
+    let store = polypay_host::store::Store::connect(&url, 1).await.unwrap();
+    sqlx::query("UPDATE invoices SET fiat_quoted_at = fiat_quoted_at - 121000")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+    *rate.lock().unwrap() = "5".into();
+    let refreshed = ok_result(call(http.get(&show)).await);
+    let fee: u64 = request["fee"].as_u64().unwrap();
+    // fee cents of CNY at 5 CNY per USDT, in hundredths of USDT, rounded up.
+    assert_eq!(refreshed["pay_fee"], fee.div_ceil(5), "{refreshed}");
+    assert_ne!(refreshed["pay_fee"], order["pay_fee"]);
+    assert!(is_timestamp(&refreshed["pay_refresh_at"]), "{refreshed}");
+    assert_seed_shape(&refreshed, &["pay_refresh_at"]);
+    // Shown again at once: nothing to refresh.
+    let again = ok_result(call(http.get(&show)).await);
+    assert_eq!(again["pay_refresh_at"], refreshed["pay_refresh_at"]);
+
+    // The payer sends the amount shown before the refresh: the order is paid.
+    let amount = U256::from(order["pay_fee"].as_u64().unwrap()) * U256::from(10_000u64);
+    let payer = chain.account(1);
+    chain.mint(payer, amount).await;
+    chain
+        .transfer_token(payer, server.receipt_account, amount)
+        .await;
+    let paid = eventually("the order to be paid", Duration::from_secs(30), || async {
+        let order = ok_result(call(http.get(&show)).await);
+        (order["pay_status"] == 3).then_some(order)
+    })
+    .await;
+    assert_eq!(paid["status"], 2);
+    assert_eq!(
+        paid["pay_fee"], order["pay_fee"],
+        "paid at the quote it was shown"
+    );
+}
+
 /// Creates an order with `callback_url`, pays it in USDT on the chain, and returns the
 /// order as `show` reads it once paid.
 async fn pay_an_order(

@@ -603,8 +603,9 @@ pub mod merchants {
 pub mod invoices {
     use super::{HostError, with_host};
     pub use crate::bindings::polypay::plugin::invoices::{
-        AssetVolume, DeliveryState, FiatPrice, Invoice, InvoiceFilter, InvoicePage, InvoiceStats,
-        InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price, WebhookSummary,
+        AssetVolume, DeliveryState, FiatPrice, FiatQuote, Invoice, InvoiceFilter, InvoicePage,
+        InvoiceStats, InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price,
+        WebhookSummary,
     };
 
     pub fn create(invoice: &NewInvoice) -> Result<Invoice, HostError> {

@@ -785,6 +785,13 @@ impl Host for FakeHost {
             amount_due_decimal: money::format_units(&amount_due, decimals),
             amount_paid_decimal: "0".into(),
             payer_address: None,
+            // The fake host's quote: rate 1, valid for two minutes.
+            fiat_quote: fiat.as_ref().map(|_| invoices::FiatQuote {
+                rate: "1".into(),
+                source: "fake".into(),
+                quoted_at: now,
+                valid_until: now + 120_000,
+            }),
             amount_due,
             amount_paid: "0".into(),
             fiat,
@@ -931,6 +938,10 @@ impl Host for FakeHost {
             ));
         }
         invoice.updated_at = now;
+        if let Some(quote) = &mut invoice.fiat_quote {
+            quote.quoted_at = now;
+            quote.valid_until = now + 120_000;
+        }
         Ok(invoice.clone())
     }
 

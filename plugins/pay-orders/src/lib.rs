@@ -39,6 +39,12 @@
 //! invoice's amount due in hundredths, rounded up. A rate outage refuses new orders with
 //! 503 and leaves existing ones untouched.
 //!
+//! The invoice is priced in fiat (the host keeps the quote on it and rounds the amount
+//! up to the asset's `unique_amount_step`). Showing an unpaid order whose quote is two
+//! minutes old re-quotes it at the current rate (`invoices.requote`); `pay_refresh_at` is
+//! when that last happened (null until it has). A payer who sends the amount shown
+//! before the refresh is still paid in full within the host's grace period.
+//!
 //! # Settings
 //!
 //! ```toml
@@ -80,7 +86,7 @@ pub mod store;
 use std::collections::BTreeMap;
 
 use order::{Order, OrderData};
-use polypay_plugin_sdk::invoices::Invoice;
+use polypay_plugin_sdk::invoices::{FiatPrice, Invoice};
 use polypay_plugin_sdk::merchants::{
     CredentialTemplate, DigestAlgorithm, DigestPart, DigestProof, Proof, SecretFormat,
 };
@@ -315,8 +321,10 @@ fn store_order(req: &Request) -> Result<Response, Response> {
         HostError::Unsupported(_) => errors::invalid(format!("暂不支持 {fiat} 计价")),
         other => errors::host_failure("rates.quote", other),
     })?;
-    let amount =
-        round_up_to(&quote.amount, &unit).ok_or_else(|| errors::invalid("fee 超出范围"))?;
+    // The amount the quote comes to, checked here so an absurd fee is refused in the
+    // dialect's words; the invoice itself is priced in fiat, so the host keeps the quote
+    // on it and can refresh it (`pay_refresh_at`).
+    round_up_to(&quote.amount, &unit).ok_or_else(|| errors::invalid("fee 超出范围"))?;
     // Bounded length whatever the salt: the credential id and a digest of the salt.
     let salt_key = format!(
         "salt:{credential}:{}",
@@ -347,7 +355,10 @@ fn store_order(req: &Request) -> Result<Response, Response> {
     let non_empty = |s: String| (!s.is_empty()).then_some(s);
     let invoice = invoices::create(&NewInvoice {
         merchant_order_id: Some(id),
-        price: Price::BaseUnits(amount),
+        price: Price::Fiat(FiatPrice {
+            amount: store::cents_to_decimal(order.fee),
+            currency: fiat.to_owned(),
+        }),
         chain: target.chain.clone(),
         asset: target.asset.clone(),
         matching,
@@ -394,8 +405,29 @@ fn load_order(req: &Request) -> Result<Invoice, Response> {
     })
 }
 
+/// How old an unpaid order's quote may get before showing the order refreshes it.
+const REFRESH_AFTER_MS: i64 = 2 * 60 * 1000;
+
+/// Shows the order; an unpaid one whose quote is [`REFRESH_AFTER_MS`] old is re-quoted at
+/// the current rate first (`invoices.requote`: the amount shown before still pays during
+/// the host's grace period), and `pay_refresh_at` tells when it last was.
 fn show_order(req: &Request) -> Result<Response, Response> {
-    let invoice = load_order(req)?;
+    let mut invoice = load_order(req)?;
+    let stale = invoice.status == InvoiceStatus::Pending
+        && invoice.amount_paid == "0"
+        && invoice
+            .fiat_quote
+            .as_ref()
+            .is_some_and(|q| clock::now() >= q.quoted_at.saturating_add(REFRESH_AFTER_MS));
+    if stale {
+        match invoices::requote(&invoice.id) {
+            Ok(requoted) => invoice = requoted,
+            // A rate outage, or a payment or the deadline just arrived: the order stands
+            // as it is.
+            Err(HostError::Unavailable(_) | HostError::Conflict(_)) => {}
+            Err(other) => return Err(errors::host_failure("invoices.requote", other)),
+        }
+    }
     Ok(errors::ok(&Order::of(&invoice)))
 }
 

@@ -126,7 +126,12 @@ impl Order {
             callback_at: invoice.webhook.last_attempt_at.map(datetime),
             callback_times: invoice.webhook.attempts,
             pay_finish_at: invoice.paid_at.map(datetime),
-            pay_refresh_at: None,
+            // The last re-quote; the first quote is made with the order.
+            pay_refresh_at: invoice
+                .fiat_quote
+                .as_ref()
+                .filter(|q| q.quoted_at > invoice.created_at)
+                .map(|q| datetime(q.quoted_at)),
             pay_submit_at: invoice.submitted_at.map(datetime),
             created_at: datetime(invoice.created_at),
             updated_at: datetime(invoice.updated_at),

@@ -22,8 +22,9 @@ use crate::invoice::{self, Amount, Idempotency, InvoiceError, InvoiceService};
 use crate::matcher::{AllocationError, TargetSpec};
 use crate::plugin::bindings::HostError;
 use crate::plugin::bindings::polypay::plugin::invoices::{
-    AssetVolume, DeliveryState, FiatPrice, Host, Invoice, InvoiceFilter, InvoicePage, InvoiceStats,
-    InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price, WebhookSummary,
+    AssetVolume, DeliveryState, FiatPrice, FiatQuote, Host, Invoice, InvoiceFilter, InvoicePage,
+    InvoiceStats, InvoiceStatus, MatchKind, MatchStrategy, NewInvoice, PageSelector, Price,
+    WebhookSummary,
 };
 use crate::plugin::state::{CallScope, PluginState};
 use crate::store::outbox::{self, SummaryState};
@@ -141,6 +142,12 @@ pub(crate) fn invoice_wit(
         amount_due_decimal: i.amount_due.format_decimal(i.decimals),
         amount_paid_decimal: i.amount_paid.format_decimal(i.decimals),
         payer_address: i.payer_address.clone(),
+        fiat_quote: i.fiat.as_ref().map(|f| FiatQuote {
+            rate: f.rate.clone(),
+            source: f.source.clone(),
+            quoted_at: f.quoted_at,
+            valid_until: f.valid_until,
+        }),
         fiat: i.fiat.as_ref().map(|f| FiatPrice {
             amount: f.amount.clone(),
             currency: f.currency.clone(),
