@@ -15,11 +15,12 @@
 //!   send without a CORS preflight this server never grants.
 //! - `GET /api/checkout/{invoice_id}/events`: server-sent events, event name `invoice`,
 //!   data the same JSON: once at connect, then whenever the status, the outcome, the
-//!   amount paid or the transaction change. The stream ends after a final view is sent
-//!   (`"final": true`: `paid` or `cancelled`, or `expired` once the post-expiry monitoring
-//!   window is over; until then a late payment can still arrive and is shown), after
-//!   [`STREAM_LIFETIME`] in any case (the browser's `EventSource` reconnects by itself and
-//!   gets the current state first), and at shutdown. At most `checkout.max_streams` are
+//!   amount due (a re-quote) or paid, the quote or the transaction change. The stream
+//!   ends after a final view is sent (`"final": true`: `paid` or `cancelled`, or
+//!   `expired` once the post-expiry monitoring window is over; until then a late payment
+//!   can still arrive and is shown), after [`STREAM_LIFETIME`] in any case (the browser's
+//!   `EventSource` reconnects by itself and gets the current state first), and at
+//!   shutdown. At most `checkout.max_streams` are
 //!   open at once (503 with `Retry-After` beyond). All streams of one invoice follow one
 //!   shared watcher ([`feed`]).
 //!
@@ -256,14 +257,23 @@ impl CheckoutView {
         (
             self.status,
             self.outcome,
-            self.amount_paid,
+            (self.amount, self.amount_paid),
             self.txn_hash.clone(),
             self.is_final,
+            // A re-quote: a new amount due and a new quote to count down to.
+            self.fiat.as_ref().map(|f| f.quote_valid_until),
         )
     }
 }
 
-type ChangeKey = (InvoiceStatus, Outcome, Amount, Option<String>, bool);
+type ChangeKey = (
+    InvoiceStatus,
+    Outcome,
+    (Amount, Amount),
+    Option<String>,
+    bool,
+    Option<i64>,
+);
 
 /// The EIP-681 payment request for `amount` base units to `to` on chain `chain_id`: a
 /// native transfer (`ethereum:<to>@<chainId>?value=<wei>`), or with `token` an ERC20
