@@ -33,6 +33,7 @@ on_both_backends!(
     an_unpaid_unique_amount_is_released_once_the_chain_is_read_past_the_deadline,
     a_derived_address_is_watched_through_the_monitoring_window,
     a_recently_released_unique_amount_is_not_handed_out_again,
+    a_requote_reserves_the_new_amount_and_holds_the_replaced_one_through_the_grace,
     invoice_lifecycle_properties_hold_over_random_chain_events,
 );
 
@@ -690,6 +691,111 @@ async fn a_recently_released_unique_amount_is_not_handed_out_again(db: TestDb) {
     // Both slots unavailable (one reserved, one resting): a clear error, never a reuse.
     let err = service.open(&chain_config, &new, &spec).await.unwrap_err();
     assert!(matches!(err, InvoiceError::NoFreeAmount { .. }), "{err:?}");
+}
+
+async fn a_requote_reserves_the_new_amount_and_holds_the_replaced_one_through_the_grace(
+    db: TestDb,
+) {
+    use polypay_host::invoice::FiatQuote;
+    let store = db.store().await;
+    let service = InvoiceService::new(store.clone());
+    let m = merchant(&store).await;
+    let chain_config: polypay_host::chain::ChainConfig = serde_json::from_value(serde_json::json!({
+        "name": "requote", "kind": "evm", "chain_id": 1, "rpc_url": "http://127.0.0.1:1",
+        "assets": [{ "symbol": "USDT", "decimals": 6, "contract": "0xdAC17F958D2ee523a2206206994597C13D831ec7" }],
+    }))
+    .unwrap();
+    let spec = polypay_host::matcher::TargetSpec::UniqueAmount {
+        address: "0x889fB20cA7D3B2Bbb7bc888F18d1fE68742087Af".into(),
+    };
+    let quote = |rate: &str| FiatQuote {
+        amount: "10.00".into(),
+        currency: "USD".into(),
+        rate: rate.into(),
+        source: "peg".into(),
+        quoted_at: now_ms(),
+        valid_until: now_ms() + 120_000,
+    };
+    let mut priced = new_invoice(&m, "requote", now_ms() + 3_600_000);
+    priced.fiat = Some(quote("1"));
+    let first = service.open(&chain_config, &priced, &spec).await.unwrap();
+    assert_eq!(first.amount_due, Amount::from(10_000_000u64));
+
+    let requoted = service
+        .requote(
+            &chain_config,
+            &first.id,
+            quote("0.8"),
+            Amount::from(12_500_000u64),
+            300_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(requoted.amount_due, Amount::from(12_500_000u64));
+    let previous = requoted.previous_due.unwrap();
+    assert_eq!(previous.amount, Amount::from(10_000_000u64));
+    assert_eq!(store.invoice(&first.id).await.unwrap().unwrap(), requoted);
+
+    // Both amounts are the invoice's: others asking for them get the next ones.
+    let plain = new_invoice(&m, "requote", now_ms() + 3_600_000);
+    let other = service.open(&chain_config, &plain, &spec).await.unwrap();
+    assert_eq!(other.amount_due, Amount::from(10_000_001u64));
+    let mut dearer = plain.clone();
+    dearer.amount_due = Amount::from(12_500_000u64);
+    let third = service.open(&chain_config, &dearer, &spec).await.unwrap();
+    assert_eq!(third.amount_due, Amount::from(12_500_001u64));
+
+    // The same rate again keeps the invoice's own reservation.
+    let again = service
+        .requote(
+            &chain_config,
+            &first.id,
+            quote("0.8"),
+            Amount::from(12_500_000u64),
+            300_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.amount_due, Amount::from(12_500_000u64));
+    assert_eq!(again.previous_due, Some(previous));
+    let kinds: Vec<String> = {
+        let mut conn = store.pool().acquire().await.unwrap();
+        outbox::invoice_events(&mut conn, &first.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(e, _)| e.kind)
+            .collect()
+    };
+    assert_eq!(
+        kinds,
+        ["invoice.created", "invoice.requoted", "invoice.requoted"]
+    );
+
+    // Not priced in fiat, or no longer pending: never re-quoted.
+    let err = service
+        .requote(
+            &chain_config,
+            &other.id,
+            quote("0.8"),
+            Amount::from(1u64),
+            300_000,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InvoiceError::NotRequotable { .. }), "{err:?}");
+    service.cancel(&first.id).await.unwrap();
+    let err = service
+        .requote(
+            &chain_config,
+            &first.id,
+            quote("0.5"),
+            Amount::from(20_000_000u64),
+            300_000,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, InvoiceError::NotRequotable { .. }), "{err:?}");
 }
 
 // --- Properties ---------------------------------------------------------------------------
