@@ -20,9 +20,8 @@
 //!   `expired` once the post-expiry monitoring window is over; until then a late payment
 //!   can still arrive and is shown), after [`STREAM_LIFETIME`] in any case (the browser's
 //!   `EventSource` reconnects by itself and gets the current state first), and at
-//!   shutdown. At most `checkout.max_streams` are
-//!   open at once (503 with `Retry-After` beyond). All streams of one invoice follow one
-//!   shared watcher ([`feed`]).
+//!   shutdown. At most `checkout.max_streams` are open at once (503 with `Retry-After`
+//!   beyond). All streams of one invoice follow one shared watcher ([`feed`]).
 //!
 //! Anyone holding the link sees the view, so it carries nothing a payer should not see:
 //! no merchant id, no plugin name, no notify URL, no plugin data beyond the title.
