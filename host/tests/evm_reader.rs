@@ -226,3 +226,57 @@ async fn reverting_to_a_snapshot_removes_blocks_from_the_node() {
     assert_ne!(replacement.hash, doomed.hash);
     assert_eq!(reader.chain_id().await.unwrap(), common::anvil::CHAIN_ID);
 }
+
+/// What following native transfers costs the reader: a range of busy blocks scanned with
+/// and without a watched native recipient. Not a pass/fail test (no timed assertion): a
+/// measurement harness, run by hand; BENCHMARKS.md has its command and figures.
+#[tokio::test]
+#[ignore = "measurement harness: cargo test -p polypay-host --test evm_reader native_scan_cost -- --ignored --nocapture"]
+async fn native_scan_cost() {
+    const BLOCKS: u64 = 50;
+    const TXS_PER_BLOCK: usize = 20;
+    let chain = TestChain::start().await;
+    let reader = reader(&chain).await;
+    let (payer, other, watched) = (chain.account(1), chain.account(3), chain.account(2));
+    chain.mint(payer, U256::from(1_000_000_000u64)).await;
+    let from = chain.anvil.block_number().await + 1;
+    chain.anvil.set_automine(false).await;
+    for _ in 0..BLOCKS {
+        // Half native transfers, half token transfers, between unwatched accounts.
+        for i in 0..TXS_PER_BLOCK {
+            let tx = if i % 2 == 0 {
+                serde_json::json!({ "from": payer, "to": other, "value": "0x1" })
+            } else {
+                let mut data = vec![0xa9, 0x05, 0x9c, 0xbb];
+                data.extend_from_slice(&[0; 12]);
+                data.extend_from_slice(other.as_slice());
+                data.extend_from_slice(&U256::from(1).to_be_bytes::<32>());
+                serde_json::json!({ "from": payer, "to": chain.token, "data": Bytes::from(data) })
+            };
+            chain.anvil.rpc("eth_sendTransaction", serde_json::json!([tx])).await;
+        }
+        chain.anvil.mine(1).await;
+    }
+    chain.anvil.set_automine(true).await;
+    let to = chain.anvil.block_number().await;
+    assert_eq!(to - from + 1, BLOCKS);
+
+    let token_only = tokens_to(&[watched]);
+    let with_native = WatchSet {
+        native_recipients: HashSet::from([watched]),
+        ..tokens_to(&[watched])
+    };
+    for (label, watch) in [("tokens only", &token_only), ("tokens + native", &with_native)] {
+        let mut best = std::time::Duration::MAX;
+        for _ in 0..5 {
+            let started = std::time::Instant::now();
+            let scan = reader.scan(from, to, watch).await.unwrap();
+            best = best.min(started.elapsed());
+            assert!(scan.transfers.is_empty(), "nothing was paid to the watched address");
+        }
+        println!(
+            "{label}: {BLOCKS} blocks of {TXS_PER_BLOCK} transactions in {best:?} (best of 5), {:.2} ms per block",
+            best.as_secs_f64() * 1000.0 / BLOCKS as f64
+        );
+    }
+}
