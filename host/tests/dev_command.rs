@@ -830,5 +830,37 @@ async fn pay_orders_walkthrough_signs_prices_in_fiat_pays_and_calls_back() {
     let body = callback.json();
     assert_eq!(body["id"], order["id"]);
     assert_eq!(body["pay_status"], 3, "{body}");
+
+    // pay_currency 3: TRC20 USDT on the dev TRON node, to a base58 receipt account. The
+    // printed command, with the currency changed as a merchant would.
+    let trc20 = section.command(1).replace(
+        r#"\"currency\": 1"#,
+        r#"\"currency\": 1, \"pay_currency\": 3"#,
+    );
+    assert_ne!(
+        trc20,
+        section.command(1),
+        "the create command names the currency"
+    );
+    let created = sh_json(&trc20, &[]).await;
+    let order = &created["result"];
+    assert_eq!(order["pay_currency"], 3, "{created}");
+    assert!(
+        order["receipt_account"].as_str().unwrap().starts_with('T'),
+        "a TRON address: {order}"
+    );
+    let page = at_path(&created, &path);
+    let paid = sh(section.command(2), &[(variable.as_str(), page.as_str())]).await;
+    assert!(paid.starts_with("paid 20"), "{paid}");
+    let (txid, _) = payment_line(&paid);
+    assert_eq!(txid.len(), 64, "a TRON transaction: {paid}");
+    let callback = eventually("the TRC20 order's callback", WAIT, || async {
+        shop.received()
+            .into_iter()
+            .map(|r| r.json())
+            .find(|b| b["id"] == order["id"])
+    })
+    .await;
+    assert_eq!(callback["pay_status"], 3, "{callback}");
     assert!(dev.interrupt().await.success());
 }

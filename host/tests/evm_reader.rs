@@ -253,7 +253,10 @@ async fn native_scan_cost() {
                 data.extend_from_slice(&U256::from(1).to_be_bytes::<32>());
                 serde_json::json!({ "from": payer, "to": chain.token, "data": Bytes::from(data) })
             };
-            chain.anvil.rpc("eth_sendTransaction", serde_json::json!([tx])).await;
+            chain
+                .anvil
+                .rpc("eth_sendTransaction", serde_json::json!([tx]))
+                .await;
         }
         chain.anvil.mine(1).await;
     }
@@ -266,13 +269,19 @@ async fn native_scan_cost() {
         native_recipients: HashSet::from([watched]),
         ..tokens_to(&[watched])
     };
-    for (label, watch) in [("tokens only", &token_only), ("tokens + native", &with_native)] {
+    for (label, watch) in [
+        ("tokens only", &token_only),
+        ("tokens + native", &with_native),
+    ] {
         let mut best = std::time::Duration::MAX;
         for _ in 0..5 {
             let started = std::time::Instant::now();
             let scan = reader.scan(from, to, watch).await.unwrap();
             best = best.min(started.elapsed());
-            assert!(scan.transfers.is_empty(), "nothing was paid to the watched address");
+            assert!(
+                scan.transfers.is_empty(),
+                "nothing was paid to the watched address"
+            );
         }
         println!(
             "{label}: {BLOCKS} blocks of {TXS_PER_BLOCK} transactions in {best:?} (best of 5), {:.2} ms per block",

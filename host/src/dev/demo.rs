@@ -43,6 +43,8 @@
 //! chain placeholders are TRON's: `network` is `tron-dev`, `token` the USDT-TRC20
 //! contract and `recipient` the demo merchant's receiving address, both base58;
 //! `chain_id` and `payment_contract` are EVM-only (using them is an unknown placeholder).
+//! Every demo may also name the dev TRON chain as `tron_network`, `tron_token` and
+//! `tron_recipient` (a demo on the EVM chain that also offers TRC20, like pay-orders).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -408,7 +408,11 @@ fn chain_placeholders(
 ) -> Placeholders {
     let mut p = Placeholders::default();
     p.set("public_url", options.public_url())
-        .set("token_symbol", TOKEN_SYMBOL);
+        .set("token_symbol", TOKEN_SYMBOL)
+        // The dev TRON chain, for a demo on either chain that also offers TRON.
+        .set("tron_network", TRON_NETWORK)
+        .set("tron_token", dev_usdt().to_base58())
+        .set("tron_recipient", tron_recipient().to_base58());
     match spec.chain {
         DemoChain::Evm => {
             p.set("network", setup::NETWORK)
