@@ -1077,28 +1077,41 @@ async fn the_release_scan_reads_the_due_targets_through_their_index() {
 }
 
 /// `polypay invoice quarantined|retry`, run as an operator would against the data dir.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operators_list_and_retry_quarantined_invoices_from_the_cli() {
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().join("data");
-    let url = format!("sqlite://{}", data_dir.join("polypay.db").display());
-    let store = Store::open(&url, 4).await.unwrap();
+/// An invoice on a new chain `name`, paid in full, whose settlement fails because
+/// `corrupt` (an UPDATE of its row, `$1` its id) broke the row first: the chain's step
+/// quarantines it and moves on.
+async fn quarantined_invoice(store: &Store, name: &str, corrupt: &'static str) -> Invoice {
     let service = InvoiceService::new(store.clone());
-    let m = merchant(&store).await;
+    let m = merchant(store).await;
     let t0 = now_ms() - 60_000;
-    let mut chain = Chain::start(&store, "cli", t0).await;
-    let new = new_invoice(&m, "cli", t0 + 3_600_000);
+    let mut chain = Chain::start(store, name, t0).await;
+    let new = new_invoice(&m, name, t0 + 3_600_000);
     let invoice = service
         .create(&new, &unique(&new, 10_000_001, 1))
         .await
         .unwrap();
-    sqlx::query("UPDATE invoices SET amount_paid = '-1' WHERE id = $1")
+    sqlx::query(corrupt)
         .bind(&invoice.id)
         .execute(store.pool())
         .await
         .unwrap();
     let payment = chain.transfer(SHARED, 10_000_001);
     chain.mine(t0 + 1_000, vec![payment], &[], now_ms()).await;
+    invoice
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_list_and_retry_quarantined_invoices_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let url = format!("sqlite://{}", data_dir.join("polypay.db").display());
+    let store = Store::open(&url, 4).await.unwrap();
+    let invoice = quarantined_invoice(
+        &store,
+        "cli",
+        "UPDATE invoices SET amount_paid = '-1' WHERE id = $1",
+    )
+    .await;
     store.close().await;
 
     let polypay = |args: &[&str]| {
@@ -1151,22 +1164,12 @@ async fn operators_list_and_retry_quarantined_invoices_through_the_admin_api() {
         .await
         .unwrap();
     let store = server.context.store.clone();
-    let service = InvoiceService::new(store.clone());
-    let m = merchant(&store).await;
-    let t0 = now_ms() - 60_000;
-    let mut chain = Chain::start(&store, "admin", t0).await;
-    let new = new_invoice(&m, "admin", t0 + 3_600_000);
-    let invoice = service
-        .create(&new, &unique(&new, 10_000_001, 1))
-        .await
-        .unwrap();
-    sqlx::query("UPDATE invoices SET status = 'bogus' WHERE id = $1")
-        .bind(&invoice.id)
-        .execute(store.pool())
-        .await
-        .unwrap();
-    let payment = chain.transfer(SHARED, 10_000_001);
-    chain.mine(t0 + 1_000, vec![payment], &[], now_ms()).await;
+    let invoice = quarantined_invoice(
+        &store,
+        "admin",
+        "UPDATE invoices SET status = 'bogus' WHERE id = $1",
+    )
+    .await;
 
     let admin = format!("http://{}", server.admin_addr);
     let http = common::polypay::admin_client();
