@@ -13,6 +13,14 @@
 //! `DIALECTS` lists the dialect plugins (every crate outside
 //! `plugins/test-programs/`): suites that must cover every dialect, such as the
 //! fuzz suite, iterate it, so a new dialect joins them by being listed here.
+//!
+//! JavaScript plugins (`JS_PLUGINS`) are compiled with componentize-js by
+//! `plugins/js/componentize.mjs` (Node.js, and the root `node_modules` that
+//! `scripts/install-test-tools.sh` installs from package-lock.json) into
+//! `<workspace>/target/wasm-plugins/js/`. A JavaScript component embeds a whole
+//! engine (about 14 MB) and takes tens of seconds to build, so it is rebuilt only
+//! when one of its inputs is newer than it. They are listed in `JS_DIALECTS`, apart
+//! from `DIALECTS`.
 
 use std::env;
 use std::fmt::Write as _;
@@ -50,6 +58,13 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// JavaScript plugins: (constant name, plugin directory relative to the workspace root,
+/// entry module relative to it). The component is `<target>/js/<directory name>.wasm`.
+const JS_PLUGINS: &[(&str, &str, &str)] = &[("EPUSDT_JS", "plugins/epusdt-js", "src/plugin.js")];
+
+/// The script that compiles a JavaScript plugin, and what else its output depends on.
+const JS_BUILD_INPUTS: &[&str] = &["plugins/js/componentize.mjs", "package-lock.json"];
+
 /// WAT test programs: (constant name, file relative to the workspace root).
 const WAT_PLUGINS: &[(&str, &str)] = &[(
     "TEST_MULTI_MEMORY",
@@ -81,6 +96,12 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     for (_, file) in WAT_PLUGINS {
+        println!("cargo:rerun-if-changed={}", workspace.join(file).display());
+    }
+    for (_, dir, _) in JS_PLUGINS {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+    for file in JS_BUILD_INPUTS {
         println!("cargo:rerun-if-changed={}", workspace.join(file).display());
     }
 
@@ -145,6 +166,33 @@ fn main() {
         )
         .unwrap();
     }
+    let mut js_dialects = String::new();
+    for (constant, dir, entry) in JS_PLUGINS {
+        let wasm = build_js_plugin(&workspace, &target_dir, dir, entry);
+        let name = Path::new(dir)
+            .file_name()
+            .expect("a plugin directory")
+            .to_string_lossy()
+            .into_owned();
+        writeln!(out, "/// The `{name}` component (JavaScript, `{dir}`).").unwrap();
+        writeln!(
+            out,
+            "pub const {constant}: &str = {:?};",
+            wasm.display().to_string()
+        )
+        .unwrap();
+        writeln!(js_dialects, "    ({name:?}, {constant}),").unwrap();
+    }
+    writeln!(
+        out,
+        "\n/// The JavaScript dialect plugins: (plugin name, path)."
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "pub const JS_DIALECTS: &[(&str, &str)] = &[\n{js_dialects}];"
+    )
+    .unwrap();
     writeln!(
         out,
         "\n/// Every plugin crate's component: (package name, path)."
@@ -197,6 +245,55 @@ fn encode_wat_plugin(workspace: &Path, file: &Path, out_dir: &Path) -> PathBuf {
     let wasm = out_dir.join(format!("{name}.wasm"));
     std::fs::write(&wasm, component).expect("write the encoded component");
     wasm
+}
+
+/// Compiles the JavaScript plugin in `dir` (entry module `entry`) unless its component is
+/// newer than every input; returns the component's path.
+fn build_js_plugin(workspace: &Path, target_dir: &Path, dir: &str, entry: &str) -> PathBuf {
+    let name = Path::new(dir).file_name().expect("a plugin directory");
+    let wasm = target_dir
+        .join("js")
+        .join(format!("{}.wasm", name.to_string_lossy()));
+    let mut inputs = vec![workspace.join(dir), workspace.join(CURRENT_WIT)];
+    inputs.extend(JS_BUILD_INPUTS.iter().map(|f| workspace.join(f)));
+    let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
+    if built.is_some_and(|built| inputs.iter().all(|i| newest_mtime(i) <= built)) {
+        return wasm;
+    }
+    if !workspace
+        .join("node_modules/@bytecodealliance/componentize-js")
+        .is_dir()
+    {
+        panic!(
+            "\n\nThe JavaScript plugin {dir} needs componentize-js in node_modules.\n\
+             Run `scripts/install-test-tools.sh` (or `npm install`) at the repository root.\n\n"
+        );
+    }
+    let status = Command::new("node")
+        .current_dir(workspace)
+        .arg("plugins/js/componentize.mjs")
+        .arg(Path::new(dir).join(entry))
+        .arg(&wasm)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `node` to build {dir} (is Node.js installed?): {e}"));
+    if !status.success() {
+        panic!("building the JavaScript plugin {dir} failed ({status}); see the output above");
+    }
+    wasm
+}
+
+/// The newest modification time of `path` and, for a directory, everything under it.
+fn newest_mtime(path: &Path) -> std::time::SystemTime {
+    let own = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    let children = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name() != "node_modules")
+        .map(|e| newest_mtime(&e.path()));
+    children.fold(own, std::cmp::max)
 }
 
 fn component_path(target_dir: &Path, package: &str) -> PathBuf {
