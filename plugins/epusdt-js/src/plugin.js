@@ -65,7 +65,7 @@ export function manifest() {
       {
         kind: TOKEN_KIND,
         secret: { prefix: '', encoding: 'alphanumeric', bytes: 32 },
-        publicId: { prefix: 'ep_', encoding: 'alphanumeric', bytes: 12 },
+        publicId: { prefix: 'ep_', encoding: 'alphanumeric', bytes: 16 },
       },
     ],
   };
