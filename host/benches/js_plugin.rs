@@ -121,7 +121,10 @@ fn js_vs_rust(c: &mut Criterion) {
                 })
             })
             .expect("served within 128 MiB");
-        println!("{}: smallest memory_mb serving the request: {needed}", dialect.name);
+        println!(
+            "{}: smallest memory_mb serving the request: {needed}",
+            dialect.name
+        );
         let router = rt
             .block_on(router((dialect.config)(64), &store))
             .expect("loads with 64 MiB");

@@ -116,16 +116,28 @@ settings = {{ token_public_id = "{token_public_id}", trade_types = {{ "usdt.trc2
         write_config("unset");
         let created = cli_json(
             &config,
-            &["merchant", "create", "--name", "Shop", "--plugin", "epusdt-js"],
+            &[
+                "merchant",
+                "create",
+                "--name",
+                "Shop",
+                "--plugin",
+                "epusdt-js",
+            ],
         );
         let credentials = created["credentials"].as_array().expect("credentials");
         assert_eq!(credentials.len(), 1, "one api token: {created}");
         assert_eq!(credentials[0]["kind"], "api-token");
         let public_id = credentials[0]["public_id"].as_str().expect("a public id");
-        let token = credentials[0]["secret"].as_str().expect("secret").to_owned();
+        let token = credentials[0]["secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned();
         write_config(public_id);
         let mut process = PolypayProcess::serve(&config);
-        process.wait_ready(&format!("http://127.0.0.1:{admin}")).await;
+        process
+            .wait_ready(&format!("http://127.0.0.1:{admin}"))
+            .await;
         EpusdtServer {
             base: format!("http://127.0.0.1:{public}{PREFIX}"),
             database,
@@ -157,7 +169,11 @@ settings = {{ token_public_id = "{token_public_id}", trade_types = {{ "usdt.trc2
             .send()
             .await
             .expect("request");
-        assert_eq!(response.status(), 200, "epusdt answers HTTP 200, errors too");
+        assert_eq!(
+            response.status(),
+            200,
+            "epusdt answers HTTP 200, errors too"
+        );
         let text = response.text().await.unwrap();
         (serde_json::from_str(&text).expect("JSON"), text)
     }
@@ -245,10 +261,19 @@ async fn a_signed_transaction_is_created_checked_paid_and_called_back_signed() {
     assert_eq!(refused["message"], "签名认证错误");
     assert_eq!(refused["data"], Value::Null);
     let (wrong_token, _) = server
-        .create(&signed_request("order-1", "42.50", &notify, "not-the-token"))
+        .create(&signed_request(
+            "order-1",
+            "42.50",
+            &notify,
+            "not-the-token",
+        ))
         .await;
     assert_eq!(wrong_token["status_code"], 401, "{wrong_token}");
-    assert_eq!(server.invoice_rows().await, before, "a refused request writes nothing");
+    assert_eq!(
+        server.invoice_rows().await,
+        before,
+        "a refused request writes nothing"
+    );
 
     // The documented request: amount in CNY as a JSON number (signed as "42.5").
     let (created, text) = server
@@ -262,12 +287,22 @@ async fn a_signed_transaction_is_created_checked_paid_and_called_back_signed() {
     let raw_data = raw_members(raw_members(&text)["data"].get());
     assert_eq!(raw_data["amount"].get(), "42.5", "the CNY amount, a number");
     // 42.5 / 7.2 = 5.90277… USDT, raised to the 0.0001 grid.
-    assert_eq!(raw_data["actual_amount"].get(), "5.9028", "the USDT amount, a number");
+    assert_eq!(
+        raw_data["actual_amount"].get(),
+        "5.9028",
+        "the USDT amount, a number"
+    );
     assert_eq!(data["token"], monitoring_address().to_base58());
     let expires = data["expiration_time"].as_i64().expect("seconds");
-    assert!((unix_now() + 500..=unix_now() + 700).contains(&expires), "{expires}");
     assert!(
-        data["payment_url"].as_str().unwrap().ends_with(&format!("/pay/{trade_id}")),
+        (unix_now() + 500..=unix_now() + 700).contains(&expires),
+        "{expires}"
+    );
+    assert!(
+        data["payment_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/pay/{trade_id}")),
         "{data}"
     );
     assert!(created["request_id"].is_string());
@@ -294,7 +329,10 @@ async fn a_signed_transaction_is_created_checked_paid_and_called_back_signed() {
     // The status route: waiting; an unknown trade id is 10008.
     let waiting = server.status(&trade_id).await;
     assert_eq!(waiting["status_code"], 200, "{waiting}");
-    assert_eq!(waiting["data"], json!({ "trade_id": trade_id, "status": 1 }));
+    assert_eq!(
+        waiting["data"],
+        json!({ "trade_id": trade_id, "status": 1 })
+    );
     let unknown = server.status("00000000-0000-4000-8000-000000000000").await;
     assert_eq!(unknown["status_code"], 10008, "{unknown}");
 
@@ -402,10 +440,16 @@ async fn the_js_template_builds_into_a_component_the_host_mounts() {
         wit.join("plugin.wit"),
     )
     .unwrap();
-    std::os::unix::fs::symlink(workspace().join("node_modules"), project.join("node_modules"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        workspace().join("node_modules"),
+        project.join("node_modules"),
+    )
+    .unwrap();
     let template_text = std::fs::read_to_string(project.join("src/plugin.js")).unwrap();
-    assert!(!template_text.contains("{{name}}"), "placeholder substituted");
+    assert!(
+        !template_text.contains("{{name}}"),
+        "placeholder substituted"
+    );
     for (what, args) in [
         ("unit tests", &["--test", "test/"][..]),
         ("build", &["build.mjs"][..]),
@@ -451,4 +495,17 @@ async fn the_js_template_builds_into_a_component_the_host_mounts() {
     assert_eq!(hello.status(), 200);
     let body: Value = hello.json().await.unwrap();
     assert_eq!(body["merchant_id"], merchant.merchant.id.as_str());
+}
+
+#[test]
+fn the_plugins_own_rules_pass_their_node_unit_tests() {
+    let status = std::process::Command::new("node")
+        .current_dir(workspace())
+        .args(["--test", "plugins/epusdt-js/test/"])
+        .status()
+        .expect("run node");
+    assert!(
+        status.success(),
+        "node --test plugins/epusdt-js/test failed"
+    );
 }

@@ -275,7 +275,9 @@ fn build_js_plugin(workspace: &Path, target_dir: &Path, dir: &str, entry: &str) 
         .arg(Path::new(dir).join(entry))
         .arg(&wasm)
         .status()
-        .unwrap_or_else(|e| panic!("cannot run `node` to build {dir} (is Node.js installed?): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run `node` to build {dir} (is Node.js installed?): {e}")
+        });
     if !status.success() {
         panic!("building the JavaScript plugin {dir} failed ({status}); see the output above");
     }
