@@ -23,7 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use webhook_support::{Receiver, eventually};
 
-use common::polypay::{PolypayProcess, cli_json, free_port, loopback_webhooks_toml, secrets_toml};
+use common::polypay::{PolypayProcess, cli_json, free_port, server_toml};
 use common::tron::{Outcome, SimChain, SimNode};
 use common::tron_chain::{units, usdt};
 
@@ -56,23 +56,13 @@ impl EpusdtServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (public, admin) = (free_port(), free_port());
         let config = dir.path().join("polypay.toml");
+        // `server_toml` puts the SQLite database in the data directory.
         let database = dir.path().join("polypay.db");
         let write_config = |token_public_id: &str| {
             std::fs::write(
                 &config,
                 format!(
-                    r#"data_dir = "{data}"
-public_base_url = "http://127.0.0.1:{public}"
-
-[database]
-url = "sqlite://{database}"
-
-[listen]
-public = "127.0.0.1:{public}"
-admin = "127.0.0.1:{admin}"
-
-{secrets}
-{webhooks}
+                    r#"{head}
 [[rates.providers]]
 kind = "static"
 rates = {{ "USDT/CNY" = "{USDT_CNY}" }}
@@ -100,10 +90,7 @@ memory_mb = 64
 deadline_ms = 1000
 settings = {{ token_public_id = "{token_public_id}", trade_types = {{ "usdt.trc20" = {{ chain = "{NETWORK}", asset = "USDT", address = "{monitoring}" }} }} }}
 "#,
-                    data = dir.path().display(),
-                    database = database.display(),
-                    secrets = secrets_toml(),
-                    webhooks = loopback_webhooks_toml(),
+                    head = server_toml(dir.path(), public, admin),
                     rpc = node.url(),
                     start = node.chain.head() + 1,
                     usdt = usdt(),
