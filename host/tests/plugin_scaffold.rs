@@ -12,7 +12,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const NAME: &str = "scaffolded-pay";
+/// The name the guide uses (`plugin-sdk/README.md` shows this plugin's `src/lib.rs`).
+const NAME: &str = "hello";
 
 fn cargo(dir: &Path, args: &[&str]) -> Output {
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -76,12 +77,25 @@ fn a_generated_rust_plugin_builds_passes_check_and_its_own_tests_against_the_rea
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
 
+    // Generated code is formatted as `cargo fmt` would.
+    let rustfmt = Command::new("rustfmt")
+        .args(["--check", "--edition", "2024"])
+        .args(["src/lib.rs", "tests/harness.rs", "tests/host.rs"])
+        .current_dir(&dir)
+        .output()
+        .expect("run rustfmt");
+    assert!(
+        rustfmt.status.success(),
+        "the template is not formatted:\n{}",
+        String::from_utf8_lossy(&rustfmt.stdout)
+    );
+
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     std::fs::copy(workspace.join("Cargo.lock"), dir.join("Cargo.lock")).unwrap();
 
     cargo(&dir, &["build", "--release", "--target", "wasm32-wasip2"]);
     let wasm = Path::new(polypay_plugin_artifacts::WASM_TARGET_DIR)
-        .join("wasm32-wasip2/release/scaffolded_pay.wasm");
+        .join("wasm32-wasip2/release/hello.wasm");
     let checked = polypay(&["plugin", "check", wasm.to_str().unwrap()]);
     let report = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{report}");

@@ -6,13 +6,16 @@ use polypay_plugin_sdk::prelude::*;
 use polypay_plugin_sdk::testing::{Harness, undocumented_routes};
 use polypay_plugin_sdk::webhooks::EventKind;
 use serde_json::{Value, json};
+
 use {{crate_name}}::KEY_KIND;
-use {{crate_name}}::{{type_name}};
+
+/// The plugin under test.
+type Dialect = {{crate_name}}::{{type_name}};
 
 const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn harness() -> Harness<{{type_name}}> {
-    let h = Harness::<{{type_name}}>::new();
+fn harness() -> Harness<Dialect> {
+    let h = Harness::<Dialect>::new();
     h.host()
         .set_settings(json!({ "receiving_address": "0x1111111111111111111111111111111111111111" }));
     h.host().add_network(NetworkInfo {
@@ -20,7 +23,11 @@ fn harness() -> Harness<{{type_name}}> {
         family: "evm".into(),
         chain_id: Some(1),
         required_confirmations: 1,
-        assets: vec![AssetInfo { symbol: "USDT".into(), decimals: 6, contract: None }],
+        assets: vec![AssetInfo {
+            symbol: "USDT".into(),
+            decimals: 6,
+            contract: None,
+        }],
         payment_contracts: vec![],
     });
     let merchant = h.host().add_merchant("shop");
@@ -28,7 +35,7 @@ fn harness() -> Harness<{{type_name}}> {
     h
 }
 
-fn create(h: &Harness<{{type_name}}>, key: Option<&str>) -> Response {
+fn create(h: &Harness<Dialect>, key: Option<&str>) -> Response {
     let mut request = h.post("/v1/invoices").json(&json!({
         "order_id": "order-1", "amount": "10.5", "chain": "ethereum", "asset": "USDT",
         "notify_url": "https://shop.example/notify"
@@ -73,11 +80,15 @@ fn a_status_change_is_sent_signed_to_the_notify_url() {
     assert_eq!(delivery.request.url, "https://shop.example/notify");
     let body: Value = serde_json::from_slice(&delivery.request.body).unwrap();
     assert_eq!(body["status"], "paid");
-    let signature = delivery.request.headers.iter().find(|(name, _)| name == "x-signature");
+    let signature = delivery
+        .request
+        .headers
+        .iter()
+        .find(|(name, _)| name == "x-signature");
     assert_eq!(signature.map(|(_, value)| value.len()), Some(64));
 }
 
 #[test]
 fn the_openapi_document_describes_every_route() {
-    assert_eq!(undocumented_routes::<{{type_name}}>(), Vec::<String>::new());
+    assert_eq!(undocumented_routes::<Dialect>(), Vec::<String>::new());
 }

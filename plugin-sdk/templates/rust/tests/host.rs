@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The plugin's mount name (its manifest name).
+const NAME: &str = "{{name}}";
+
 fn polypay() -> Command {
     Command::new(std::env::var("POLYPAY_BIN").unwrap_or_else(|_| "polypay".into()))
 }
@@ -33,13 +36,25 @@ fn component() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One HTTP/1.1 request on loopback: (status, body).
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -54,7 +69,10 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &st
     stream.read_to_string(&mut response).unwrap();
     let status = response[9..12].parse().expect("a status line");
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         unchunk(body)
     } else {
         body.to_owned()
@@ -88,7 +106,8 @@ impl Drop for Server {
 #[test]
 fn the_real_host_mounts_the_plugin_and_serves_its_authenticated_route() {
     let wasm = component();
-    let dir = std::env::temp_dir().join(format!("{{crate_name}}-host-test-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("{}-{}", env!("CARGO_PKG_NAME"), std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (public, admin) = (free_port(), free_port());
     let config = dir.join("polypay.toml");
@@ -125,12 +144,19 @@ settings = {{ receiving_address = "0x1111111111111111111111111111111111111111" }
     let created = polypay()
         .arg("--config")
         .arg(&config)
-        .args(["merchant", "create", "--name", "shop", "--plugin", "{{name}}"])
+        .args(["merchant", "create", "--name", "shop", "--plugin", NAME])
         .output()
         .expect("run polypay (set POLYPAY_BIN to the polypay binary)");
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
-    let key = created["credentials"][0]["secret"].as_str().unwrap().to_owned();
+    let key = created["credentials"][0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let log = std::fs::File::create(dir.join("polypay.log")).unwrap();
     let _server = Server(
@@ -168,9 +194,13 @@ settings = {{ receiving_address = "0x1111111111111111111111111111111111111111" }
     assert_eq!(invoice["status"], "waiting");
     let pay_to = invoice["pay_to"].as_str().unwrap().to_ascii_lowercase();
     assert_eq!(pay_to, "0x1111111111111111111111111111111111111111");
-    assert!(invoice["amount"].as_str().unwrap().starts_with("10.5"), "{invoice}");
+    assert!(
+        invoice["amount"].as_str().unwrap().starts_with("10.5"),
+        "{invoice}"
+    );
 
-    let (status, document) = http(public, "GET", "/polypay/plugins/{{name}}/openapi.json", &[], "");
+    let document_path = format!("/polypay/plugins/{NAME}/openapi.json");
+    let (status, document) = http(public, "GET", &document_path, &[], "");
     assert_eq!(status, 200);
     assert!(document.contains("/v1/invoices"));
 }
