@@ -109,3 +109,30 @@ async fn the_server_serves_each_document_at_its_mount_and_a_page_listing_them() 
     assert!(!script.contains("innerHTML"));
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_plugin_declaring_a_document_that_is_not_openapi_3_is_refused_at_start_up() {
+    let declaring = |document: &str| {
+        PluginConfig::new("echo", TEST_ECHO)
+            .with_settings(serde_json::json!({ "openapi": document }))
+    };
+    let services = || PluginServices::new("http://polypay.test");
+    let error = PluginRuntime::load(&[declaring(r#"{"swagger": "2.0"}"#)], services())
+        .await
+        .err()
+        .expect("a Swagger 2 document is refused");
+    let message = error.to_string();
+    assert!(
+        message.contains("`echo`") && message.contains("bad OpenAPI document"),
+        "{message}"
+    );
+
+    let valid = r#"{"openapi": "3.0.3", "info": {"title": "echo", "version": "1"}, "paths": {}}"#;
+    let runtime = PluginRuntime::load(&[declaring(valid)], services())
+        .await
+        .unwrap();
+    assert_eq!(
+        runtime.plugins()[0].manifest.openapi.as_deref(),
+        Some(valid)
+    );
+}
