@@ -14,6 +14,15 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Text with `code` spans (as OpenAPI descriptions use them) as nodes: still text only.
+function prose(text) {
+  const node = document.createElement("span");
+  String(text).split("`").forEach((part, i) => {
+    node.append(i % 2 ? el("code", {}, part) : document.createTextNode(part));
+  });
+  return node;
+}
+
 // Follows a local "#/components/..." reference; anything else is shown as it is.
 function resolve(doc, item) {
   let seen = 0;
@@ -50,7 +59,7 @@ function operation(doc, path, method, op, shared) {
   const details = el("details", { class: "op " + method },
     el("summary", {}, el("span", { class: "method" }, method.toUpperCase()),
       el("code", { class: "path" }, path), el("span", { class: "summary" }, op.summary || "")));
-  if (op.description) details.append(el("p", {}, op.description));
+  if (op.description) details.append(el("p", {}, prose(op.description)));
   if (op.security && op.security.length) {
     details.append(el("p", { class: "auth" }, "Authentication: " +
       op.security.map((s) => Object.keys(s).join(" + ") || "none").join(" or ")));
@@ -58,7 +67,7 @@ function operation(doc, path, method, op, shared) {
   if (params.length) {
     const rows = params.map((p) => el("tr", {}, el("td", {}, el("code", {}, p.name || "")),
       el("td", {}, p.in || ""), el("td", {}, p.required ? "required" : "optional"),
-      el("td", {}, p.description || "")));
+      el("td", {}, prose(p.description || ""))));
     details.append(el("h4", {}, "Parameters"),
       el("table", {}, el("tr", {}, el("th", {}, "name"), el("th", {}, "in"), el("th", {}, ""), el("th", {}, "")), ...rows));
   }
@@ -69,7 +78,7 @@ function operation(doc, path, method, op, shared) {
     for (const [status, raw] of responses) {
       const response = resolve(doc, raw);
       details.append(el("div", { class: "response" }, el("strong", {}, status + " "),
-        response.description || "", schemaBlock(doc, response.content)));
+        prose(response.description || ""), schemaBlock(doc, response.content)));
     }
   }
   return details;
@@ -82,7 +91,7 @@ function renderDocument(plugin, doc) {
   const servers = (doc.servers || []).map((s) => s.url).join(", ");
   section.append(el("p", { class: "meta" }, "Served at " + servers + " · plugin " + plugin.version +
     " · contract polypay:plugin@" + plugin.contract + " · ", el("a", { href: plugin.openapi }, "openapi.json")));
-  if (info.description) section.append(el("p", {}, info.description));
+  if (info.description) section.append(el("p", {}, prose(info.description)));
   for (const [path, rawItem] of Object.entries(doc.paths || {})) {
     const item = resolve(doc, rawItem);
     for (const method of METHODS) {
