@@ -274,7 +274,16 @@ impl Server {
         for (listener, router, name) in [
             (
                 public,
-                crate::http::public_router(context.clone(), plugins.router().with_state(())),
+                crate::http::public_router(
+                    context.clone(),
+                    plugins
+                        .router()
+                        .merge(crate::http::plugin_docs::router(
+                            &plugins,
+                            &context.config.public_base_url,
+                        ))
+                        .with_state(()),
+                ),
                 "public",
             ),
             (

@@ -50,6 +50,10 @@ pub enum Command {
     /// contract, every dialect plugin with a demo merchant, the server, and a walkthrough.
     /// `polypay dev pay|mine|reorg` act on it while it runs.
     Dev(crate::dev::cli::DevArgs),
+    /// Write and inspect plugins: `plugin new NAME` generates one from a template,
+    /// `plugin check PATH.wasm` checks a component against the plugin contract.
+    #[command(subcommand)]
+    Plugin(crate::plugin::cli::PluginCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +114,10 @@ impl Cli {
             }
             return crate::dev::cli::run(args).await;
         }
+        if let Command::Plugin(command) = self.command {
+            // Needs no config: plugin authors run it anywhere.
+            return crate::plugin::cli::run(command).await;
+        }
         let config = Config::load(self.config.as_deref())?;
         crate::telemetry::init_logging(&config.log);
         match self.command {
@@ -131,7 +139,9 @@ impl Cli {
             Command::Merchant(command) => run_merchant(config, command).await,
             Command::Webhook(command) => crate::webhook::cli::run(config, command).await,
             Command::Invoice(command) => crate::invoice::cli::run(config, command).await,
-            Command::Dev(_) => unreachable!("handled before the config is loaded"),
+            Command::Dev(_) | Command::Plugin(_) => {
+                unreachable!("handled before the config is loaded")
+            }
         }
     }
 }

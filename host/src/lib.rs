@@ -14,9 +14,11 @@
 //! - [`chain`]: chain listeners (`chain::evm` with alloy, `chain::tron` over java-tron's
 //!   HTTP API, both driven by `chain::follow`): blocks, transfers, reorgs.
 //! - [`matcher`]: transfer → invoice, payment-target allocation, the expiry scheduler.
-//! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities.
+//! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities;
+//!   for plugin authors, `polypay plugin new` (templates) and `polypay plugin check`.
 //! - [`http`]: the public and admin listeners (axum): their connection and request limits,
-//!   client addresses behind trusted proxies, the admin token, the checkout page and feed.
+//!   client addresses behind trusted proxies, the admin token, the checkout page and feed,
+//!   the plugins' OpenAPI documents and the page listing them (`/polypay/plugins`).
 //! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
 //!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.

@@ -10,6 +10,10 @@
 //! host keeps loading components built against them; 0.2.0 is in development until
 //! released and may still grow by documented additions, see its package docs.)
 //!
+//! The guide, "Writing a plugin" (the request lifecycle, capabilities, scoping, limits,
+//! testing, the OpenAPI document, `polypay plugin new` and `polypay plugin check`), is this
+//! crate's `README.md`.
+//!
 //! This crate gives a plugin:
 //! - [`bindings`]: the generated WIT bindings (re-exported types live in the
 //!   [`host`] modules, e.g. [`invoices::NewInvoice`]);
@@ -207,6 +211,15 @@ pub trait Plugin {
         Vec::new()
     }
 
+    /// The plugin's OpenAPI 3 document (JSON text), if it ships one; usually
+    /// `Some(include_str!("../openapi.json"))`. Its paths are the router's patterns (the
+    /// host adds the operator's prefix), and it should list every route: the host serves
+    /// it at `/polypay/plugins/{name}/openapi.json` and lists it on `/polypay/plugins`.
+    /// [`testing::undocumented_routes`] checks the document against the router.
+    fn openapi() -> Option<&'static str> {
+        None
+    }
+
     /// The callback for an invoice event; `None` (the default) sends none.
     fn render_webhook(
         event: &host::webhooks::InvoiceEvent,
@@ -258,6 +271,7 @@ pub mod __private {
             routes: P::router().routes(),
             settings_schema: P::settings_schema().map(|s| s.to_string()),
             credentials: P::credentials(),
+            openapi: P::openapi().map(str::to_owned),
         }
     }
 

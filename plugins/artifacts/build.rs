@@ -195,6 +195,18 @@ fn main() {
     .unwrap();
     writeln!(
         out,
+        "\n/// The target dir the components are built in (`--target {TARGET} --release`): \
+         a build of another plugin crate given it reuses the compiled dependencies."
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "pub const WASM_TARGET_DIR: &str = {:?};",
+        target_dir.display().to_string()
+    )
+    .unwrap();
+    writeln!(
+        out,
         "\n/// Every plugin crate's component: (package name, path)."
     )
     .unwrap();

@@ -577,6 +577,10 @@ fn walkthrough(
             format!("{}/pay/<invoice id>", options.public_url()),
         ),
         (
+            "API docs",
+            format!("{}/polypay/plugins", options.public_url()),
+        ),
+        (
             "dev chain",
             format!(
                 "{} (anvil, chain id {}, network \"{}\")",

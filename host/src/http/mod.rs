@@ -1,5 +1,6 @@
-//! HTTP surfaces (axum): the public listener (plugin routes, checkout page) and the admin
-//! listener (health, readiness, metrics, operator API).
+//! HTTP surfaces (axum): the public listener (plugin routes, checkout page, the plugins'
+//! API documentation in [`plugin_docs`]) and the admin listener (health, readiness,
+//! metrics, operator API).
 //!
 //! Both routers share the request pipeline ([`with_pipeline`]): [`crate::telemetry::observe`]
 //! (request id, span, access log, metrics), load shedding (`http.max_in_flight` requests
@@ -14,6 +15,7 @@
 pub mod admin;
 pub mod checkout;
 pub mod client_ip;
+pub mod plugin_docs;
 pub mod serve;
 
 use std::sync::Arc;
@@ -146,7 +148,7 @@ pub fn body_timed_out(error: &axum::Error) -> bool {
 }
 
 /// Paths the host serves itself on the public listener; plugins may not claim them.
-pub const HOST_PUBLIC_PREFIXES: &[&str] = &["/pay/", "/api/checkout/"];
+pub const HOST_PUBLIC_PREFIXES: &[&str] = &["/pay/", "/api/checkout/", plugin_docs::PREFIX];
 
 /// The public listener's router: the host's own pages plus `plugins` (the router of the
 /// plugin runtime, whose routes were checked against [`HOST_PUBLIC_PREFIXES`]).

@@ -118,9 +118,22 @@ records! {
     }
     pt1::Route => pt2::Route { methods, path }
     pt1::CredentialTemplate => pt2::CredentialTemplate { kind, secret, public_id }
-    pt1::Manifest => pt2::Manifest { name, version, routes, settings_schema, credentials }
     pt1::OutgoingRequest => pt2::OutgoingRequest { method, url, headers, body }
     pt1::WebhookDelivery => pt2::WebhookDelivery { request, accept, retry_after_secs }
+}
+
+/// A 0.1.0 manifest has no OpenAPI document.
+impl Adapt<pt2::Manifest> for pt1::Manifest {
+    fn adapt(self) -> pt2::Manifest {
+        pt2::Manifest {
+            name: self.name,
+            version: self.version,
+            routes: self.routes.adapt(),
+            settings_schema: self.settings_schema,
+            credentials: self.credentials.adapt(),
+            openapi: None,
+        }
+    }
 }
 
 // 0.2.0 → 0.1.0: what the host hands a 0.1.0 component.

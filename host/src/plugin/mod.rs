@@ -31,11 +31,13 @@
 //! version a component speaks, linking all of them, calling exports), `compat` (0.1.0
 //! ↔ 0.2.0 conversions), `engine` (shared engine, epoch ticker,
 //! compiled-component cache), `runtime` (load, slots, one call on a fresh instance),
-//! `dispatch` (the axum router), [`routes`] (route table and conflicts), `limits`
+//! `dispatch` (the axum router), [`routes`] (route table and conflicts), [`openapi`] (a
+//! plugin's OpenAPI document, checked at load), `limits`
 //! (memory cap, time limits, fault kinds), `wasi` (the WASI subset), `state` (per-call
 //! store data and scope), `capabilities` (one module per WIT import), `webhook_render`
 //! (the `WebhookRenderer` for the webhook worker), [`PluginServices`] (what the
-//! capabilities are built on, the rate limiter).
+//! capabilities are built on, the rate limiter), and for plugin authors: [`scaffold`]
+//! (`polypay plugin new`), [`check`] (`polypay plugin check`), [`cli`] (both commands).
 //!
 //! # Isolation
 //!
@@ -93,13 +95,17 @@
 
 pub mod bindings;
 mod capabilities;
+pub mod check;
+pub mod cli;
 mod compat;
 mod config;
 mod dispatch;
 mod engine;
 mod limits;
+pub mod openapi;
 pub mod routes;
 mod runtime;
+pub mod scaffold;
 mod services;
 mod state;
 pub mod version;
@@ -171,6 +177,8 @@ pub struct MountedPlugin {
     pub version: WitVersion,
     /// Public routes as (method, full path).
     pub routes: Vec<(String, String)>,
+    /// The prefix its routes are mounted under ("" for none, else "/a/b").
+    pub prefix: String,
 }
 
 impl PluginRuntime {
@@ -230,6 +238,8 @@ impl PluginRuntime {
                     .filter(|c| c.plugin == i)
                     .flat_map(|c| c.methods.iter().map(|m| (m.clone(), c.full_path.clone())))
                     .collect(),
+                // Validated when the plugin was loaded.
+                prefix: routes::normalize_prefix(p.config.prefix.as_deref()).unwrap_or_default(),
             })
             .collect()
     }

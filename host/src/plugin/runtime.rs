@@ -19,6 +19,7 @@ use super::capabilities;
 use super::config::PluginConfig;
 use super::engine::{self, EngineError};
 use super::limits::{CallClock, FaultKind, HostOverloaded};
+use super::openapi;
 use super::routes::{self, Claim};
 use super::services::PluginServices;
 use super::state::{CallKind, CallScope, PluginIdentity, PluginState};
@@ -151,6 +152,17 @@ impl RuntimeInner {
         configs: &[PluginConfig],
         services: PluginServices,
     ) -> Result<RuntimeInner, PluginError> {
+        let mut inner = Self::load_manifests(configs, services).await?;
+        inner.claim_routes()?;
+        Ok(inner)
+    }
+
+    /// Compiles and links every plugin and reads its manifest, without checking the
+    /// manifest (`polypay plugin check` reports what is wrong with it instead).
+    pub async fn load_manifests(
+        configs: &[PluginConfig],
+        services: PluginServices,
+    ) -> Result<RuntimeInner, PluginError> {
         let engine = engine::shared().map_err(PluginError::Engine)?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         super::wasi::add_to_linker(&mut linker).map_err(EngineError::from)?;
@@ -255,6 +267,7 @@ impl RuntimeInner {
                 routes: Vec::new(),
                 settings_schema: None,
                 credentials: Vec::new(),
+                openapi: None,
             };
             plugins.push(LoadedPlugin {
                 identity,
@@ -276,7 +289,6 @@ impl RuntimeInner {
             faults: Tally::new(),
             overloads: Tally::new(),
         };
-        let mut claims = Vec::new();
         for index in 0..inner.plugins.len() {
             let name = inner.plugins[index].identity.name.clone();
             let manifest = match inner
@@ -307,10 +319,28 @@ impl RuntimeInner {
                     });
                 }
             };
-            let prefix = routes::normalize_prefix(inner.plugins[index].config.prefix.as_deref())
-                .map_err(|source| PluginError::Prefix {
-                    plugin: name.clone(),
-                    source,
+            inner.plugins[index].manifest = manifest;
+        }
+        Ok(inner)
+    }
+
+    /// Checks every plugin's manifest (credentials, OpenAPI document, routes under the
+    /// configured prefix) and builds the route table; any failure names the plugin.
+    fn claim_routes(&mut self) -> Result<(), PluginError> {
+        let names: Vec<String> = self
+            .plugins
+            .iter()
+            .map(|p| p.identity.name.clone())
+            .collect();
+        let mut claims = Vec::new();
+        for (index, plugin) in self.plugins.iter().enumerate() {
+            let (name, manifest) = (&names[index], &plugin.manifest);
+            let prefix =
+                routes::normalize_prefix(plugin.config.prefix.as_deref()).map_err(|source| {
+                    PluginError::Prefix {
+                        plugin: name.clone(),
+                        source,
+                    }
                 })?;
             capabilities::check_credential_templates(&manifest.credentials).map_err(|reason| {
                 PluginError::Load {
@@ -318,26 +348,31 @@ impl RuntimeInner {
                     reason: format!("manifest() declares a bad credential: {reason}"),
                 }
             })?;
+            if let Some(document) = &manifest.openapi {
+                openapi::check(document).map_err(|e| PluginError::Load {
+                    plugin: name.clone(),
+                    reason: format!("manifest() declares a bad OpenAPI document: {e}"),
+                })?;
+            }
             let declared: Vec<(Vec<String>, String)> = manifest
                 .routes
                 .iter()
                 .map(|r| (r.methods.clone(), r.path.clone()))
                 .collect();
-            claims.extend(routes::claims(index, &name, &prefix, &declared)?);
+            claims.extend(routes::claims(index, name, &prefix, &declared)?);
             tracing::info!(
                 plugin = %name,
                 manifest_name = %manifest.name,
                 version = %manifest.version,
-                contract = %inner.plugins[index].version,
+                contract = %plugin.version,
                 routes = manifest.routes.len(),
                 prefix = %prefix,
                 "plugin loaded"
             );
-            inner.plugins[index].manifest = manifest;
         }
         routes::check_conflicts(&claims, &names)?;
-        inner.claims = claims;
-        Ok(inner)
+        self.claims = claims;
+        Ok(())
     }
 
     pub fn index_of(&self, plugin: &str) -> Option<usize> {

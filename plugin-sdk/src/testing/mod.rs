@@ -45,6 +45,43 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+/// What `P`'s OpenAPI document ([`Plugin::openapi`]) lacks: every route of its router
+/// (as `"METHOD /pattern"`) with no operation in the document, or why the document is
+/// not one (not JSON, no `openapi: "3.x"`, no `paths`). Empty when it documents every
+/// route. A route's `{*rest}` is documented as `{rest}`. The host checks the document
+/// fully (it must parse as OpenAPI 3) when it loads the plugin.
+pub fn undocumented_routes<P: Plugin>() -> Vec<String> {
+    let Some(text) = P::openapi() else {
+        return vec!["the plugin ships no OpenAPI document".into()];
+    };
+    let document: serde_json::Value = match serde_json::from_str(text) {
+        Ok(document) => document,
+        Err(e) => return vec![format!("the OpenAPI document is not JSON: {e}")],
+    };
+    if !document["openapi"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("3."))
+    {
+        return vec!["the document has no `openapi: \"3.x.y\"`".into()];
+    }
+    let Some(paths) = document["paths"].as_object() else {
+        return vec!["the document has no `paths`".into()];
+    };
+    let mut missing = Vec::new();
+    for route in P::router().routes() {
+        let item = paths.get(&route.path.replace("{*", "{"));
+        for method in &route.methods {
+            if item
+                .and_then(|i| i.get(method.to_ascii_lowercase()))
+                .is_none()
+            {
+                missing.push(format!("{method} {}", route.path));
+            }
+        }
+    }
+    missing
+}
+
 thread_local! {
     static INSTALLED: RefCell<Option<Rc<dyn Host>>> = const { RefCell::new(None) };
 }

@@ -119,6 +119,10 @@ impl Plugin for PayOrders {
             .get("/api/web/pay-orders/submitted", submitted)
     }
 
+    fn openapi() -> Option<&'static str> {
+        Some(include_str!("../openapi.json"))
+    }
+
     fn settings_schema() -> Option<serde_json::Value> {
         let pay_currency = serde_json::json!({
             "type": "object",

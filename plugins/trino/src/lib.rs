@@ -89,6 +89,10 @@ impl Plugin for Trino {
             .get("/api/v1/invoices/{id}", invoice_status)
     }
 
+    fn openapi() -> Option<&'static str> {
+        Some(include_str!("../openapi.json"))
+    }
+
     fn settings_schema() -> Option<serde_json::Value> {
         Some(serde_json::json!({
             "type": "object",

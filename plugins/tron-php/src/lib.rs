@@ -135,6 +135,10 @@ impl Plugin for TronPhp {
             })
     }
 
+    fn openapi() -> Option<&'static str> {
+        Some(include_str!("../openapi.json"))
+    }
+
     fn settings_schema() -> Option<serde_json::Value> {
         Some(serde_json::json!({
             "type": "object",

@@ -144,6 +144,10 @@ impl Plugin for WoPay {
             .fallback(|_: &Request| envelope::not_found("Endpoint"))
     }
 
+    fn openapi() -> Option<&'static str> {
+        Some(include_str!("../openapi.json"))
+    }
+
     fn settings_schema() -> Option<Value> {
         Some(serde_json::json!({
             "type": "object",

@@ -15,6 +15,14 @@ impl Plugin for Echo {
     const NAME: &'static str = "test-echo";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
+    /// Whatever the operator's settings give as `openapi` (a JSON string): lets tests
+    /// mount a plugin declaring any document, valid or not.
+    fn openapi() -> Option<&'static str> {
+        let settings: Value = context::settings().ok()?;
+        let document = settings["openapi"].as_str()?.to_owned();
+        Some(Box::leak(document.into_boxed_str()))
+    }
+
     fn router() -> Router {
         Router::new()
             .route(&["GET", "POST"], "/echo/request/{*rest}", echo_request)
