@@ -12,6 +12,7 @@ mod crypto;
 mod invoices;
 pub(crate) use invoices::{invoice_wit, status_to_wit};
 mod kv;
+mod ledger;
 mod log;
 mod merchants;
 pub(crate) use merchants::{check_credential_templates, credential_spec};
