@@ -251,13 +251,18 @@ pub trait Host {
         amount: &str,
     ) -> Result<String, HostError> {
         Err(unsupported("money.to-decimal"))
-    }    fn ledger_create_user(&self, user: &ledger::NewUser) -> Result<ledger::User, HostError> {
+    }
+    fn ledger_create_user(&self, user: &ledger::NewUser) -> Result<ledger::User, HostError> {
         Err(unsupported("ledger.create-user"))
     }
     fn ledger_get_user(&self, id: &str) -> Result<ledger::User, HostError> {
         Err(unsupported("ledger.get-user"))
     }
-    fn ledger_update_user(&self, id: &str, update: &ledger::UserUpdate) -> Result<ledger::User, HostError> {
+    fn ledger_update_user(
+        &self,
+        id: &str,
+        update: &ledger::UserUpdate,
+    ) -> Result<ledger::User, HostError> {
         Err(unsupported("ledger.update-user"))
     }
     fn ledger_merchant_user(&self, merchant_id: &str) -> Result<ledger::User, HostError> {
@@ -269,7 +274,11 @@ pub trait Host {
     fn ledger_deposit_address(&self, user_id: &str, chain: &str) -> Result<String, HostError> {
         Err(unsupported("ledger.deposit-address"))
     }
-    fn ledger_deposits(&self, user_id: &str, limit: u32) -> Result<Vec<ledger::Deposit>, HostError> {
+    fn ledger_deposits(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ledger::Deposit>, HostError> {
         Err(unsupported("ledger.deposits"))
     }
     fn ledger_create_order(&self, order: &ledger::NewOrder) -> Result<ledger::Order, HostError> {
@@ -278,22 +287,42 @@ pub trait Host {
     fn ledger_get_order(&self, id: &str) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.get-order"))
     }
-    fn ledger_find_order(&self, payee_user_id: &str, client_order_id: &str) -> Result<ledger::Order, HostError> {
+    fn ledger_find_order(
+        &self,
+        payee_user_id: &str,
+        client_order_id: &str,
+    ) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.find-order"))
     }
-    fn ledger_list_orders(&self, filter: &ledger::OrderFilter, limit: u32) -> Result<Vec<ledger::Order>, HostError> {
+    fn ledger_list_orders(
+        &self,
+        filter: &ledger::OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<ledger::Order>, HostError> {
         Err(unsupported("ledger.list-orders"))
     }
     fn ledger_pay(&self, order_id: &str) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.pay"))
     }
-    fn ledger_settle(&self, order_id: &str, items: &[ledger::ItemAmount]) -> Result<ledger::Order, HostError> {
+    fn ledger_settle(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.settle"))
     }
-    fn ledger_unlock(&self, order_id: &str, items: &[ledger::ItemAmount]) -> Result<ledger::Order, HostError> {
+    fn ledger_unlock(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.unlock"))
     }
-    fn ledger_refund(&self, order_id: &str, items: &[ledger::ItemAmount]) -> Result<ledger::Order, HostError> {
+    fn ledger_refund(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.refund"))
     }
     fn ledger_cancel(&self, order_id: &str) -> Result<ledger::Order, HostError> {
@@ -530,13 +559,18 @@ impl Host for ComponentHost {
         amount: &str,
     ) -> Result<String, HostError> {
         wit::money::to_decimal(chain, asset, amount)
-    }    fn ledger_create_user(&self, user: &ledger::NewUser) -> Result<ledger::User, HostError> {
+    }
+    fn ledger_create_user(&self, user: &ledger::NewUser) -> Result<ledger::User, HostError> {
         wit::ledger::create_user(user)
     }
     fn ledger_get_user(&self, id: &str) -> Result<ledger::User, HostError> {
         wit::ledger::get_user(id)
     }
-    fn ledger_update_user(&self, id: &str, update: &ledger::UserUpdate) -> Result<ledger::User, HostError> {
+    fn ledger_update_user(
+        &self,
+        id: &str,
+        update: &ledger::UserUpdate,
+    ) -> Result<ledger::User, HostError> {
         wit::ledger::update_user(id, update)
     }
     fn ledger_merchant_user(&self, merchant_id: &str) -> Result<ledger::User, HostError> {
@@ -548,7 +582,11 @@ impl Host for ComponentHost {
     fn ledger_deposit_address(&self, user_id: &str, chain: &str) -> Result<String, HostError> {
         wit::ledger::deposit_address(user_id, chain)
     }
-    fn ledger_deposits(&self, user_id: &str, limit: u32) -> Result<Vec<ledger::Deposit>, HostError> {
+    fn ledger_deposits(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ledger::Deposit>, HostError> {
         wit::ledger::deposits(user_id, limit)
     }
     fn ledger_create_order(&self, order: &ledger::NewOrder) -> Result<ledger::Order, HostError> {
@@ -557,22 +595,42 @@ impl Host for ComponentHost {
     fn ledger_get_order(&self, id: &str) -> Result<ledger::Order, HostError> {
         wit::ledger::get_order(id)
     }
-    fn ledger_find_order(&self, payee_user_id: &str, client_order_id: &str) -> Result<ledger::Order, HostError> {
+    fn ledger_find_order(
+        &self,
+        payee_user_id: &str,
+        client_order_id: &str,
+    ) -> Result<ledger::Order, HostError> {
         wit::ledger::find_order(payee_user_id, client_order_id)
     }
-    fn ledger_list_orders(&self, filter: &ledger::OrderFilter, limit: u32) -> Result<Vec<ledger::Order>, HostError> {
+    fn ledger_list_orders(
+        &self,
+        filter: &ledger::OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<ledger::Order>, HostError> {
         wit::ledger::list_orders(filter, limit)
     }
     fn ledger_pay(&self, order_id: &str) -> Result<ledger::Order, HostError> {
         wit::ledger::pay(order_id)
     }
-    fn ledger_settle(&self, order_id: &str, items: &[ledger::ItemAmount]) -> Result<ledger::Order, HostError> {
+    fn ledger_settle(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
         wit::ledger::settle(order_id, items)
     }
-    fn ledger_unlock(&self, order_id: &str, items: &[ledger::ItemAmount]) -> Result<ledger::Order, HostError> {
+    fn ledger_unlock(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
         wit::ledger::unlock(order_id, items)
     }
-    fn ledger_refund(&self, order_id: &str, items: &[ledger::ItemAmount]) -> Result<ledger::Order, HostError> {
+    fn ledger_refund(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
         wit::ledger::refund(order_id, items)
     }
     fn ledger_cancel(&self, order_id: &str) -> Result<ledger::Order, HostError> {
@@ -1046,8 +1104,8 @@ pub mod ledger {
     use super::{HostError, with_host};
     pub use crate::bindings::polypay::plugin::ledger::{
         Balance, Contact, Deposit, DepositStatus, ItemAmount, LedgerAction, LedgerEvent,
-        MovedAmount, NewOrder, NewOrderItem, NewUser, Order, OrderFilter, OrderItem,
-        OrderStatus, PayType, User, UserUpdate,
+        MovedAmount, NewOrder, NewOrderItem, NewUser, Order, OrderFilter, OrderItem, OrderStatus,
+        PayType, User, UserUpdate,
     };
 
     pub fn create_user(user: &NewUser) -> Result<User, HostError> {

@@ -170,8 +170,8 @@ pub mod time;
 pub use bindings::polypay::plugin::plugin_types::{Manifest, Route};
 pub use bindings::polypay::plugin::types::HostError;
 pub use host::{
-    chains, clock, context, crypto, invoices, kv, ledger, log, merchants, money, random, rate_limit,
-    rates, webhooks,
+    chains, clock, context, crypto, invoices, kv, ledger, log, merchants, money, random,
+    rate_limit, rates, webhooks,
 };
 pub use http::{IntoResponse, Request, Response};
 pub use router::Router;
