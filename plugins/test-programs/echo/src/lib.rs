@@ -1,7 +1,7 @@
 //! Test plugin `test-echo`: a healthy plugin whose routes each exercise one
 //! part of the contract (request echo, settings, clock, sandbox, log, merchants,
-//! invoices, credentials, crypto, kv, networks) so the host's runtime and
-//! scoping can be tested end to end. Every route lives under `/echo`.
+//! invoices, credentials, crypto, kv, networks, the custodial ledger) so the host's
+//! runtime and scoping can be tested end to end. Every route lives under `/echo`.
 
 use polypay_plugin_sdk::invoices::{FiatPrice, Invoice, InvoiceFilter, PageSelector};
 use polypay_plugin_sdk::merchants::{CredentialRequest, NewMerchant, SecretEncoding, SecretFormat};
@@ -43,6 +43,11 @@ impl Plugin for Echo {
             .post("/echo/webhook-test", webhook_test)
             .put("/echo/kv/{key}", kv_put)
             .get("/echo/kv/{key}", kv_get)
+            .post("/echo/ledger/users", ledger_create_user)
+            .get("/echo/ledger/users/{id}/balances", ledger_balances)
+            .post("/echo/ledger/orders", ledger_create_order)
+            .get("/echo/ledger/orders/{id}", ledger_get_order)
+            .post("/echo/ledger/orders/{id}/pay", ledger_pay)
             .get("/echo/networks", |_: &Request| {
                 let names: Vec<String> = chains::networks().into_iter().map(|n| n.name).collect();
                 Response::json(200, &json!({ "networks": names }))
@@ -450,6 +455,81 @@ fn kv_get(req: &Request) -> Reply {
         Some(value) => Ok(Response::new(200).body(value)),
         None => Err(host_error(HostError::NotFound)),
     }
+}
+
+fn ledger_create_user(_: &Request) -> Reply {
+    let user = ledger::create_user(&ledger::NewUser {
+        merchant_id: None,
+        contact: ledger::Contact {
+            national_code: None,
+            mobile: None,
+            email: None,
+        },
+        plugin_data: None,
+    })
+    .map_err(host_error)?;
+    Ok(Response::json(200, &json!({ "id": user.id })))
+}
+
+fn ledger_balances(req: &Request) -> Reply {
+    let balances = ledger::balances(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    let list: Vec<Value> = balances
+        .iter()
+        .map(|b| json!({ "asset": b.asset, "available": b.available_decimal, "locked": b.locked_decimal }))
+        .collect();
+    Ok(Response::json(200, &json!({ "balances": list })))
+}
+
+#[derive(Deserialize)]
+struct CreateLedgerOrder {
+    payer: String,
+    payee: String,
+    client_order_id: String,
+    amount: String,
+}
+
+fn ledger_order_json(o: &ledger::Order) -> Value {
+    json!({
+        "id": o.id,
+        "status": match o.status {
+            ledger::OrderStatus::Waiting => "waiting",
+            ledger::OrderStatus::Processing => "processing",
+            ledger::OrderStatus::Completed => "completed",
+            ledger::OrderStatus::Expired => "expired",
+            ledger::OrderStatus::Cancelled => "cancelled",
+        },
+        "paid": o.items.iter().map(|i| i.paid_decimal.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn ledger_create_order(req: &Request) -> Reply {
+    let body: CreateLedgerOrder = req.json().map_err(bad_request)?;
+    let order = ledger::create_order(&ledger::NewOrder {
+        payer_user_id: body.payer,
+        payee_user_id: body.payee,
+        client_order_id: body.client_order_id,
+        items: vec![ledger::NewOrderItem {
+            pay_type: ledger::PayType::Pay,
+            chain: "ethereum".into(),
+            asset: "USDT".into(),
+            amount: body.amount,
+        }],
+        expires_at: clock::now() + 600_000,
+        notify_url: None,
+        plugin_data: None,
+    })
+    .map_err(host_error)?;
+    Ok(Response::json(200, &ledger_order_json(&order)))
+}
+
+fn ledger_get_order(req: &Request) -> Reply {
+    let order = ledger::get_order(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &ledger_order_json(&order)))
+}
+
+fn ledger_pay(req: &Request) -> Reply {
+    let order = ledger::pay(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &ledger_order_json(&order)))
 }
 
 fn status_name(status: InvoiceStatus) -> &'static str {
