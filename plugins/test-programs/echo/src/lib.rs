@@ -85,6 +85,54 @@ impl Plugin for Echo {
             retry_after_secs: (attempt < 3).then_some(attempt * 10),
         })
     }
+
+    /// Ledger callbacks go to the order's notify URL; without one, none is sent. Signed
+    /// like invoice callbacks when the order has a merchant.
+    fn render_ledger_webhook(event: &ledger::LedgerEvent, attempt: u32) -> Option<WebhookDelivery> {
+        let url = event.url.clone()?;
+        let order = event.order.as_ref()?;
+        let body = json!({
+            "order_id": order.id,
+            "action": match event.action {
+                ledger::LedgerAction::OrderCreated => "order-created",
+                ledger::LedgerAction::OrderPaid => "order-paid",
+                ledger::LedgerAction::OrderSettled => "order-settled",
+                ledger::LedgerAction::OrderUnlocked => "order-unlocked",
+                ledger::LedgerAction::OrderRefunded => "order-refunded",
+                ledger::LedgerAction::OrderCancelled => "order-cancelled",
+                ledger::LedgerAction::OrderExpired => "order-expired",
+                ledger::LedgerAction::DepositCredited => "deposit-credited",
+                ledger::LedgerAction::DepositReversed => "deposit-reversed",
+            },
+            "event_id": event.id,
+            "attempt": attempt,
+            "moved": event.moved.iter().map(|m| m.amount_decimal.clone()).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes();
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        let bearer = order
+            .merchant_id
+            .as_deref()
+            .and_then(|m| merchants::list_credentials(m).ok())
+            .and_then(|creds| creds.into_iter().find(|c| c.kind == "bearer"));
+        if let Some(credential) = bearer
+            && let Ok(mac) = crypto::hmac_sha256_sign(&credential.id, &body)
+        {
+            let signature = format!("sha256={}", polypay_plugin_sdk::hex(&mac));
+            headers.push(("x-echo-signature".to_owned(), signature));
+        }
+        Some(WebhookDelivery {
+            request: OutgoingRequest {
+                method: "POST".into(),
+                url,
+                headers,
+                body,
+            },
+            accept: Acceptance::ExactlyOk,
+            retry_after_secs: Some(10),
+        })
+    }
 }
 
 type Reply = Result<Response, Response>;
