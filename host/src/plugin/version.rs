@@ -77,6 +77,7 @@ const INTERFACES: &[(&str, WitVersion)] = &[
     ("webhooks", WitVersion::V0_1),
     ("plugin-types", WitVersion::V0_1),
     ("money", WitVersion::V0_2),
+    ("ledger", WitVersion::V0_2),
 ];
 
 impl std::fmt::Display for WitVersion {
@@ -276,6 +277,11 @@ impl PluginPre {
                     Call::RenderWebhook(event, attempt) => CallOutput::RenderWebhook(
                         instance.call_render_webhook(store, &event, attempt).await?,
                     ),
+                    Call::RenderLedgerWebhook(event, attempt) => CallOutput::RenderLedgerWebhook(
+                        instance
+                            .call_render_ledger_webhook(store, &event, attempt)
+                            .await?,
+                    ),
                 }
             }
             PluginPre::V0_1(pre) => {
@@ -297,6 +303,8 @@ impl PluginPre {
                                 .adapt(),
                         )
                     }
+                    // 0.1.0 has no ledger: nothing of a 0.1.0 plugin is on a ledger.
+                    Call::RenderLedgerWebhook(..) => CallOutput::RenderLedgerWebhook(None),
                 }
             }
         })
@@ -322,7 +330,10 @@ mod tests {
             ),
             (
                 WitVersion::V0_2,
-                include_str!("../../../plugin-sdk/wit/0.2.0/plugin.wit"),
+                concat!(
+                    include_str!("../../../plugin-sdk/wit/0.2.0/plugin.wit"),
+                    include_str!("../../../plugin-sdk/wit/0.2.0/ledger.wit")
+                ),
             ),
         ];
         for (version, wit) in wits {
