@@ -169,7 +169,7 @@ pub use bindings::polypay::plugin::plugin_types::{Manifest, Route};
 pub use bindings::polypay::plugin::types::HostError;
 pub use host::{
     chains, clock, context, crypto, invoices, kv, log, merchants, money, random, rate_limit, rates,
-    webhooks,
+    two_factor, webhooks,
 };
 pub use http::{IntoResponse, Request, Response};
 pub use router::Router;
@@ -180,7 +180,7 @@ pub mod prelude {
     pub use crate::host::webhooks::{Acceptance, InvoiceEvent, OutgoingRequest, WebhookDelivery};
     pub use crate::host::{
         chains, clock, context, crypto, invoices, kv, log, merchants, money, random, rate_limit,
-        rates, webhooks,
+        rates, two_factor, webhooks,
     };
     pub use crate::{HostError, IntoResponse, Plugin, Request, Response, Router};
 }
