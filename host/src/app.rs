@@ -371,6 +371,18 @@ impl Server {
                 .await;
             Ok(())
         });
+        // Ledger orders past their expiry (custodial dialects). Safe on every instance:
+        // each expiry re-checks the order under its row lock.
+        let (ledger, stop) = (
+            crate::ledger::Ledger::new(context.store.clone()),
+            shutdown.clone().cancelled_owned(),
+        );
+        tasks.spawn(async move {
+            ledger
+                .run_expiry(std::time::Duration::from_secs(1), stop)
+                .await;
+            Ok(())
+        });
         tracing::info!(%public_addr, %admin_addr, mode = ?config.mode, database = %redact_url(&config.database_url()), "polypay started");
         Ok(Server {
             public_addr,

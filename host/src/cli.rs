@@ -46,6 +46,9 @@ pub enum Command {
     /// Inspect invoices set aside because settling them failed, and retry them.
     #[command(subcommand)]
     Invoice(crate::invoice::cli::InvoiceCommand),
+    /// The custodial ledger: users, balances, postings, reconciliation, adjustments.
+    #[command(subcommand)]
+    Ledger(crate::ledger::cli::LedgerCommand),
     /// A local payment setup in one command: a dev chain with a token and a payment
     /// contract, every dialect plugin with a demo merchant, the server, and a walkthrough.
     /// `polypay dev pay|mine|reorg` act on it while it runs.
@@ -131,6 +134,7 @@ impl Cli {
             Command::Merchant(command) => run_merchant(config, command).await,
             Command::Webhook(command) => crate::webhook::cli::run(config, command).await,
             Command::Invoice(command) => crate::invoice::cli::run(config, command).await,
+            Command::Ledger(command) => crate::ledger::cli::run(config, command).await,
             Command::Dev(_) => unreachable!("handled before the config is loaded"),
         }
     }

@@ -14,6 +14,8 @@
 //! - [`chain`]: chain listeners (`chain::evm` with alloy, `chain::tron` over java-tron's
 //!   HTTP API, both driven by `chain::follow`): blocks, transfers, reorgs.
 //! - [`matcher`]: transfer → invoice, payment-target allocation, the expiry scheduler.
+//! - [`ledger`]: custodial balances: users, double-entry postings, orders paid from
+//!   balances (the `ledger` capability of custodial dialects).
 //! - [`plugin`]: the WebAssembly runtime that runs API dialects, and its host capabilities.
 //! - [`http`]: the public and admin listeners (axum): their connection and request limits,
 //!   client addresses behind trusted proxies, the admin token, the checkout page and feed.
@@ -86,6 +88,7 @@ pub mod dev;
 pub mod http;
 pub mod invoice;
 pub mod leader;
+pub mod ledger;
 pub mod matcher;
 pub mod merchant;
 pub mod names;

@@ -252,7 +252,82 @@ pub trait Host {
     ) -> Result<String, HostError> {
         Err(unsupported("money.to-decimal"))
     }
-
+    fn ledger_create_user(&self, user: &ledger::NewUser) -> Result<ledger::User, HostError> {
+        Err(unsupported("ledger.create-user"))
+    }
+    fn ledger_get_user(&self, id: &str) -> Result<ledger::User, HostError> {
+        Err(unsupported("ledger.get-user"))
+    }
+    fn ledger_update_user(
+        &self,
+        id: &str,
+        update: &ledger::UserUpdate,
+    ) -> Result<ledger::User, HostError> {
+        Err(unsupported("ledger.update-user"))
+    }
+    fn ledger_merchant_user(&self, merchant_id: &str) -> Result<ledger::User, HostError> {
+        Err(unsupported("ledger.merchant-user"))
+    }
+    fn ledger_balances(&self, user_id: &str) -> Result<Vec<ledger::Balance>, HostError> {
+        Err(unsupported("ledger.balances"))
+    }
+    fn ledger_deposit_address(&self, user_id: &str, chain: &str) -> Result<String, HostError> {
+        Err(unsupported("ledger.deposit-address"))
+    }
+    fn ledger_deposits(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ledger::Deposit>, HostError> {
+        Err(unsupported("ledger.deposits"))
+    }
+    fn ledger_create_order(&self, order: &ledger::NewOrder) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.create-order"))
+    }
+    fn ledger_get_order(&self, id: &str) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.get-order"))
+    }
+    fn ledger_find_order(
+        &self,
+        payee_user_id: &str,
+        client_order_id: &str,
+    ) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.find-order"))
+    }
+    fn ledger_list_orders(
+        &self,
+        filter: &ledger::OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<ledger::Order>, HostError> {
+        Err(unsupported("ledger.list-orders"))
+    }
+    fn ledger_pay(&self, order_id: &str) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.pay"))
+    }
+    fn ledger_settle(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.settle"))
+    }
+    fn ledger_unlock(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.unlock"))
+    }
+    fn ledger_refund(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.refund"))
+    }
+    fn ledger_cancel(&self, order_id: &str) -> Result<ledger::Order, HostError> {
+        Err(unsupported("ledger.cancel"))
+    }
     fn two_factor_enrol_totp(
         &self,
         subject: &str,
@@ -534,6 +609,82 @@ impl Host for ComponentHost {
         amount: &str,
     ) -> Result<String, HostError> {
         wit::money::to_decimal(chain, asset, amount)
+    }
+    fn ledger_create_user(&self, user: &ledger::NewUser) -> Result<ledger::User, HostError> {
+        wit::ledger::create_user(user)
+    }
+    fn ledger_get_user(&self, id: &str) -> Result<ledger::User, HostError> {
+        wit::ledger::get_user(id)
+    }
+    fn ledger_update_user(
+        &self,
+        id: &str,
+        update: &ledger::UserUpdate,
+    ) -> Result<ledger::User, HostError> {
+        wit::ledger::update_user(id, update)
+    }
+    fn ledger_merchant_user(&self, merchant_id: &str) -> Result<ledger::User, HostError> {
+        wit::ledger::merchant_user(merchant_id)
+    }
+    fn ledger_balances(&self, user_id: &str) -> Result<Vec<ledger::Balance>, HostError> {
+        wit::ledger::balances(user_id)
+    }
+    fn ledger_deposit_address(&self, user_id: &str, chain: &str) -> Result<String, HostError> {
+        wit::ledger::deposit_address(user_id, chain)
+    }
+    fn ledger_deposits(
+        &self,
+        user_id: &str,
+        limit: u32,
+    ) -> Result<Vec<ledger::Deposit>, HostError> {
+        wit::ledger::deposits(user_id, limit)
+    }
+    fn ledger_create_order(&self, order: &ledger::NewOrder) -> Result<ledger::Order, HostError> {
+        wit::ledger::create_order(order)
+    }
+    fn ledger_get_order(&self, id: &str) -> Result<ledger::Order, HostError> {
+        wit::ledger::get_order(id)
+    }
+    fn ledger_find_order(
+        &self,
+        payee_user_id: &str,
+        client_order_id: &str,
+    ) -> Result<ledger::Order, HostError> {
+        wit::ledger::find_order(payee_user_id, client_order_id)
+    }
+    fn ledger_list_orders(
+        &self,
+        filter: &ledger::OrderFilter,
+        limit: u32,
+    ) -> Result<Vec<ledger::Order>, HostError> {
+        wit::ledger::list_orders(filter, limit)
+    }
+    fn ledger_pay(&self, order_id: &str) -> Result<ledger::Order, HostError> {
+        wit::ledger::pay(order_id)
+    }
+    fn ledger_settle(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
+        wit::ledger::settle(order_id, items)
+    }
+    fn ledger_unlock(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
+        wit::ledger::unlock(order_id, items)
+    }
+    fn ledger_refund(
+        &self,
+        order_id: &str,
+        items: &[ledger::ItemAmount],
+    ) -> Result<ledger::Order, HostError> {
+        wit::ledger::refund(order_id, items)
+    }
+    fn ledger_cancel(&self, order_id: &str) -> Result<ledger::Order, HostError> {
+        wit::ledger::cancel(order_id)
     }
     fn two_factor_enrol_totp(
         &self,
@@ -1040,6 +1191,70 @@ pub mod money {
     /// canonical: no leading zeros, no trailing fractional zeros.
     pub fn to_decimal(chain: &str, asset: &str, base_units: &str) -> Result<String, HostError> {
         with_host(|h| h.money_to_decimal(chain, asset, base_units))
+    }
+}
+
+/// `ledger`: custodial users, balances, deposits and orders paid from balances (the
+/// host keeps the money; see the WIT docs of `ledger` for the rules and error tokens).
+///
+/// Amounts go in as decimals in the asset's units ("0.1575") and come back both as base
+/// units and host-formatted decimals. A plugin renders ledger callbacks in
+/// [`crate::Plugin::render_ledger_webhook`].
+pub mod ledger {
+    use super::{HostError, with_host};
+    pub use crate::bindings::polypay::plugin::ledger::{
+        Balance, Contact, Deposit, DepositStatus, ItemAmount, LedgerAction, LedgerEvent,
+        MovedAmount, NewOrder, NewOrderItem, NewUser, Order, OrderFilter, OrderItem, OrderStatus,
+        PayType, User, UserUpdate,
+    };
+
+    pub fn create_user(user: &NewUser) -> Result<User, HostError> {
+        with_host(|h| h.ledger_create_user(user))
+    }
+    pub fn get_user(id: &str) -> Result<User, HostError> {
+        with_host(|h| h.ledger_get_user(id))
+    }
+    pub fn update_user(id: &str, update: &UserUpdate) -> Result<User, HostError> {
+        with_host(|h| h.ledger_update_user(id, update))
+    }
+    pub fn merchant_user(merchant_id: &str) -> Result<User, HostError> {
+        with_host(|h| h.ledger_merchant_user(merchant_id))
+    }
+    pub fn balances(user_id: &str) -> Result<Vec<Balance>, HostError> {
+        with_host(|h| h.ledger_balances(user_id))
+    }
+    pub fn deposit_address(user_id: &str, chain: &str) -> Result<String, HostError> {
+        with_host(|h| h.ledger_deposit_address(user_id, chain))
+    }
+    pub fn deposits(user_id: &str, limit: u32) -> Result<Vec<Deposit>, HostError> {
+        with_host(|h| h.ledger_deposits(user_id, limit))
+    }
+    pub fn create_order(order: &NewOrder) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_create_order(order))
+    }
+    pub fn get_order(id: &str) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_get_order(id))
+    }
+    pub fn find_order(payee_user_id: &str, client_order_id: &str) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_find_order(payee_user_id, client_order_id))
+    }
+    pub fn list_orders(filter: &OrderFilter, limit: u32) -> Result<Vec<Order>, HostError> {
+        with_host(|h| h.ledger_list_orders(filter, limit))
+    }
+    pub fn pay(order_id: &str) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_pay(order_id))
+    }
+    pub fn settle(order_id: &str, items: &[ItemAmount]) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_settle(order_id, items))
+    }
+    pub fn unlock(order_id: &str, items: &[ItemAmount]) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_unlock(order_id, items))
+    }
+    pub fn refund(order_id: &str, items: &[ItemAmount]) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_refund(order_id, items))
+    }
+    pub fn cancel(order_id: &str) -> Result<Order, HostError> {
+        with_host(|h| h.ledger_cancel(order_id))
     }
 }
 

@@ -27,6 +27,8 @@
 //! - [`Plugin::credentials`], the credentials an operator's
 //!   `polypay merchant create --plugin NAME` issues to your merchants (a bearer
 //!   token, an app id and key, ...), printed once by the CLI;
+//! - [`ledger`]: custodial balances and orders paid from them, with
+//!   [`Plugin::render_ledger_webhook`] for their callbacks;
 //! - [`webhooks::stats`] with [`webhooks::DeliveryStats::success_rate`] and
 //!   [`webhooks::DeliveryStats::average_attempts`] for a dialect's delivery report;
 //! - [`testing`]: a harness and in-memory host to unit-test a plugin natively.
@@ -168,8 +170,8 @@ pub mod time;
 pub use bindings::polypay::plugin::plugin_types::{Manifest, Route};
 pub use bindings::polypay::plugin::types::HostError;
 pub use host::{
-    chains, clock, context, crypto, invoices, kv, log, merchants, money, random, rate_limit, rates,
-    two_factor, webhooks,
+    chains, clock, context, crypto, invoices, kv, ledger, log, merchants, money, random,
+    rate_limit, rates, two_factor, webhooks,
 };
 pub use http::{IntoResponse, Request, Response};
 pub use router::Router;
@@ -179,8 +181,8 @@ pub mod prelude {
     pub use crate::host::invoices::{InvoiceStatus, MatchStrategy, NewInvoice, Price};
     pub use crate::host::webhooks::{Acceptance, InvoiceEvent, OutgoingRequest, WebhookDelivery};
     pub use crate::host::{
-        chains, clock, context, crypto, invoices, kv, log, merchants, money, random, rate_limit,
-        rates, two_factor, webhooks,
+        chains, clock, context, crypto, invoices, kv, ledger, log, merchants, money, random,
+        rate_limit, rates, two_factor, webhooks,
     };
     pub use crate::{HostError, IntoResponse, Plugin, Request, Response, Router};
 }
@@ -215,6 +217,16 @@ pub trait Plugin {
         let _ = (event, attempt);
         None
     }
+
+    /// Renders the callback for a ledger event (order paid, refunded, ...; see
+    /// [`ledger::LedgerEvent`]); `None` (the default) sends none.
+    fn render_ledger_webhook(
+        event: &host::ledger::LedgerEvent,
+        attempt: u32,
+    ) -> Option<host::webhooks::WebhookDelivery> {
+        let _ = (event, attempt);
+        None
+    }
 }
 
 /// Makes a [`Plugin`] the component's exports (`manifest`, `handle`,
@@ -237,6 +249,12 @@ macro_rules! export_plugin {
                     attempt: u32,
                 ) -> Option<$crate::bindings::WebhookDelivery> {
                     <$plugin as $crate::Plugin>::render_webhook(&event, attempt)
+                }
+                fn render_ledger_webhook(
+                    event: $crate::bindings::polypay::plugin::ledger::LedgerEvent,
+                    attempt: u32,
+                ) -> Option<$crate::bindings::WebhookDelivery> {
+                    <$plugin as $crate::Plugin>::render_ledger_webhook(&event, attempt)
                 }
             }
 

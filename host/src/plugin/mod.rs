@@ -117,6 +117,7 @@ pub use version::{ContractError, WitVersion};
 /// outside `polypay:plugin` is refused at start-up.
 pub use wasi::PROVIDED as PROVIDED_WASI;
 
+use bindings::polypay::plugin::ledger::LedgerEvent;
 use bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
 use runtime::{Call, CallError, CallOutput, RuntimeInner};
 use state::CallKind;
@@ -323,34 +324,46 @@ impl PluginRuntime {
         }
     }
 
-    /// Asks `plugin` to render the callback for `event` (attempt 1, 2, ...), on
-    /// a fresh instance authenticated as the invoice's merchant. `Ok(None)`:
-    /// the plugin sends no callback for this event.
-    pub async fn render_webhook(
+    /// Asks `plugin` to render the callback for a ledger event, on a fresh instance
+    /// authenticated as `merchant` (the order's merchant, if it has one).
+    pub async fn render_ledger_webhook(
         &self,
         plugin: &str,
-        event: InvoiceEvent,
+        merchant: Option<String>,
+        event: LedgerEvent,
         attempt: u32,
+    ) -> Result<Option<WebhookDelivery>, RenderFailure> {
+        let request_id = format!("webhook-{}-{attempt}", event.id);
+        self.render_call(
+            plugin,
+            merchant,
+            request_id,
+            Call::RenderLedgerWebhook(Box::new(event), attempt),
+        )
+        .await
+    }
+
+    /// Runs a rendering call (`render-webhook`, `render-ledger-webhook`).
+    async fn render_call(
+        &self,
+        plugin: &str,
+        merchant: Option<String>,
+        request_id: String,
+        call: Call,
     ) -> Result<Option<WebhookDelivery>, RenderFailure> {
         let index = self
             .inner
             .index_of(plugin)
             .ok_or_else(|| RenderFailure::UnknownPlugin(plugin.to_owned()))?;
-        let request_id = format!("webhook-{}-{attempt}", event.id);
-        let merchant = Some(event.invoice.merchant_id.clone());
         match self
             .inner
-            .call(
-                index,
-                CallKind::Webhook,
-                request_id.clone(),
-                merchant,
-                Call::RenderWebhook(Box::new(event), attempt),
-            )
+            .call(index, CallKind::Webhook, request_id.clone(), merchant, call)
             .await
         {
-            Ok(CallOutput::RenderWebhook(delivery)) => Ok(delivery),
-            Ok(_) => unreachable!("render-webhook returns a delivery"),
+            Ok(CallOutput::RenderWebhook(delivery) | CallOutput::RenderLedgerWebhook(delivery)) => {
+                Ok(delivery)
+            }
+            Ok(_) => unreachable!("a rendering call returns a delivery"),
             Err(CallError::Fault(fault)) => {
                 self.inner.record_fault(index, &request_id, &fault);
                 Err(RenderFailure::Fault {
@@ -366,5 +379,25 @@ impl PluginRuntime {
                 })
             }
         }
+    }
+
+    /// Asks `plugin` to render the callback for `event` (attempt 1, 2, ...), on
+    /// a fresh instance authenticated as the invoice's merchant. `Ok(None)`:
+    /// the plugin sends no callback for this event.
+    pub async fn render_webhook(
+        &self,
+        plugin: &str,
+        event: InvoiceEvent,
+        attempt: u32,
+    ) -> Result<Option<WebhookDelivery>, RenderFailure> {
+        let request_id = format!("webhook-{}-{attempt}", event.id);
+        let merchant = Some(event.invoice.merchant_id.clone());
+        self.render_call(
+            plugin,
+            merchant,
+            request_id,
+            Call::RenderWebhook(Box::new(event), attempt),
+        )
+        .await
     }
 }

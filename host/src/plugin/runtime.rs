@@ -13,6 +13,7 @@
 //! exhaust its own slots, never another plugin's instances.
 
 use super::PluginError;
+use super::bindings::polypay::plugin::ledger::LedgerEvent;
 use super::bindings::polypay::plugin::plugin_types::{InvoiceEvent, Manifest, WebhookDelivery};
 use super::bindings::{HttpRequest, HttpResponse};
 use super::capabilities;
@@ -138,12 +139,14 @@ pub(crate) enum Call {
     Manifest,
     Handle(Box<HttpRequest>),
     RenderWebhook(Box<InvoiceEvent>, u32),
+    RenderLedgerWebhook(Box<LedgerEvent>, u32),
 }
 
 pub(crate) enum CallOutput {
     Manifest(Manifest),
     Handle(HttpResponse),
     RenderWebhook(Option<WebhookDelivery>),
+    RenderLedgerWebhook(Option<WebhookDelivery>),
 }
 
 impl RuntimeInner {

@@ -78,6 +78,7 @@ const INTERFACES: &[(&str, WitVersion)] = &[
     ("plugin-types", WitVersion::V0_1),
     ("money", WitVersion::V0_2),
     ("two-factor", WitVersion::V0_2),
+    ("ledger", WitVersion::V0_2),
 ];
 
 impl std::fmt::Display for WitVersion {
@@ -277,6 +278,11 @@ impl PluginPre {
                     Call::RenderWebhook(event, attempt) => CallOutput::RenderWebhook(
                         instance.call_render_webhook(store, &event, attempt).await?,
                     ),
+                    Call::RenderLedgerWebhook(event, attempt) => CallOutput::RenderLedgerWebhook(
+                        instance
+                            .call_render_ledger_webhook(store, &event, attempt)
+                            .await?,
+                    ),
                 }
             }
             PluginPre::V0_1(pre) => {
@@ -298,6 +304,8 @@ impl PluginPre {
                                 .adapt(),
                         )
                     }
+                    // 0.1.0 has no ledger: nothing of a 0.1.0 plugin is on a ledger.
+                    Call::RenderLedgerWebhook(..) => CallOutput::RenderLedgerWebhook(None),
                 }
             }
         })

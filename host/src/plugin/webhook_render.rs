@@ -11,10 +11,11 @@ use super::bindings::polypay::plugin::invoices::{DeliveryState, WebhookSummary};
 use super::bindings::polypay::plugin::plugin_types::{
     Acceptance, EventKind, InvoiceEvent, WebhookDelivery,
 };
-use super::capabilities::{invoice_wit, status_to_wit};
+use super::capabilities::{invoice_wit, ledger_event_wit, status_to_wit};
 use super::{PluginRuntime, RenderFailure};
 use crate::webhook::{
-    self, RenderedWebhook, RetryAdvice, WebhookEvent, WebhookEventKind, WebhookRenderer,
+    self, LedgerWebhookEvent, RenderedWebhook, RetryAdvice, WebhookEvent, WebhookEventKind,
+    WebhookRenderer,
 };
 use futures::future::BoxFuture;
 
@@ -33,6 +34,41 @@ impl WebhookRenderer for PluginRuntime {
                 .map(|i| self.inner.plugins[i].config.max_body_bytes)
                 .ok_or_else(|| webhook::RenderError::PluginNotMounted(event.plugin.clone()))?;
             match self.render_webhook(&event.plugin, wit_event, attempt).await {
+                Ok(None) => Ok(None),
+                Ok(Some(delivery)) => delivery_from_wit(delivery, max_body)
+                    .map(Some)
+                    .map_err(|e| webhook::RenderError::Failed(e.to_string())),
+                Err(RenderFailure::UnknownPlugin(p)) => {
+                    Err(webhook::RenderError::PluginNotMounted(p))
+                }
+                Err(failure @ RenderFailure::Overloaded { overload, .. }) => {
+                    Err(webhook::RenderError::Busy {
+                        reason: failure.to_string(),
+                        retry_after: overload.retry_after(),
+                    })
+                }
+                Err(failure) => Err(webhook::RenderError::Failed(failure.to_string())),
+            }
+        })
+    }
+
+    fn render_ledger<'a>(
+        &'a self,
+        event: &'a LedgerWebhookEvent,
+        attempt: u32,
+    ) -> BoxFuture<'a, Result<Option<RenderedWebhook>, webhook::RenderError>> {
+        Box::pin(async move {
+            let max_body = self
+                .inner
+                .index_of(&event.plugin)
+                .map(|i| self.inner.plugins[i].config.max_body_bytes)
+                .ok_or_else(|| webhook::RenderError::PluginNotMounted(event.plugin.clone()))?;
+            let wit_event = ledger_event_wit(event.id, event.payload.clone(), event.occurred_at);
+            let merchant = Some(event.merchant_id.clone()).filter(|m| !m.is_empty());
+            match self
+                .render_ledger_webhook(&event.plugin, merchant, wit_event, attempt)
+                .await
+            {
                 Ok(None) => Ok(None),
                 Ok(Some(delivery)) => delivery_from_wit(delivery, max_body)
                     .map(Some)

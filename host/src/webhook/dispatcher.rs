@@ -186,6 +186,13 @@ impl Dispatcher {
     }
 
     async fn process(&self, claim: Claim) -> Result<(), StoreError> {
+        if claim
+            .delivery
+            .kind
+            .starts_with(crate::ledger::EVENT_KIND_PREFIX)
+        {
+            return self.process_ledger(claim).await;
+        }
         let delivery = &claim.delivery;
         let (id, attempt, round_attempt) =
             (delivery.id, delivery.attempts, delivery.round_attempt());
@@ -221,19 +228,59 @@ impl Dispatcher {
             count_delivery("skipped");
             return Ok(());
         }
-        let schedule = self.config.schedule_for(&event.plugin).clone();
-        let rendered = tokio::time::timeout(
-            self.config.request_timeout(),
-            self.renderer.render(&event, round_attempt),
-        )
-        .await;
-        let rendered = match rendered {
+        let rendered = self
+            .bounded(self.renderer.render(&event, round_attempt))
+            .await;
+        self.deliver(&claim, &event.plugin, &event.url, rendered)
+            .await
+    }
+
+    /// A ledger event (custodial dialects): rendered by its plugin's
+    /// `render-ledger-webhook`, then delivered like any event. Without a notify URL it is
+    /// still rendered: the plugin may deliver to a URL of its merchant's.
+    async fn process_ledger(&self, claim: Claim) -> Result<(), StoreError> {
+        let round_attempt = claim.delivery.round_attempt();
+        let event = match super::ledger_event_from_claim(&claim) {
+            Ok(event) => event,
+            Err(problem) => {
+                let report =
+                    report_without_request("", AttemptOutcome::RenderFailed, problem.to_string());
+                return self.finish(&claim, &report, Next::Dead).await;
+            }
+        };
+        let rendered = self
+            .bounded(self.renderer.render_ledger(&event, round_attempt))
+            .await;
+        let url = event.payload.order.notify_url.clone().unwrap_or_default();
+        self.deliver(&claim, &event.plugin, &url, rendered).await
+    }
+
+    /// A rendering, given up after the request timeout.
+    async fn bounded(
+        &self,
+        rendering: impl std::future::Future<Output = Result<Option<RenderedWebhook>, RenderError>>,
+    ) -> Result<Option<RenderedWebhook>, RenderError> {
+        match tokio::time::timeout(self.config.request_timeout(), rendering).await {
             Err(_) => Err(RenderError::Failed(format!(
                 "no answer within {:?}",
                 self.config.request_timeout()
             ))),
             Ok(result) => result,
-        };
+        }
+    }
+
+    /// Sends a rendered event (or records why not) and schedules what follows.
+    async fn deliver(
+        &self,
+        claim: &Claim,
+        plugin: &str,
+        url: &str,
+        rendered: Result<Option<RenderedWebhook>, RenderError>,
+    ) -> Result<(), StoreError> {
+        let delivery = &claim.delivery;
+        let (id, attempt, round_attempt) =
+            (delivery.id, delivery.attempts, delivery.round_attempt());
+        let schedule = self.config.schedule_for(plugin).clone();
         let rendered = match rendered {
             Ok(Some(rendered)) => rendered,
             Ok(None) => {
@@ -258,31 +305,31 @@ impl Dispatcher {
                 );
                 let retry_at = now_ms() + self.config.unmounted_plugin_retry_ms as i64;
                 let reason = format!("plugin `{plugin}` is not mounted");
-                return self.postpone(&claim, retry_at, &reason).await;
+                return self.postpone(claim, retry_at, &reason).await;
             }
             Err(RenderError::Busy {
                 reason,
                 retry_after,
             }) => {
                 // Capacity is not the plugin's failure nor the receiver's: no attempt.
-                tracing::info!(event_id = id, plugin = %event.plugin, %reason, retry_in_ms = retry_after.as_millis() as u64, "webhook rendering deferred");
-                metrics::counter!("polypay_webhook_renders_deferred_total", "plugin" => event.plugin.clone()).increment(1);
+                tracing::info!(event_id = id, plugin = %plugin, %reason, retry_in_ms = retry_after.as_millis() as u64, "webhook rendering deferred");
+                metrics::counter!("polypay_webhook_renders_deferred_total", "plugin" => plugin.to_owned()).increment(1);
                 let retry_at = now_ms().saturating_add(retry_after.as_millis() as i64);
-                return self.postpone(&claim, retry_at, &reason).await;
+                return self.postpone(claim, retry_at, &reason).await;
             }
             Err(RenderError::Failed(problem)) => {
-                tracing::warn!(event_id = id, plugin = %event.plugin, attempt = round_attempt, %problem, "webhook rendering failed");
+                tracing::warn!(event_id = id, plugin = %plugin, attempt = round_attempt, %problem, "webhook rendering failed");
                 count_attempt(AttemptOutcome::RenderFailed);
                 let report = report_without_request(
-                    &event.url,
+                    url,
                     AttemptOutcome::RenderFailed,
                     format!("rendering failed: {problem}"),
                 );
                 let next = next_after_failure(&schedule, round_attempt, RetryAdvice::HostSchedule);
-                return self.finish(&claim, &report, next).await;
+                return self.finish(claim, &report, next).await;
             }
         };
-        self.send(&claim, &event.plugin, &rendered, &schedule, round_attempt)
+        self.send(claim, plugin, &rendered, &schedule, round_attempt)
             .await
     }
 

@@ -84,8 +84,8 @@ pub mod transport;
 pub use config::{RetrySchedule, WebhookConfig};
 pub use dispatcher::{Dispatcher, DispatcherError, Pass, next_after_failure};
 pub use render::{
-    Acceptance, NoPlugins, RenderError, RenderedWebhook, RetryAdvice, TEST_EVENT_KIND,
-    WebhookEvent, WebhookEventKind, WebhookRenderer,
+    Acceptance, LedgerWebhookEvent, NoPlugins, RenderError, RenderedWebhook, RetryAdvice,
+    TEST_EVENT_KIND, WebhookEvent, WebhookEventKind, WebhookRenderer,
 };
 
 use crate::invoice::{Allocation, Amount, EventPayload, Invoice, NewInvoice, PayloadError};
@@ -112,6 +112,20 @@ pub(crate) fn event_from_claim(claim: &Claim) -> Result<WebhookEvent, PayloadErr
         url: payload.callback_url().unwrap_or_default().to_string(),
         invoice: payload.invoice,
         previous_status: payload.previous_status,
+        occurred_at: delivery.created_at,
+    })
+}
+
+/// The ledger event a claim of kind `ledger.*` is about.
+pub(crate) fn ledger_event_from_claim(
+    claim: &Claim,
+) -> Result<LedgerWebhookEvent, serde_json::Error> {
+    let delivery = &claim.delivery;
+    Ok(LedgerWebhookEvent {
+        id: delivery.id,
+        plugin: delivery.plugin.clone(),
+        merchant_id: delivery.merchant_id.clone(),
+        payload: serde_json::from_str(&claim.payload)?,
         occurred_at: delivery.created_at,
     })
 }

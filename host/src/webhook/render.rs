@@ -155,6 +155,28 @@ pub trait WebhookRenderer: Send + Sync {
         event: &'a WebhookEvent,
         attempt: u32,
     ) -> BoxFuture<'a, Result<Option<RenderedWebhook>, RenderError>>;
+
+    /// Renders a ledger event (WIT `render-ledger-webhook`). A renderer without plugins
+    /// leaves it pending, like [`WebhookRenderer::render`] of [`NoPlugins`].
+    fn render_ledger<'a>(
+        &'a self,
+        event: &'a LedgerWebhookEvent,
+        _attempt: u32,
+    ) -> BoxFuture<'a, Result<Option<RenderedWebhook>, RenderError>> {
+        Box::pin(async move { Err(RenderError::PluginNotMounted(event.plugin.clone())) })
+    }
+}
+
+/// One ledger outbox event (`ledger.*`) as the renderer sees it (WIT `ledger-event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerWebhookEvent {
+    /// The outbox event id, stable across attempts.
+    pub id: i64,
+    pub plugin: String,
+    /// The order's merchant; empty when its payee is no merchant's user.
+    pub merchant_id: String,
+    pub payload: crate::ledger::LedgerEventPayload,
+    pub occurred_at: i64,
 }
 
 /// The renderer of a server with no plugin runtime: every event waits, pending, for its

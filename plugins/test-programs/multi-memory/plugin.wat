@@ -6,7 +6,7 @@
 ;; Written in WAT because Rust cannot produce a second memory: `plugins/artifacts/build.rs`
 ;; parses it, embeds the `plugin` world of `plugin-sdk/wit`, and encodes the component with
 ;; `wit-component`. The exports follow the canonical ABI: `manifest` returns a pointer to a
-;; static manifest record, `handle` and `render-webhook` take their (spilled) arguments by
+;; static manifest record, `handle`, `render-webhook` and `render-ledger-webhook` take their (spilled) arguments by
 ;; pointer and return a pointer to a static result.
 (module
   (memory $main (export "memory") 1)
@@ -67,4 +67,8 @@
     (i32.const 0x300))
 
   (func (export "render-webhook") (param i32) (result i32)
+    (i32.const 0x340))
+
+  ;; The same static `none` as `render-webhook`.
+  (func (export "render-ledger-webhook") (param i32) (result i32)
     (i32.const 0x340)))

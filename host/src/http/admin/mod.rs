@@ -1,7 +1,7 @@
 //! The admin listener: `/healthz` (the process answers), `/readyz` (the database answers and
 //! every migration is applied; it lists the roles this instance leads or stands by for),
 //! `/metrics` (Prometheus text format) and the operator API ([`webhooks`]: deliveries,
-//! replay, stats; [`invoices`]: invoices set aside).
+//! replay, stats; [`invoices`]: invoices set aside; [`ledger`]: the custodial ledger).
 //!
 //! Access control, in [`guard`]:
 //! - Everything but `/healthz` and `/readyz` needs `Authorization: Bearer <admin token>`
@@ -20,6 +20,7 @@
 //! Binding the listener to a non-loopback address is allowed but warned about at start.
 
 pub mod invoices;
+pub mod ledger;
 pub mod webhooks;
 
 use std::net::IpAddr;
@@ -144,6 +145,7 @@ pub fn router(ctx: AppContext, access: AdminAccess) -> Router {
         .route("/metrics", get(metrics))
         .merge(webhooks::routes())
         .merge(invoices::routes())
+        .merge(ledger::routes())
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(move |req, next| {
             guard(access.clone(), req, next)

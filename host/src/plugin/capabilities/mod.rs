@@ -12,6 +12,8 @@ mod crypto;
 mod invoices;
 pub(crate) use invoices::{invoice_wit, status_to_wit};
 mod kv;
+mod ledger;
+pub(crate) use ledger::event_wit as ledger_event_wit;
 mod log;
 mod merchants;
 pub(crate) use merchants::{check_credential_templates, credential_spec};
