@@ -40,7 +40,8 @@ pub fn render(event: &LedgerEvent, _attempt: u32) -> Option<WebhookDelivery> {
     params.insert("statusDesc".to_string(), status_desc.to_string());
     params.insert("payInfo".to_string(), rendered["payInfo"].to_string());
     params.insert("timestamp".to_string(), clock::now().to_string());
-    let mac = crypto::hmac_sha256_sign(&credential.id, auth::signing_text(&params).as_bytes()).ok()?;
+    let mac =
+        crypto::hmac_sha256_sign(&credential.id, auth::signing_text(&params).as_bytes()).ok()?;
     params.insert("signature".to_string(), polypay_plugin_sdk::hex(&mac));
     let body = params
         .iter()

@@ -36,7 +36,11 @@ impl ApiError {
         ApiError::new(401, -1022, "Signature for this request is not valid.")
     }
     pub fn missing(param: &str) -> ApiError {
-        ApiError::new(400, -1102, format!("Mandatory parameter '{param}' was not sent, was empty/null, or malformed."))
+        ApiError::new(
+            400,
+            -1102,
+            format!("Mandatory parameter '{param}' was not sent, was empty/null, or malformed."),
+        )
     }
     pub fn invalid(msg: impl Into<String>) -> ApiError {
         ApiError::new(400, -1130, msg)
@@ -86,9 +90,11 @@ impl ApiError {
             HostError::Unauthorized | HostError::Forbidden => {
                 ApiError::unauthorized("Unauthorized.")
             }
-            HostError::RateLimited(ms) => {
-                ApiError::new(429, -1003, format!("Too many requests; retry after {ms} ms."))
-            }
+            HostError::RateLimited(ms) => ApiError::new(
+                429,
+                -1003,
+                format!("Too many requests; retry after {ms} ms."),
+            ),
             HostError::Unsupported(text) => ApiError::invalid(text),
             HostError::Unavailable(text) => ApiError::unavailable(text),
         }

@@ -69,13 +69,24 @@ impl Plugin for BhopPay {
     fn router() -> Router {
         Router::new()
             .route(&["GET", "POST"], "/api/payment/orders", user::orders)
-            .route(&["GET", "POST"], "/api/payment/order/load_pay_data", user::load_pay_data)
-            .post("/api/payment/order/send_payment_verify_code", user::send_payment_verify_code)
+            .route(
+                &["GET", "POST"],
+                "/api/payment/order/load_pay_data",
+                user::load_pay_data,
+            )
+            .post(
+                "/api/payment/order/send_payment_verify_code",
+                user::send_payment_verify_code,
+            )
             .post("/api/payment/order/pay", user::pay)
             .post("/api/payment/order/quick_pay", user::quick_pay)
             .post("/api/v2/org/payment/order/create", org::create)
             .route(&["GET", "POST"], "/api/v2/org/payment/orders", org::orders)
-            .route(&["GET", "POST"], "/api/v2/org/payment/order/detail", org::detail)
+            .route(
+                &["GET", "POST"],
+                "/api/v2/org/payment/order/detail",
+                org::detail,
+            )
             .post("/api/v2/org/payment/order/refund", org::refund)
             .post("/api/v2/org/payment/order/cancel", org::cancel)
             .post("/api/v2/org/user/create", org::create_user)
@@ -89,10 +100,7 @@ impl Plugin for BhopPay {
         }]
     }
 
-    fn render_ledger_webhook(
-        event: &ledger::LedgerEvent,
-        attempt: u32,
-    ) -> Option<WebhookDelivery> {
+    fn render_ledger_webhook(event: &ledger::LedgerEvent, attempt: u32) -> Option<WebhookDelivery> {
         callback::render(event, attempt)
     }
 }

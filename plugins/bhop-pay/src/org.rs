@@ -119,7 +119,9 @@ pub fn create(req: &Request) -> Response {
         let s = signed(req)?;
         let client_order_id = s.required("client_order_id")?;
         if client_order_id.chars().count() > 32 {
-            return Err(ApiError::invalid("'client_order_id' is at most 32 characters."));
+            return Err(ApiError::invalid(
+                "'client_order_id' is at most 32 characters.",
+            ));
         }
         let payer = s.required("payer_user_id")?;
         let items = pay_items(s.required("pay_info")?)?;
@@ -130,7 +132,9 @@ pub fn create(req: &Request) -> Response {
                 .parse()
                 .ok()
                 .filter(|t| (1..=30 * 86_400).contains(t))
-                .ok_or_else(|| ApiError::invalid("'effective_time' must be 1 to 2592000 seconds."))?,
+                .ok_or_else(|| {
+                    ApiError::invalid("'effective_time' must be 1 to 2592000 seconds.")
+                })?,
         };
         let desc = bounded(&s, "desc", 200)?.unwrap_or_default();
         let extend = bounded(&s, "extend_info", 500)?.unwrap_or_default();

@@ -47,8 +47,9 @@ pub fn list(s: &Signed, payer: Option<String>, payee: Option<String>) -> ApiResu
     let wanted = s.get("status");
     let statuses = match wanted {
         None => Vec::new(),
-        Some(code) => status::filter(code)
-            .ok_or_else(|| ApiError::invalid("'status' must be 0 to 4."))?,
+        Some(code) => {
+            status::filter(code).ok_or_else(|| ApiError::invalid("'status' must be 0 to 4."))?
+        }
     };
     let id = |name: &str| -> ApiResult<Option<String>> {
         Ok(number::<u64>(s, name)?.map(|n| n.to_string()))
@@ -144,21 +145,19 @@ pub fn send_payment_verify_code(req: &Request) -> Response {
                     contact.mobile.as_deref().unwrap_or_default()
                 ),
             ),
-            "EMAIL" => (
-                Channel::Email,
-                contact.email.clone().unwrap_or_default(),
-            ),
+            "EMAIL" => (Channel::Email, contact.email.clone().unwrap_or_default()),
             _ => {
                 return Err(ApiError::invalid(
                     "authType is GA: no verify code is sent, use the authenticator's code.",
                 ));
             }
         };
-        let challenge = two_factor::send_code(&user_id, &order.id, channel, &destination)
-            .map_err(|e| match e {
+        let challenge = two_factor::send_code(&user_id, &order.id, channel, &destination).map_err(
+            |e| match e {
                 HostError::Conflict(_) => ApiError::verify_exhausted(),
                 other => other.into(),
-            })?;
+            },
+        )?;
         Ok(user_ok(json!({ "orderId": challenge })))
     })())
 }
@@ -222,7 +221,9 @@ pub fn quick_pay(req: &Request) -> Response {
         let (s, user_id) = signed(req)?;
         let order = payable(&s, &user_id)?;
         let Some(code) = s.get("verify_code") else {
-            return Ok(user_ok(json!({ "processIsEnd": "false", "need2FA": "true" })));
+            return Ok(user_ok(
+                json!({ "processIsEnd": "false", "need2FA": "true" }),
+            ));
         };
         confirm(&s, &user_id, &order, code)?;
         let paid = ledger::pay(&order.id)?;
