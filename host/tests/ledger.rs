@@ -6,8 +6,8 @@ mod common;
 
 use polypay_host::invoice::Amount;
 use polypay_host::ledger::{
-    Contact, Ledger, LedgerError, NewOrder, NewOrderItem, NewUser, OrderFilter, OrderStatus,
-    PayType,
+    Contact, DepositStatus, DepositTransfer, Ledger, LedgerError, NewOrder, NewOrderItem, NewUser,
+    OrderFilter, OrderStatus, PayType,
 };
 use polypay_host::store::now_ms;
 use sqlx::Row;
@@ -460,7 +460,151 @@ async fn concurrent_pays_never_overspend(db: TestDb) {
     assert_eq!(l.recompute().await.unwrap(), vec![]);
 }
 
+fn transfer(hash: &str, units: u64) -> DepositTransfer {
+    DepositTransfer {
+        chain: "ethereum".into(),
+        asset: "USDT".into(),
+        amount: Amount::from(units),
+        address: "0x00000000000000000000000000000000000000d1".into(),
+        txn_hash: hash.into(),
+        log_index: 3,
+    }
+}
+
+/// A transfer credits once however often it is reported; its reversal after the money
+/// was spent leaves a debt that blocks paying until a new deposit covers it.
+async fn a_deposit_credits_once_and_a_spent_reversal_becomes_debt(db: TestDb) {
+    let l = ledger(&db).await;
+    let (payer, payee) = (user(&l, P).await, user(&l, P).await);
+    let first = l
+        .credit_deposit(P, payer, &transfer("0xaa", 1_000_000))
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    for _ in 0..3 {
+        assert_eq!(
+            l.credit_deposit(P, payer, &transfer("0xaa", 1_000_000))
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(available(&l, P, payer).await, (1_000_000, 0));
+    // Spend most of it, then the deposit's block is reorged away.
+    let o = l
+        .create_order(
+            P,
+            order(payer, payee, "D-1", vec![usdt(PayType::Pay, "0.7")]),
+        )
+        .await
+        .unwrap();
+    l.pay(P, o.id).await.unwrap();
+    let reversed = l
+        .reverse_deposit("ethereum", "0xaa", 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reversed.status, DepositStatus::Reversed);
+    assert_eq!(
+        l.reverse_deposit("ethereum", "0xaa", 3).await.unwrap(),
+        None
+    );
+    let b = &l.balances(P, payer).await.unwrap()[0];
+    assert_eq!(
+        (b.available, b.debt),
+        (Amount::ZERO, Amount::from(700_000u64))
+    );
+    // Spending is blocked while in debt, even of money that would be available.
+    l.credit_deposit(P, payer, &transfer("0xbb", 500_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = &l.balances(P, payer).await.unwrap()[0];
+    assert_eq!(
+        (b.available, b.debt),
+        (Amount::ZERO, Amount::from(200_000u64))
+    );
+    let small = l
+        .create_order(
+            P,
+            order(payer, payee, "D-2", vec![usdt(PayType::Pay, "0.1")]),
+        )
+        .await
+        .unwrap();
+    l.credit_deposit(P, payer, &transfer("0xcc", 300_000))
+        .await
+        .unwrap()
+        .unwrap();
+    let b = &l.balances(P, payer).await.unwrap()[0];
+    assert_eq!(
+        (b.available, b.debt),
+        (Amount::from(100_000u64), Amount::ZERO)
+    );
+    l.pay(P, small.id).await.unwrap();
+    // The first transfer mined again is credited again.
+    assert!(
+        l.credit_deposit(P, payer, &transfer("0xaa", 1_000_000))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(available(&l, P, payer).await, (1_000_000, 0));
+    assert_eq!(l.deposits(P, payer, 10).await.unwrap().len(), 3);
+    assert!(matches!(
+        l.deposits("rogue", payer, 10).await,
+        Err(LedgerError::NotFound)
+    ));
+    assert_eq!(l.recompute().await.unwrap(), vec![]);
+    let rec = l.reconcile().await.unwrap();
+    assert!(rec.iter().all(|r| r.balanced), "{rec:?}");
+    // In: 0xaa twice, 0xbb, 0xcc; out: 0xaa's reversal. Held: what the users have now.
+    assert_eq!(rec[0].external, Amount::from(2_800_000u64));
+    assert_eq!(rec[0].outflow, Amount::from(1_000_000u64));
+    assert_eq!(rec[0].held, Amount::from(1_800_000u64));
+}
+
+async fn a_pay_while_in_debt_is_refused(db: TestDb) {
+    let l = ledger(&db).await;
+    let (payer, payee) = (user(&l, P).await, user(&l, P).await);
+    l.credit_deposit(P, payer, &transfer("0x01", 1_000_000))
+        .await
+        .unwrap();
+    l.adjust(
+        P,
+        payer,
+        "ethereum",
+        "USDT",
+        Amount::from(1_000_000u64),
+        false,
+    )
+    .await
+    .unwrap();
+    l.reverse_deposit("ethereum", "0x01", 3).await.unwrap();
+    l.adjust(
+        P,
+        payer,
+        "ethereum",
+        "USDT",
+        Amount::from(5_000_000u64),
+        true,
+    )
+    .await
+    .unwrap();
+    let o = l
+        .create_order(
+            P,
+            order(payer, payee, "DEBT-1", vec![usdt(PayType::Pay, "1")]),
+        )
+        .await
+        .unwrap();
+    let postings = count(&l, "ledger_postings").await;
+    conflict(l.pay(P, o.id).await, "debt");
+    assert_eq!(count(&l, "ledger_postings").await, postings);
+}
+
 on_both_backends!(
+    a_deposit_credits_once_and_a_spent_reversal_becomes_debt,
+    a_pay_while_in_debt_is_refused,
     a_pay_moves_the_money_and_writes_balanced_postings_with_its_event,
     prepay_locks_then_settles_and_unlocks_per_item,
     cancel_and_expiry_release_locks_and_end_the_order,

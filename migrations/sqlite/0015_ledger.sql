@@ -20,9 +20,10 @@ CREATE UNIQUE INDEX ledger_users_merchant ON ledger_users (plugin, merchant_id)
     WHERE merchant_id IS NOT NULL;
 
 -- One account per (plugin, owner, chain, asset, kind). owner is a user id, or 0 for the
--- plugin's external account (the chain side of deposits and operator withdrawals).
--- kind: available | locked (credit-normal, a user's money) | debt | external
--- (debit-normal). balance is the cached normal-side balance, never negative, updated in
+-- plugin's external accounts.
+-- kind: available | locked (credit-normal, a user's money) | debt (debit-normal, what a
+-- user owes after a spent deposit was reversed) | external (debit-normal: deposits and
+-- operator credits) | outflow (credit-normal: reversals and operator debits). balance is the cached normal-side balance, never negative, updated in
 -- the transaction that writes the postings.
 CREATE TABLE ledger_accounts (
     id         INTEGER PRIMARY KEY,
@@ -30,7 +31,7 @@ CREATE TABLE ledger_accounts (
     owner      INTEGER NOT NULL,
     chain      TEXT NOT NULL,
     asset      TEXT NOT NULL,
-    kind       TEXT NOT NULL CHECK (kind IN ('available', 'locked', 'debt', 'external')),
+    kind       TEXT NOT NULL CHECK (kind IN ('available', 'locked', 'debt', 'external', 'outflow')),
     balance    TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );

@@ -3,7 +3,7 @@
 //! a merchant's payee with `--merchant`. `--json` prints machine-readable output.
 //!
 //! Adjustments are the only way the operator moves money: a credit or debit of a user's
-//! available balance posted against the plugin's external account (see the module docs
+//! available balance posted against the plugin's external or outflow account (see the module docs
 //! of `crate::ledger`, "Withdrawals"), so reconciliation still balances.
 
 use std::io::Write;
@@ -49,7 +49,7 @@ pub enum LedgerCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
-    /// Per (plugin, chain, asset): what came in from outside against what users hold,
+    /// Per (plugin, chain, asset): what came in and went out against what users hold,
     /// and whether every entry balances and every cached balance equals its postings.
     /// Exits non-zero when anything does not balance.
     Reconcile {
@@ -133,12 +133,14 @@ async fn run_with(config: &Config, ledger: &Ledger, command: LedgerCommand) -> a
                 for r in &rows {
                     writeln!(
                         out,
-                        "{}  {}/{}  external={}  held={}  {}",
+                        "{}  {}/{}  in={}  out={}  held={}  debt={}  {}",
                         r.plugin,
                         r.chain,
                         r.asset,
                         r.external,
+                        r.outflow,
                         r.held,
+                        r.debt,
                         if r.balanced {
                             "balanced"
                         } else {

@@ -19,7 +19,8 @@
 //!   a `locked` account (credit-normal: the operator owes the user), and a `debt` account
 //!   (debit-normal: the user owes the operator after a reversed deposit was already
 //!   spent). Each (plugin, chain, asset) has one `external` account (debit-normal: what
-//!   came in from the chain). Every movement is one entry of postings whose debits equal
+//!   came in from the chain or the operator) and one `outflow` account (credit-normal:
+//!   what went back out: reversed deposits, operator debits); both only grow. Every movement is one entry of postings whose debits equal
 //!   its credits; the accounts' cached balances are updated in the same transaction
 //!   (never below zero: a movement that would is refused and writes nothing), and
 //!   [`Ledger::recompute`] checks them against the postings.
@@ -44,10 +45,19 @@
 //!   transaction, with the order as it is after the change ([`LedgerEventPayload`]).
 //!   Its merchant is the order's (the payee's merchant; empty when the payee is not a
 //!   merchant's user) and its URL the order's `notify_url`.
+//! - **Deposits** ([`Ledger::credit_deposit`], [`Ledger::reverse_deposit`]): one row per
+//!   transfer (chain, transaction, log index), so a confirmed transfer credits once however
+//!   often it is reported; a credit first pays off the user's debt in that asset, the rest
+//!   becomes available. A reversal (the block left the chain) takes the amount back from
+//!   the available balance and records what is missing as debt, which blocks paying with
+//!   that asset until a later deposit covers it: never a silent loss, never a negative
+//!   balance. A reversed transfer mined again is credited again. The chain side (deriving
+//!   each user's address and calling these when a transfer is confirmed or reorged away) is
+//!   not wired yet: `ledger.deposit-address` answers `unsupported`.
 //! - **Withdrawals.** Custodial dialects here have no on-chain withdrawal. Money leaves a
 //!   user only through orders, or through an operator adjustment ([`Ledger::adjust`]),
-//!   posted against the plugin's external account like a deposit, so that per asset the
-//!   external account's balance always equals what users hold.
+//!   posted against the plugin's external (credit) or outflow (debit) account, so that per
+//!   asset `external - outflow` always equals what users hold net of their debts.
 
 pub mod cli;
 mod service;
@@ -241,6 +251,8 @@ pub enum LedgerAction {
     OrderRefunded,
     OrderCancelled,
     OrderExpired,
+    DepositCredited,
+    DepositReversed,
 }
 
 impl LedgerAction {
@@ -254,6 +266,8 @@ impl LedgerAction {
             LedgerAction::OrderRefunded => "ledger.order.refunded",
             LedgerAction::OrderCancelled => "ledger.order.cancelled",
             LedgerAction::OrderExpired => "ledger.order.expired",
+            LedgerAction::DepositCredited => "ledger.deposit.credited",
+            LedgerAction::DepositReversed => "ledger.deposit.reversed",
         }
     }
 }
@@ -267,9 +281,48 @@ pub struct LedgerEventPayload {
     pub version: u32,
     pub action: LedgerAction,
     pub previous_status: Option<OrderStatus>,
-    pub order: Order,
+    /// The order after the change (order actions).
+    pub order: Option<Order>,
     /// (item id, amount) this change moved.
     pub moved: Vec<(i64, Amount)>,
+    /// The deposit (deposit actions).
+    #[serde(default)]
+    pub deposit: Option<Deposit>,
+}
+
+/// A confirmed transfer to a user's deposit address, as the chain side reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepositTransfer {
+    pub chain: String,
+    pub asset: String,
+    pub amount: Amount,
+    pub address: String,
+    pub txn_hash: String,
+    pub log_index: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepositStatus {
+    Credited,
+    Reversed,
+}
+
+/// A deposit credited (or reversed) once per transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deposit {
+    pub id: i64,
+    pub plugin: String,
+    pub user_id: i64,
+    pub chain: String,
+    pub asset: String,
+    pub amount: Amount,
+    pub address: String,
+    pub txn_hash: String,
+    pub log_index: i64,
+    pub status: DepositStatus,
+    pub credited_at: i64,
+    pub reversed_at: Option<i64>,
 }
 
 /// One line of an entry, for the operator.
@@ -296,19 +349,25 @@ pub struct BalanceMismatch {
     pub from_postings: Option<Amount>,
 }
 
-/// Per (plugin, chain, asset): what came in from outside and what users hold
-/// ([`Ledger::reconcile`]).
+/// Per (plugin, chain, asset): what came in and went out against what users hold
+/// ([`Ledger::reconcile`]). Balanced when `held + outflow == external + debt`, i.e.
+/// confirmed deposits (and operator credits) minus reversals (and operator debits) equal
+/// the users' balances net of their debts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reconciliation {
     pub plugin: String,
     pub chain: String,
     pub asset: String,
-    /// The external account's balance: deposits (and operator credits) minus reversals
-    /// (and operator debits).
+    /// Deposits credited and operator credits.
     pub external: Amount,
-    /// Sum of the users' available and locked balances minus their debts.
+    /// Deposits reversed and operator debits.
+    pub outflow: Amount,
+    /// Users' available and locked balances.
     pub held: Amount,
-    /// `external == held` (and the postings of every entry balance).
+    /// Users' debts.
+    pub debt: Amount,
+    /// The equation above holds, every entry balances and every cached balance equals
+    /// its postings.
     pub balanced: bool,
 }
 

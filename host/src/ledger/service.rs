@@ -7,16 +7,20 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::BTreeMap;
 
-/// Account kinds; `available` and `locked` are credit-normal, the others debit-normal.
+/// Account kinds; `available`, `locked` and `outflow` are credit-normal, `debt` and
+/// `external` debit-normal. `external` (what came in: deposits, operator credits) and
+/// `outflow` (what went back out: reversed deposits, operator debits) only grow, so
+/// neither needs a sign.
 const AVAILABLE: &str = "available";
 const LOCKED: &str = "locked";
 const DEBT: &str = "debt";
 const EXTERNAL: &str = "external";
+const OUTFLOW: &str = "outflow";
 /// The owner of a plugin's external accounts.
 const NO_USER: i64 = 0;
 
 fn credit_normal(kind: &str) -> bool {
-    kind == AVAILABLE || kind == LOCKED
+    kind == AVAILABLE || kind == LOCKED || kind == OUTFLOW
 }
 
 /// The ledger of every plugin, over one store.
@@ -90,6 +94,52 @@ fn user_from_row(row: &AnyRow) -> Result<User, LedgerError> {
         plugin_data: serde_json::from_str(&data).map_err(|e| corrupt(e.to_string()))?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Writes a ledger outbox event (kind `ledger.*`, no invoice).
+async fn write_event(
+    tx: &mut Tx,
+    plugin: &str,
+    merchant_id: Option<&str>,
+    at: i64,
+    payload: &LedgerEventPayload,
+) -> Result<(), LedgerError> {
+    let json = serde_json::to_string(payload).map_err(|e| corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO outbox_events (merchant_id, plugin, kind, payload, created_at, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(merchant_id.unwrap_or_default().to_owned())
+    .bind(plugin.to_owned())
+    .bind(payload.action.event_kind())
+    .bind(json)
+    .bind(at)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn deposit_from_row(row: &AnyRow) -> Result<Deposit, LedgerError> {
+    let status: String = row.try_get("status")?;
+    Ok(Deposit {
+        id: row.try_get("id")?,
+        plugin: row.try_get("plugin")?,
+        user_id: row.try_get("user_id")?,
+        chain: row.try_get("chain")?,
+        asset: row.try_get("asset")?,
+        amount: row_amount(row, "amount")?,
+        address: row.try_get("address")?,
+        txn_hash: row.try_get("txn_hash")?,
+        log_index: row.try_get("log_index")?,
+        status: if status == "reversed" {
+            DepositStatus::Reversed
+        } else {
+            DepositStatus::Credited
+        },
+        credited_at: row.try_get("credited_at")?,
+        reversed_at: row.try_get("reversed_at")?,
     })
 }
 
@@ -384,44 +434,49 @@ impl Ledger {
         Ok(mismatches)
     }
 
-    /// Per (plugin, chain, asset): the external account against what users hold.
+    /// Per (plugin, chain, asset): what came in and went out against what users hold.
     pub async fn reconcile(&self) -> Result<Vec<Reconciliation>, LedgerError> {
         let rows = sqlx::query(
             "SELECT plugin, chain, asset, kind, balance FROM ledger_accounts ORDER BY plugin, chain, asset",
         )
         .fetch_all(self.store.pool())
         .await?;
-        // (external, held positive, debts)
-        let mut sums: BTreeMap<(String, String, String), (Amount, Amount, Amount)> =
-            BTreeMap::new();
+        let mut sums: BTreeMap<(String, String, String), Reconciliation> = BTreeMap::new();
         for row in &rows {
-            let key = (
+            let (plugin, chain, asset): (String, String, String) = (
                 row.try_get("plugin")?,
                 row.try_get("chain")?,
                 row.try_get("asset")?,
             );
             let kind: String = row.try_get("kind")?;
             let amount = row_amount(row, "balance")?;
-            let s = sums.entry(key).or_default();
-            match kind.as_str() {
-                EXTERNAL => s.0 = s.0.saturating_add(amount),
-                DEBT => s.2 = s.2.saturating_add(amount),
-                _ => s.1 = s.1.saturating_add(amount),
-            }
-        }
-        let entries_balance = self.recompute().await?.is_empty();
-        Ok(sums
-            .into_iter()
-            .map(|((plugin, chain, asset), (external, positive, debts))| {
-                let held = positive.saturating_sub(debts);
-                Reconciliation {
+            let r = sums
+                .entry((plugin.clone(), chain.clone(), asset.clone()))
+                .or_insert(Reconciliation {
                     plugin,
                     chain,
                     asset,
-                    balanced: entries_balance && positive.checked_sub(debts) == Some(external),
-                    external,
-                    held,
-                }
+                    external: Amount::ZERO,
+                    outflow: Amount::ZERO,
+                    held: Amount::ZERO,
+                    debt: Amount::ZERO,
+                    balanced: false,
+                });
+            let slot = match kind.as_str() {
+                EXTERNAL => &mut r.external,
+                OUTFLOW => &mut r.outflow,
+                DEBT => &mut r.debt,
+                _ => &mut r.held,
+            };
+            *slot = slot.saturating_add(amount);
+        }
+        let entries_balance = self.recompute().await?.is_empty();
+        Ok(sums
+            .into_values()
+            .map(|mut r| {
+                r.balanced = entries_balance
+                    && r.held.checked_add(r.outflow) == r.external.checked_add(r.debt);
+                r
             })
             .collect())
     }
@@ -453,7 +508,7 @@ impl Ledger {
         if credit {
             entry.transfer(external, user, amount, None);
         } else {
-            entry.transfer(user, external, amount, None);
+            entry.transfer(user, key(NO_USER, OUTFLOW), amount, None);
         }
         let mut tx = self.store.begin().await?;
         self.post(&mut tx, plugin, entry, "adjustment", None, now_ms())
@@ -576,31 +631,253 @@ impl Ledger {
         Ok(())
     }
 
-    /// The debt of `user_id` in (chain, asset), read inside `tx` after its accounts are
-    /// locked by [`Ledger::post`]'s caller order (read-only; a debt only ever grows
-    /// through deposit reversals, which lock the same accounts).
-    async fn debt(
+    // ----- deposits -----
+
+    /// The balance of one of `user_id`'s accounts, read inside `tx`.
+    async fn account_balance(
         &self,
         tx: &mut Tx,
         plugin: &str,
         user_id: i64,
         chain: &str,
         asset: &str,
+        kind: &str,
     ) -> Result<Amount, LedgerError> {
         let row = sqlx::query(
             "SELECT balance FROM ledger_accounts WHERE plugin = $1 AND owner = $2 AND chain = $3 \
-             AND asset = $4 AND kind = 'debt'",
+             AND asset = $4 AND kind = $5",
         )
         .bind(plugin)
         .bind(user_id)
         .bind(chain)
         .bind(asset)
+        .bind(kind)
         .fetch_optional(&mut **tx)
         .await?;
         match row {
             Some(row) => row_amount(&row, "balance"),
             None => Ok(Amount::ZERO),
         }
+    }
+
+    async fn deposit_event(
+        &self,
+        tx: &mut Tx,
+        deposit: &Deposit,
+        action: LedgerAction,
+        at: i64,
+    ) -> Result<(), LedgerError> {
+        let merchant: Option<String> =
+            sqlx::query("SELECT merchant_id FROM ledger_users WHERE id = $1")
+                .bind(deposit.user_id)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("merchant_id")?;
+        let payload = LedgerEventPayload {
+            version: 1,
+            action,
+            previous_status: None,
+            order: None,
+            moved: Vec::new(),
+            deposit: Some(deposit.clone()),
+        };
+        write_event(tx, &deposit.plugin, merchant.as_deref(), at, &payload).await
+    }
+
+    /// Credits a confirmed transfer to `user_id` once: `None` when this transfer is
+    /// already credited. A credit pays off the user's debt in the asset first.
+    pub async fn credit_deposit(
+        &self,
+        plugin: &str,
+        user_id: i64,
+        transfer: &DepositTransfer,
+    ) -> Result<Option<Deposit>, LedgerError> {
+        self.user(plugin, user_id).await?;
+        if transfer.amount.is_zero() {
+            return Err(LedgerError::Invalid(
+                "a deposit of zero credits nothing".into(),
+            ));
+        }
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM ledger_deposits WHERE chain = $1 AND txn_hash = $2 AND log_index = $3{}",
+            self.for_update()
+        )))
+        .bind(transfer.chain.clone())
+        .bind(transfer.txn_hash.clone())
+        .bind(transfer.log_index)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let deposit = match existing {
+            Some(row) => {
+                let mut d = deposit_from_row(&row)?;
+                if d.status == DepositStatus::Credited {
+                    return Ok(None);
+                }
+                if d.plugin != plugin || d.user_id != user_id {
+                    return Err(LedgerError::Conflict(
+                        "duplicate: the transfer was credited to another user".into(),
+                    ));
+                }
+                d.status = DepositStatus::Credited;
+                d.credited_at = now;
+                d.reversed_at = None;
+                sqlx::query(
+                    "UPDATE ledger_deposits SET status = 'credited', credited_at = $1, \
+                     reversed_at = NULL WHERE id = $2",
+                )
+                .bind(now)
+                .bind(d.id)
+                .execute(&mut *tx)
+                .await?;
+                d
+            }
+            None => {
+                let d = Deposit {
+                    id: next_id(),
+                    plugin: plugin.to_owned(),
+                    user_id,
+                    chain: transfer.chain.clone(),
+                    asset: transfer.asset.clone(),
+                    amount: transfer.amount,
+                    address: transfer.address.clone(),
+                    txn_hash: transfer.txn_hash.clone(),
+                    log_index: transfer.log_index,
+                    status: DepositStatus::Credited,
+                    credited_at: now,
+                    reversed_at: None,
+                };
+                sqlx::query(
+                    "INSERT INTO ledger_deposits (id, plugin, user_id, chain, asset, amount, address, \
+                     txn_hash, log_index, status, credited_at, reversed_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'credited', $10, NULL)",
+                )
+                .bind(d.id)
+                .bind(plugin)
+                .bind(user_id)
+                .bind(d.chain.clone())
+                .bind(d.asset.clone())
+                .bind(d.amount.to_base_units_string())
+                .bind(d.address.clone())
+                .bind(d.txn_hash.clone())
+                .bind(d.log_index)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                d
+            }
+        };
+        let (chain, asset) = (&deposit.chain, &deposit.asset);
+        let key = |owner, kind| AccountKey {
+            owner,
+            chain: chain.clone(),
+            asset: asset.clone(),
+            kind,
+        };
+        let debt = self
+            .account_balance(&mut tx, plugin, user_id, chain, asset, DEBT)
+            .await?;
+        let pay_off = debt.min(deposit.amount);
+        let mut entry = Entry::default();
+        entry.transfer(key(NO_USER, EXTERNAL), key(user_id, DEBT), pay_off, None);
+        entry.transfer(
+            key(NO_USER, EXTERNAL),
+            key(user_id, AVAILABLE),
+            deposit.amount.saturating_sub(pay_off),
+            None,
+        );
+        self.post(&mut tx, plugin, entry, "deposit", None, now)
+            .await?;
+        self.deposit_event(&mut tx, &deposit, LedgerAction::DepositCredited, now)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(deposit))
+    }
+
+    /// Reverses the credit of a transfer whose block left the chain: `None` when it was
+    /// never credited or is already reversed. What the available balance cannot cover
+    /// becomes debt.
+    pub async fn reverse_deposit(
+        &self,
+        chain: &str,
+        txn_hash: &str,
+        log_index: i64,
+    ) -> Result<Option<Deposit>, LedgerError> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM ledger_deposits WHERE chain = $1 AND txn_hash = $2 AND log_index = $3{}",
+            self.for_update()
+        )))
+        .bind(chain)
+        .bind(txn_hash)
+        .bind(log_index)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut d = deposit_from_row(&row)?;
+        if d.status == DepositStatus::Reversed {
+            return Ok(None);
+        }
+        let plugin = d.plugin.clone();
+        let key = |owner, kind| AccountKey {
+            owner,
+            chain: d.chain.clone(),
+            asset: d.asset.clone(),
+            kind,
+        };
+        let available = self
+            .account_balance(&mut tx, &plugin, d.user_id, &d.chain, &d.asset, AVAILABLE)
+            .await?;
+        let take = available.min(d.amount);
+        let mut entry = Entry::default();
+        entry.transfer(key(d.user_id, AVAILABLE), key(NO_USER, OUTFLOW), take, None);
+        entry.transfer(
+            key(d.user_id, DEBT),
+            key(NO_USER, OUTFLOW),
+            d.amount.saturating_sub(take),
+            None,
+        );
+        // A spend between the read above and these postings makes `post` refuse
+        // (insufficient balance): the caller retries; nothing is lost.
+        self.post(&mut tx, &plugin, entry, "reversal", None, now)
+            .await?;
+        sqlx::query(
+            "UPDATE ledger_deposits SET status = 'reversed', reversed_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(d.id)
+        .execute(&mut *tx)
+        .await?;
+        d.status = DepositStatus::Reversed;
+        d.reversed_at = Some(now);
+        self.deposit_event(&mut tx, &d, LedgerAction::DepositReversed, now)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(d))
+    }
+
+    /// `user_id`'s deposits, newest first, at most `limit` (1..=1000).
+    pub async fn deposits(
+        &self,
+        plugin: &str,
+        user_id: i64,
+        limit: u32,
+    ) -> Result<Vec<Deposit>, LedgerError> {
+        if !(1..=1000).contains(&limit) {
+            return Err(LedgerError::Invalid("limit must be 1 to 1000".into()));
+        }
+        self.user(plugin, user_id).await?;
+        let rows = sqlx::query(
+            "SELECT * FROM ledger_deposits WHERE plugin = $1 AND user_id = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(plugin)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.store.pool())
+        .await?;
+        rows.iter().map(deposit_from_row).collect()
     }
 
     // ----- orders -----
@@ -942,23 +1219,18 @@ impl Ledger {
             version: 1,
             action,
             previous_status,
-            order: order.clone(),
+            order: Some(order.clone()),
             moved,
+            deposit: None,
         };
-        let json = serde_json::to_string(&payload).map_err(|e| corrupt(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO outbox_events (merchant_id, plugin, kind, payload, created_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+        write_event(
+            tx,
+            &order.plugin,
+            order.merchant_id.as_deref(),
+            order.updated_at,
+            &payload,
         )
-        .bind(order.merchant_id.clone().unwrap_or_default())
-        .bind(order.plugin.clone())
-        .bind(action.event_kind())
-        .bind(json)
-        .bind(order.updated_at)
-        .bind(order.updated_at)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Pays a `waiting` order from the payer's balances (see the WIT `ledger.pay`).
@@ -981,7 +1253,7 @@ impl Ledger {
         let (payer, payee) = (order.payer_user_id, order.payee_user_id);
         for item in &mut order.items {
             if !self
-                .debt(&mut tx, plugin, payer, &item.chain, &item.asset)
+                .account_balance(&mut tx, plugin, payer, &item.chain, &item.asset, DEBT)
                 .await?
                 .is_zero()
             {

@@ -63,7 +63,19 @@ impl WebhookRenderer for PluginRuntime {
                 .index_of(&event.plugin)
                 .map(|i| self.inner.plugins[i].config.max_body_bytes)
                 .ok_or_else(|| webhook::RenderError::PluginNotMounted(event.plugin.clone()))?;
-            let wit_event = ledger_event_wit(event.id, event.payload.clone(), event.occurred_at);
+            let chains = &self.inner.services.inner.chains;
+            let wit_event = ledger_event_wit(
+                event.id,
+                event.payload.clone(),
+                event.occurred_at,
+                |chain, asset| {
+                    chains
+                        .iter()
+                        .find(|c| c.name == chain)
+                        .and_then(|c| c.asset(asset))
+                        .map_or(0, |a| a.decimals)
+                },
+            );
             let merchant = Some(event.merchant_id.clone()).filter(|m| !m.is_empty());
             match self
                 .render_ledger_webhook(&event.plugin, merchant, wit_event, attempt)

@@ -251,7 +251,12 @@ impl Dispatcher {
         let rendered = self
             .bounded(self.renderer.render_ledger(&event, round_attempt))
             .await;
-        let url = event.payload.order.notify_url.clone().unwrap_or_default();
+        let url = event
+            .payload
+            .order
+            .as_ref()
+            .and_then(|o| o.notify_url.clone())
+            .unwrap_or_default();
         self.deliver(&claim, &event.plugin, &url, rendered).await
     }
 

@@ -7,8 +7,8 @@
 //! units and formatted. The only merchant rule the host adds: a plugin makes a user the
 //! payee of a merchant only while authenticated as that merchant.
 //!
-//! Deposits are not credited by this host yet: `deposit-address` and `deposits` answer
-//! `unsupported`.
+//! Deposit addresses are not derived by this host yet: `deposit-address` answers
+//! `unsupported` (`deposits` lists what `crate::ledger::Ledger::credit_deposit` credited).
 
 use super::money::asset_of;
 use super::{HostResult, guest, store_failure};
@@ -141,12 +141,39 @@ pub(crate) fn order_wit(o: domain::Order) -> Order {
     }
 }
 
-/// A ledger event for `render-ledger-webhook`.
-pub(crate) fn event_wit(id: i64, p: domain::LedgerEventPayload, occurred_at: i64) -> LedgerEvent {
+fn deposit_wit(d: domain::Deposit, decimals: impl Fn(&str, &str) -> u8) -> Deposit {
+    let dec = decimals(&d.chain, &d.asset);
+    let (amount, amount_decimal) = units(d.amount, dec);
+    Deposit {
+        id: d.id.to_string(),
+        user_id: d.user_id.to_string(),
+        chain: d.chain,
+        asset: d.asset,
+        decimals: dec,
+        amount,
+        amount_decimal,
+        address: d.address,
+        txn_hash: d.txn_hash,
+        status: match d.status {
+            domain::DepositStatus::Credited => DepositStatus::Credited,
+            domain::DepositStatus::Reversed => DepositStatus::Reversed,
+        },
+        credited_at: d.credited_at,
+    }
+}
+
+/// A ledger event for `render-ledger-webhook`; `decimals_of` gives a (chain, asset)'s
+/// configured decimals (0 for one no longer configured: base units then).
+pub(crate) fn event_wit(
+    id: i64,
+    p: domain::LedgerEventPayload,
+    occurred_at: i64,
+    decimals_of: impl Fn(&str, &str) -> u8,
+) -> LedgerEvent {
     let decimals = |item: i64| {
         p.order
-            .items
             .iter()
+            .flat_map(|o| o.items.iter())
             .find(|i| i.id == item)
             .map_or(0, |i| i.decimals)
     };
@@ -162,7 +189,7 @@ pub(crate) fn event_wit(id: i64, p: domain::LedgerEventPayload, occurred_at: i64
             }
         })
         .collect();
-    let url = p.order.notify_url.clone();
+    let url = p.order.as_ref().and_then(|o| o.notify_url.clone());
     LedgerEvent {
         id: id.to_string(),
         action: match p.action {
@@ -173,14 +200,21 @@ pub(crate) fn event_wit(id: i64, p: domain::LedgerEventPayload, occurred_at: i64
             domain::LedgerAction::OrderRefunded => LedgerAction::OrderRefunded,
             domain::LedgerAction::OrderCancelled => LedgerAction::OrderCancelled,
             domain::LedgerAction::OrderExpired => LedgerAction::OrderExpired,
+            domain::LedgerAction::DepositCredited => LedgerAction::DepositCredited,
+            domain::LedgerAction::DepositReversed => LedgerAction::DepositReversed,
         },
         previous_status: p.previous_status.map(status_wit),
         moved,
-        order: Some(order_wit(p.order)),
-        deposit: None,
+        order: p.order.map(order_wit),
+        deposit: p.deposit.map(|d| deposit_wit(d, decimals_of)),
         occurred_at,
         url,
     }
+}
+
+/// The configured decimals of (chain, asset); 0 for one no longer configured.
+fn decimals_in(scope: &CallScope, chain: &str, asset: &str) -> u8 {
+    asset_of(scope, chain, asset).map_or(0, |(_, a)| a.decimals)
 }
 
 fn item_amounts(items: Vec<ItemAmount>) -> Vec<(String, String)> {
@@ -287,7 +321,7 @@ impl Host for PluginState {
             .into_iter()
             .map(|b| {
                 // An asset no longer configured still shows, in base units.
-                let d = asset_of(scope, &b.chain, &b.asset).map_or(0, |(_, a)| a.decimals);
+                let d = decimals_in(scope, &b.chain, &b.asset);
                 let (available, available_decimal) = units(b.available, d);
                 let (locked, locked_decimal) = units(b.locked, d);
                 let (debt, debt_decimal) = units(b.debt, d);
@@ -312,10 +346,24 @@ impl Host for PluginState {
         )))
     }
 
-    async fn deposits(&mut self, _user_id: String, _limit: u32) -> HostResult<Vec<Deposit>> {
-        guest(Err(HostError::Unsupported(
-            "ledger deposits are not available on this host".into(),
-        )))
+    async fn deposits(&mut self, user_id: String, limit: u32) -> HostResult<Vec<Deposit>> {
+        let uid = match id(&user_id) {
+            Ok(i) => i,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        guest(
+            on_ledger(
+                scope,
+                |l, p| async move { l.deposits(&p, uid, limit).await },
+            )
+            .await
+            .map(|list| {
+                list.into_iter()
+                    .map(|d| deposit_wit(d, |c, a| decimals_in(scope, c, a)))
+                    .collect()
+            }),
+        )
     }
 
     async fn create_order(&mut self, order: NewOrder) -> HostResult<Order> {

@@ -1,7 +1,7 @@
 //! Test plugin `test-echo`: a healthy plugin whose routes each exercise one
 //! part of the contract (request echo, settings, clock, sandbox, log, merchants,
-//! invoices, credentials, crypto, kv, networks, two-factor) so the host's runtime and
-//! scoping can be tested end to end. Every route lives under `/echo`.
+//! invoices, credentials, crypto, kv, networks, two-factor, the custodial ledger) so
+//! the host's runtime and scoping can be tested end to end. Every route lives under `/echo`.
 
 use polypay_plugin_sdk::invoices::{FiatPrice, Invoice, InvoiceFilter, PageSelector};
 use polypay_plugin_sdk::merchants::{CredentialRequest, NewMerchant, SecretEncoding, SecretFormat};
@@ -49,6 +49,11 @@ impl Plugin for Echo {
             .post("/echo/2fa/{subject}/send-code", two_factor_send_code)
             .post("/echo/2fa/{subject}/verify-code", two_factor_verify_code)
             .get("/echo/2fa/{subject}/context/{context}", two_factor_context)
+            .post("/echo/ledger/users", ledger_create_user)
+            .get("/echo/ledger/users/{id}/balances", ledger_balances)
+            .post("/echo/ledger/orders", ledger_create_order)
+            .get("/echo/ledger/orders/{id}", ledger_get_order)
+            .post("/echo/ledger/orders/{id}/pay", ledger_pay)
             .get("/echo/networks", |_: &Request| {
                 let names: Vec<String> = chains::networks().into_iter().map(|n| n.name).collect();
                 Response::json(200, &json!({ "networks": names }))
@@ -84,6 +89,54 @@ impl Plugin for Echo {
             },
             accept: Acceptance::ExactlyOk,
             retry_after_secs: (attempt < 3).then_some(attempt * 10),
+        })
+    }
+
+    /// Ledger callbacks go to the order's notify URL; without one, none is sent. Signed
+    /// like invoice callbacks when the order has a merchant.
+    fn render_ledger_webhook(event: &ledger::LedgerEvent, attempt: u32) -> Option<WebhookDelivery> {
+        let url = event.url.clone()?;
+        let order = event.order.as_ref()?;
+        let body = json!({
+            "order_id": order.id,
+            "action": match event.action {
+                ledger::LedgerAction::OrderCreated => "order-created",
+                ledger::LedgerAction::OrderPaid => "order-paid",
+                ledger::LedgerAction::OrderSettled => "order-settled",
+                ledger::LedgerAction::OrderUnlocked => "order-unlocked",
+                ledger::LedgerAction::OrderRefunded => "order-refunded",
+                ledger::LedgerAction::OrderCancelled => "order-cancelled",
+                ledger::LedgerAction::OrderExpired => "order-expired",
+                ledger::LedgerAction::DepositCredited => "deposit-credited",
+                ledger::LedgerAction::DepositReversed => "deposit-reversed",
+            },
+            "event_id": event.id,
+            "attempt": attempt,
+            "moved": event.moved.iter().map(|m| m.amount_decimal.clone()).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes();
+        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+        let bearer = order
+            .merchant_id
+            .as_deref()
+            .and_then(|m| merchants::list_credentials(m).ok())
+            .and_then(|creds| creds.into_iter().find(|c| c.kind == "bearer"));
+        if let Some(credential) = bearer
+            && let Ok(mac) = crypto::hmac_sha256_sign(&credential.id, &body)
+        {
+            let signature = format!("sha256={}", polypay_plugin_sdk::hex(&mac));
+            headers.push(("x-echo-signature".to_owned(), signature));
+        }
+        Some(WebhookDelivery {
+            request: OutgoingRequest {
+                method: "POST".into(),
+                url,
+                headers,
+                body,
+            },
+            accept: Acceptance::ExactlyOk,
+            retry_after_secs: Some(10),
         })
     }
 }
@@ -536,6 +589,81 @@ fn two_factor_context(req: &Request) -> Reply {
         200,
         &json!({ "failures": state.failures, "exhausted": state.exhausted }),
     ))
+}
+
+fn ledger_create_user(_: &Request) -> Reply {
+    let user = ledger::create_user(&ledger::NewUser {
+        merchant_id: None,
+        contact: ledger::Contact {
+            national_code: None,
+            mobile: None,
+            email: None,
+        },
+        plugin_data: None,
+    })
+    .map_err(host_error)?;
+    Ok(Response::json(200, &json!({ "id": user.id })))
+}
+
+fn ledger_balances(req: &Request) -> Reply {
+    let balances = ledger::balances(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    let list: Vec<Value> = balances
+        .iter()
+        .map(|b| json!({ "asset": b.asset, "available": b.available_decimal, "locked": b.locked_decimal }))
+        .collect();
+    Ok(Response::json(200, &json!({ "balances": list })))
+}
+
+#[derive(Deserialize)]
+struct CreateLedgerOrder {
+    payer: String,
+    payee: String,
+    client_order_id: String,
+    amount: String,
+}
+
+fn ledger_order_json(o: &ledger::Order) -> Value {
+    json!({
+        "id": o.id,
+        "status": match o.status {
+            ledger::OrderStatus::Waiting => "waiting",
+            ledger::OrderStatus::Processing => "processing",
+            ledger::OrderStatus::Completed => "completed",
+            ledger::OrderStatus::Expired => "expired",
+            ledger::OrderStatus::Cancelled => "cancelled",
+        },
+        "paid": o.items.iter().map(|i| i.paid_decimal.clone()).collect::<Vec<_>>(),
+    })
+}
+
+fn ledger_create_order(req: &Request) -> Reply {
+    let body: CreateLedgerOrder = req.json().map_err(bad_request)?;
+    let order = ledger::create_order(&ledger::NewOrder {
+        payer_user_id: body.payer,
+        payee_user_id: body.payee,
+        client_order_id: body.client_order_id,
+        items: vec![ledger::NewOrderItem {
+            pay_type: ledger::PayType::Pay,
+            chain: "ethereum".into(),
+            asset: "USDT".into(),
+            amount: body.amount,
+        }],
+        expires_at: clock::now() + 600_000,
+        notify_url: None,
+        plugin_data: None,
+    })
+    .map_err(host_error)?;
+    Ok(Response::json(200, &ledger_order_json(&order)))
+}
+
+fn ledger_get_order(req: &Request) -> Reply {
+    let order = ledger::get_order(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &ledger_order_json(&order)))
+}
+
+fn ledger_pay(req: &Request) -> Reply {
+    let order = ledger::pay(req.param("id").unwrap_or_default()).map_err(host_error)?;
+    Ok(Response::json(200, &ledger_order_json(&order)))
 }
 
 fn status_name(status: InvoiceStatus) -> &'static str {
