@@ -803,3 +803,88 @@ async fn bad_input_is_refused_in_the_dialects_words_and_writes_no_posting() {
     );
     assert_eq!(bhop.postings().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_list_filters_by_status_ids_and_time_inclusively_with_its_limits() {
+    let bhop = start().await;
+    let user = bhop
+        .new_user(&[("email", "dave@example.com"), ("bind_ga", "true")])
+        .await;
+    bhop.fund(&user, 10_000_000).await;
+    let mut ids = Vec::new();
+    let mut created = Vec::new();
+    for n in 0..3 {
+        let (status, answer) = bhop.create_order(&user, &format!("list-{n}"), "1").await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["data"]["orderId"].as_str().unwrap().to_string());
+        created.push(answer["data"]["created"].as_str().unwrap().to_string());
+    }
+    let code = totp_now(user.seed.as_ref().unwrap());
+    let (status, _) = bhop
+        .user(
+            &user,
+            "/api/payment/order/pay",
+            &[("order_id", &ids[1]), ("verify_code", &code)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = bhop
+        .org("/api/v2/org/payment/order/cancel", &[("order_id", &ids[2])])
+        .await;
+    assert_eq!(status, 200);
+
+    let listed = |answer: &Value| -> Vec<String> {
+        answer["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["orderId"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, all) = bhop.user(&user, "/api/payment/orders", &[]).await;
+    let mut got = listed(&all);
+    got.sort();
+    assert_eq!(got, ids);
+    for (code, expected) in [("0", &ids[0]), ("1", &ids[1]), ("4", &ids[2])] {
+        let (_, answer) = bhop
+            .user(&user, "/api/payment/orders", &[("status", code)])
+            .await;
+        assert_eq!(listed(&answer), vec![expected.clone()], "status {code}");
+    }
+    // Ids and times are inclusive bounds.
+    let (_, answer) = bhop
+        .user(
+            &user,
+            "/api/payment/orders",
+            &[("from_id", &ids[1]), ("to_id", &ids[1])],
+        )
+        .await;
+    assert_eq!(listed(&answer), vec![ids[1].clone()]);
+    let (_, answer) = bhop
+        .user(
+            &user,
+            "/api/payment/orders",
+            &[("start_time", &created[0]), ("end_time", &created[0])],
+        )
+        .await;
+    assert!(listed(&answer).contains(&ids[0]), "{answer}");
+    let (_, answer) = bhop
+        .user(&user, "/api/payment/orders", &[("limit", "1")])
+        .await;
+    assert_eq!(listed(&answer).len(), 1);
+    for bad in ["0", "101", "x"] {
+        let (status, answer) = bhop
+            .user(&user, "/api/payment/orders", &[("limit", bad)])
+            .await;
+        assert_eq!(
+            (status, answer["code"].as_i64()),
+            (400, Some(-1130)),
+            "limit {bad}"
+        );
+    }
+    // The org lists the orders payable to it.
+    let (_, answer) = bhop
+        .org("/api/v2/org/payment/orders", &[("status", "1")])
+        .await;
+    assert_eq!(listed(&answer), vec![ids[1].clone()]);
+}
