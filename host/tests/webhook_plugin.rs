@@ -15,14 +15,15 @@ use polypay_host::store::outbox::{AttemptOutcome, DeliveryState};
 use polypay_plugin_artifacts::TEST_ECHO;
 use webhook_support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn echo_plugin_renders_signs_and_judges_its_callbacks() {
-    let db = TestDb::sqlite().await;
-    let store = db.store().await;
+/// A merchant of the echo plugin with a bearer credential: (merchants, its id, the secret).
+async fn echo_merchant(
+    store: &polypay_host::store::Store,
+    name: &str,
+) -> (Merchants, String, String) {
     let merchants = Merchants::new(store.clone(), MasterKey::from_bytes(&[9; 32]));
     let created = merchants
         .create(
-            "Echo shop",
+            name,
             Some(PLUGIN),
             serde_json::json!({}),
             &[CredentialSpec {
@@ -33,8 +34,15 @@ async fn echo_plugin_renders_signs_and_judges_its_callbacks() {
         )
         .await
         .unwrap();
-    let merchant = created.merchant.id.clone();
     let bearer = created.credentials[0].secret.clone();
+    (merchants, created.merchant.id, bearer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_plugin_renders_signs_and_judges_its_callbacks() {
+    let db = TestDb::sqlite().await;
+    let store = db.store().await;
+    let (merchants, merchant, bearer) = echo_merchant(&store, "Echo shop").await;
     let services = PluginServices::new("http://127.0.0.1:1").with_storage(store.clone(), merchants);
     let runtime = PluginRuntime::load(&[PluginConfig::new(PLUGIN, TEST_ECHO)], services)
         .await
@@ -110,27 +118,13 @@ async fn ledger_events_are_rendered_by_the_plugin_and_delivered() {
 
     let db = TestDb::sqlite().await;
     let store = db.store().await;
-    let merchants = Merchants::new(store.clone(), MasterKey::from_bytes(&[9; 32]));
-    let created = merchants
-        .create(
-            "Org",
-            Some(PLUGIN),
-            serde_json::json!({}),
-            &[CredentialSpec {
-                kind: "bearer".into(),
-                secret: SecretFormat::uuid(),
-                public_id: None,
-            }],
-        )
-        .await
-        .unwrap();
-    let bearer = created.credentials[0].secret.clone();
+    let (merchants, merchant, bearer) = echo_merchant(&store, "Org").await;
     let ledger = Ledger::new(store.clone());
     let payee = ledger
         .create_user(
             PLUGIN,
             NewUser {
-                merchant_id: Some(created.merchant.id.clone()),
+                merchant_id: Some(merchant.clone()),
                 ..NewUser::default()
             },
         )

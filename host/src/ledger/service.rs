@@ -205,6 +205,8 @@ impl Ledger {
             created_at: now,
             updated_at: now,
         };
+        // Through a transaction, like every write: bounded by a plugin call's deadline.
+        let mut tx = self.store.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO ledger_users (id, plugin, merchant_id, national_code, mobile, email, \
              plugin_data, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -218,10 +220,13 @@ impl Ledger {
         .bind(user.plugin_data.to_string())
         .bind(now)
         .bind(now)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await;
         match inserted.map_err(crate::store::StoreError::from) {
-            Ok(_) => Ok(user),
+            Ok(_) => {
+                tx.commit().await?;
+                Ok(user)
+            }
             Err(crate::store::StoreError::Conflict(_)) => Err(LedgerError::Conflict(
                 "duplicate: the merchant already has a payee user".into(),
             )),
@@ -269,6 +274,7 @@ impl Ledger {
             user.plugin_data = data;
         }
         user.updated_at = now_ms();
+        let mut tx = self.store.begin().await?;
         sqlx::query(
             "UPDATE ledger_users SET national_code = $1, mobile = $2, email = $3, plugin_data = $4, \
              updated_at = $5 WHERE id = $6 AND plugin = $7",
@@ -280,8 +286,9 @@ impl Ledger {
         .bind(user.updated_at)
         .bind(id)
         .bind(plugin)
-        .execute(self.store.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(user)
     }
 
@@ -1065,7 +1072,7 @@ impl Ledger {
             .fetch_optional(&mut *conn)
             .await?
             .ok_or(LedgerError::NotFound)?;
-        self.order_from_row(&mut *conn, &row).await
+        self.order_from_row(&mut conn, &row).await
     }
 
     pub async fn find_order(
@@ -1084,7 +1091,7 @@ impl Ledger {
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(LedgerError::NotFound)?;
-        self.order_from_row(&mut *conn, &row).await
+        self.order_from_row(&mut conn, &row).await
     }
 
     /// Newest first, at most `limit` (1..=1000).
@@ -1141,7 +1148,7 @@ impl Ledger {
         let rows = query.fetch_all(&mut *conn).await?;
         let mut orders = Vec::with_capacity(rows.len());
         for row in &rows {
-            orders.push(self.order_from_row(&mut *conn, row).await?);
+            orders.push(self.order_from_row(&mut conn, row).await?);
         }
         Ok(orders)
     }
@@ -1158,7 +1165,7 @@ impl Ledger {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(LedgerError::NotFound)?;
-        let order = self.order_from_row(&mut *tx, &row).await?;
+        let order = self.order_from_row(&mut tx, &row).await?;
         Ok((tx, order))
     }
 

@@ -33,22 +33,10 @@ impl WebhookRenderer for PluginRuntime {
                 .index_of(&event.plugin)
                 .map(|i| self.inner.plugins[i].config.max_body_bytes)
                 .ok_or_else(|| webhook::RenderError::PluginNotMounted(event.plugin.clone()))?;
-            match self.render_webhook(&event.plugin, wit_event, attempt).await {
-                Ok(None) => Ok(None),
-                Ok(Some(delivery)) => delivery_from_wit(delivery, max_body)
-                    .map(Some)
-                    .map_err(|e| webhook::RenderError::Failed(e.to_string())),
-                Err(RenderFailure::UnknownPlugin(p)) => {
-                    Err(webhook::RenderError::PluginNotMounted(p))
-                }
-                Err(failure @ RenderFailure::Overloaded { overload, .. }) => {
-                    Err(webhook::RenderError::Busy {
-                        reason: failure.to_string(),
-                        retry_after: overload.retry_after(),
-                    })
-                }
-                Err(failure) => Err(webhook::RenderError::Failed(failure.to_string())),
-            }
+            checked(
+                self.render_webhook(&event.plugin, wit_event, attempt).await,
+                max_body,
+            )
         })
     }
 
@@ -77,26 +65,34 @@ impl WebhookRenderer for PluginRuntime {
                 },
             );
             let merchant = Some(event.merchant_id.clone()).filter(|m| !m.is_empty());
-            match self
-                .render_ledger_webhook(&event.plugin, merchant, wit_event, attempt)
-                .await
-            {
-                Ok(None) => Ok(None),
-                Ok(Some(delivery)) => delivery_from_wit(delivery, max_body)
-                    .map(Some)
-                    .map_err(|e| webhook::RenderError::Failed(e.to_string())),
-                Err(RenderFailure::UnknownPlugin(p)) => {
-                    Err(webhook::RenderError::PluginNotMounted(p))
-                }
-                Err(failure @ RenderFailure::Overloaded { overload, .. }) => {
-                    Err(webhook::RenderError::Busy {
-                        reason: failure.to_string(),
-                        retry_after: overload.retry_after(),
-                    })
-                }
-                Err(failure) => Err(webhook::RenderError::Failed(failure.to_string())),
-            }
+            checked(
+                self.render_ledger_webhook(&event.plugin, merchant, wit_event, attempt)
+                    .await,
+                max_body,
+            )
         })
+    }
+}
+
+/// A rendering's outcome as the worker sees it: the delivery checked, failures sorted
+/// into "not mounted", "busy" (no attempt counted) and "failed".
+fn checked(
+    rendered: Result<Option<WebhookDelivery>, RenderFailure>,
+    max_body: usize,
+) -> Result<Option<RenderedWebhook>, webhook::RenderError> {
+    match rendered {
+        Ok(None) => Ok(None),
+        Ok(Some(delivery)) => delivery_from_wit(delivery, max_body)
+            .map(Some)
+            .map_err(|e| webhook::RenderError::Failed(e.to_string())),
+        Err(RenderFailure::UnknownPlugin(p)) => Err(webhook::RenderError::PluginNotMounted(p)),
+        Err(failure @ RenderFailure::Overloaded { overload, .. }) => {
+            Err(webhook::RenderError::Busy {
+                reason: failure.to_string(),
+                retry_after: overload.retry_after(),
+            })
+        }
+        Err(failure) => Err(webhook::RenderError::Failed(failure.to_string())),
     }
 }
 

@@ -69,17 +69,7 @@ impl Plugin for Echo {
         })
         .to_string()
         .into_bytes();
-        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-        // Signed with the merchant's bearer token, by handle: the secret stays in the host.
-        let bearer = merchants::list_credentials(&event.invoice.merchant_id)
-            .ok()
-            .and_then(|creds| creds.into_iter().find(|c| c.kind == "bearer"));
-        if let Some(credential) = bearer
-            && let Ok(mac) = crypto::hmac_sha256_sign(&credential.id, &body)
-        {
-            let signature = format!("sha256={}", polypay_plugin_sdk::hex(&mac));
-            headers.push(("x-echo-signature".to_owned(), signature));
-        }
+        let headers = signed_headers(Some(&event.invoice.merchant_id), &body);
         Some(WebhookDelivery {
             request: OutgoingRequest {
                 method: "POST".into(),
@@ -116,18 +106,7 @@ impl Plugin for Echo {
         })
         .to_string()
         .into_bytes();
-        let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
-        let bearer = order
-            .merchant_id
-            .as_deref()
-            .and_then(|m| merchants::list_credentials(m).ok())
-            .and_then(|creds| creds.into_iter().find(|c| c.kind == "bearer"));
-        if let Some(credential) = bearer
-            && let Ok(mac) = crypto::hmac_sha256_sign(&credential.id, &body)
-        {
-            let signature = format!("sha256={}", polypay_plugin_sdk::hex(&mac));
-            headers.push(("x-echo-signature".to_owned(), signature));
-        }
+        let headers = signed_headers(order.merchant_id.as_deref(), &body);
         Some(WebhookDelivery {
             request: OutgoingRequest {
                 method: "POST".into(),
@@ -142,6 +121,22 @@ impl Plugin for Echo {
 }
 
 type Reply = Result<Response, Response>;
+
+/// JSON callback headers, signed with the merchant's bearer token by handle (the secret
+/// stays in the host) when there is a merchant with one.
+fn signed_headers(merchant_id: Option<&str>, body: &[u8]) -> Vec<(String, String)> {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    let bearer = merchant_id
+        .and_then(|m| merchants::list_credentials(m).ok())
+        .and_then(|creds| creds.into_iter().find(|c| c.kind == "bearer"));
+    if let Some(credential) = bearer
+        && let Ok(mac) = crypto::hmac_sha256_sign(&credential.id, body)
+    {
+        let signature = format!("sha256={}", polypay_plugin_sdk::hex(&mac));
+        headers.push(("x-echo-signature".to_owned(), signature));
+    }
+    headers
+}
 
 fn host_error(e: HostError) -> Response {
     let body = host_error_json(&e);
