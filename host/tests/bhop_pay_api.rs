@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use common::plugins::{TestApp, hmac_sha256_hex};
 use common::shape::assert_same_shape;
+use common::two_factor::{delivery_of, otpauth_seed, totp_code, wrong_code};
 use polypay_host::invoice::Amount;
 use polypay_host::ledger::Ledger;
 use polypay_host::merchant::{CredentialSpec, SecretFormat};
@@ -25,6 +26,21 @@ use webhook_support::{Receiver, Running, eventually, fast_config};
 const PLUGIN: &str = "bhop-pay";
 
 /// The seed's examples, comments removed.
+fn totp_now(seed: &[u8]) -> String {
+    totp_code(seed, (now_ms() / 1000) as u64)
+}
+
+fn wrong_totp(seed: &[u8]) -> String {
+    wrong_code(seed, (now_ms() / 1000) as u64)
+}
+
+/// The code the host handed to the SMS gateway for a challenge.
+async fn sms_code(bhop: &Bhop, challenge: &str) -> String {
+    let body = delivery_of(&bhop.app.storage().store, challenge).await;
+    assert_eq!(body["destination"], "+8618600000001");
+    body["code"].as_str().unwrap().to_string()
+}
+
 fn seed_order() -> Value {
     json!({
         "orderId": "476682884348973312",
@@ -181,16 +197,7 @@ impl Bhop {
         let (status, answer) = self.org("/api/v2/org/user/create", params).await;
         assert_eq!(status, 200, "{answer}");
         let data = &answer["data"];
-        let seed = data["gaUri"].as_str().map(|uri| {
-            let secret = reqwest::Url::parse(uri)
-                .unwrap()
-                .query_pairs()
-                .find(|(k, _)| k == "secret")
-                .unwrap()
-                .1
-                .into_owned();
-            totp_rs::Secret::Encoded(secret).to_bytes().unwrap()
-        });
+        let seed = data["gaUri"].as_str().map(otpauth_seed);
         User {
             id: data["userId"].as_str().unwrap().to_string(),
             key: data["apiKey"].as_str().unwrap().to_string(),
@@ -247,59 +254,6 @@ impl Bhop {
             .map(|b| b.available.to_string())
             .unwrap_or_else(|| "0".into())
     }
-}
-
-fn totp_now(seed: &[u8]) -> String {
-    totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        seed.to_vec(),
-        None,
-        String::new(),
-    )
-    .generate((now_ms() / 1000) as u64)
-}
-
-fn wrong_totp(seed: &[u8]) -> String {
-    let t = (now_ms() / 1000) as u64;
-    let near: Vec<String> = [t - 30, t, t + 30, t + 60]
-        .iter()
-        .map(|t| {
-            totp_rs::TOTP::new_unchecked(
-                totp_rs::Algorithm::SHA1,
-                6,
-                1,
-                30,
-                seed.to_vec(),
-                None,
-                String::new(),
-            )
-            .generate(*t)
-        })
-        .collect();
-    (1..)
-        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
-/// The code the host handed to the SMS gateway for a challenge.
-async fn sms_code(bhop: &Bhop, challenge: &str) -> String {
-    let rows = sqlx::query("SELECT payload FROM outbox_events WHERE kind = 'two_factor.code'")
-        .fetch_all(bhop.app.storage().store.pool())
-        .await
-        .unwrap();
-    for row in rows {
-        let payload: Value = serde_json::from_str(&row.get::<String, _>("payload")).unwrap();
-        let body: Value = serde_json::from_str(payload["body"].as_str().unwrap()).unwrap();
-        if body["challenge_id"] == challenge {
-            assert_eq!(body["destination"], "+8618600000001");
-            return body["code"].as_str().unwrap().to_string();
-        }
-    }
-    panic!("no code sent for {challenge}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

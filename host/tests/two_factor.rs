@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::db::TestDb;
 use common::plugins::TestApp;
+use common::two_factor::{delivered_code, otpauth_seed, totp_code, wrong_code};
 use polypay_host::merchant::MasterKey;
 use polypay_host::plugin::PluginConfig;
 use polypay_host::store::Store;
@@ -58,48 +59,6 @@ fn key() -> MasterKey {
 async fn service(store: &Store, delivery: Delivery, clock: &TestClock) -> TwoFactor {
     TwoFactor::new(store.clone(), key(), TwoFactorConfig::default(), delivery)
         .with_clock(clock.clock())
-}
-
-/// The code a real authenticator shows for `seed` at `unix_secs`.
-fn totp_code(seed: &[u8], unix_secs: u64) -> String {
-    totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        seed.to_vec(),
-        None,
-        String::new(),
-    )
-    .generate(unix_secs)
-}
-
-/// A wrong code for `seed` at `unix_secs` (also wrong for the neighbouring steps).
-fn wrong_code(seed: &[u8], unix_secs: u64) -> String {
-    let near: Vec<String> = [unix_secs - 30, unix_secs, unix_secs + 30]
-        .iter()
-        .map(|t| totp_code(seed, *t))
-        .collect();
-    (0..)
-        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
-        .find(|c| !near.contains(c))
-        .unwrap()
-}
-
-/// The code of a challenge, read from the delivery event the host queued for it.
-async fn delivered_code(store: &Store, challenge_id: &str) -> String {
-    let rows = sqlx::query("SELECT payload FROM outbox_events WHERE kind = 'two_factor.code'")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
-    for row in rows {
-        let payload: Value = serde_json::from_str(&row.get::<String, _>("payload")).unwrap();
-        let body: Value = serde_json::from_str(payload["body"].as_str().unwrap()).unwrap();
-        if body["challenge_id"] == challenge_id {
-            return body["code"].as_str().unwrap().to_string();
-        }
-    }
-    panic!("no delivery for challenge {challenge_id}");
 }
 
 fn webhook_delivery(url: &str) -> Delivery {
@@ -589,14 +548,7 @@ async fn plugins_enrol_and_verify_totp_through_the_capability_each_in_its_own_sc
     let (status, enrolled) = post(&app, "/echo/2fa/alice/enrol", json!({})).await;
     assert_eq!(status, 200, "{enrolled}");
     let uri = enrolled["uri"].as_str().unwrap();
-    let secret = reqwest::Url::parse(uri)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "secret")
-        .unwrap()
-        .1
-        .into_owned();
-    let seed = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+    let seed = otpauth_seed(uri);
     let now = polypay_host::store::now_ms() as u64 / 1000;
     let code = totp_code(&seed, now);
 
