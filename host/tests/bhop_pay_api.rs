@@ -842,3 +842,93 @@ async fn the_order_list_filters_by_status_ids_and_time_inclusively_with_its_limi
         .await;
     assert_eq!(listed(&answer), vec![ids[1].clone()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepay_order_is_processing_after_quick_pay_and_its_cancel_is_called_back() {
+    let bhop = start().await;
+    let receiver = Receiver::accepting().await;
+    let running = Running::start(
+        &bhop.app.storage().store,
+        fast_config(),
+        Arc::new(bhop.app.runtime.clone()),
+    );
+    let user = bhop
+        .new_user(&[("email", "frank@example.com"), ("bind_ga", "true")])
+        .await;
+    bhop.fund(&user, 20_000_000).await;
+    let pay_info =
+        json!([{ "pay_type": "PREPAY", "token_id": "USDT", "amount": "12" }]).to_string();
+    let notify = receiver.url("/org/notify");
+    let (status, created) = bhop
+        .org(
+            "/api/v2/org/payment/order/create",
+            &[
+                ("client_order_id", "prepay-1"),
+                ("payer_user_id", &user.id),
+                ("pay_info", &pay_info),
+                ("notify_url", &notify),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let order_id = created["data"]["orderId"].as_str().unwrap().to_string();
+    let code = totp_now(user.seed.as_ref().unwrap());
+    let (status, quick) = bhop
+        .user(
+            &user,
+            "/api/payment/order/quick_pay",
+            &[("order_id", &order_id), ("verify_code", &code)],
+        )
+        .await;
+    assert_eq!(status, 200, "{quick}");
+    assert_eq!(
+        quick["data"],
+        json!({ "processIsEnd": "false", "need2FA": "false" }),
+        "a PREPAY order stays locked: the process has not ended"
+    );
+    let (_, detail) = bhop
+        .org(
+            "/api/v2/org/payment/order/detail",
+            &[("order_id", &order_id)],
+        )
+        .await;
+    assert_eq!(
+        (
+            detail["data"]["status"].as_str(),
+            detail["data"]["statusDesc"].as_str()
+        ),
+        (Some("PROCESSING"), Some("支付中"))
+    );
+    assert_eq!(bhop.balance(&user).await, "8000000", "12 USDT locked");
+
+    let (status, cancelled) = bhop
+        .org(
+            "/api/v2/org/payment/order/cancel",
+            &[("order_id", &order_id)],
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["data"]["status"], "CANCELLED");
+    assert_eq!(cancelled["data"]["payInfo"][0]["unlockedAmount"], "12");
+    assert_eq!(
+        bhop.balance(&user).await,
+        "20000000",
+        "the lock is released"
+    );
+    eventually(
+        "the cancel callback",
+        std::time::Duration::from_secs(20),
+        || {
+            let receiver = receiver.clone();
+            async move {
+                receiver
+                    .received()
+                    .iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains("event=CANCELLED"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    running.stop().await;
+}
