@@ -163,6 +163,15 @@ async fn context_with_key(config: Config, key: MasterKey) -> anyhow::Result<AppC
 pub async fn load_plugins(context: &AppContext) -> anyhow::Result<PluginRuntime> {
     let services = PluginServices::new(context.config.public_base_url.clone())
         .with_storage(context.store.clone(), context.merchants.clone())
+        .with_two_factor(crate::two_factor::TwoFactor::new(
+            context.store.clone(),
+            context.merchants.master_key().clone(),
+            context.config.two_factor.clone(),
+            context
+                .config
+                .two_factor
+                .delivery(context.config.mode == crate::config::Mode::Development),
+        ))
         .with_chains(context.config.chains.clone())
         .with_rates(std::sync::Arc::new(
             crate::rates::Rates::new(&context.config.rates)

@@ -37,6 +37,7 @@ const SECTIONS: &[&str] = &[
     "checkout",
     "plugin_runtime",
     "rates",
+    "two_factor",
 ];
 
 /// The whole configuration of one polypay process.
@@ -68,6 +69,8 @@ pub struct Config {
     pub webhooks: crate::webhook::WebhookConfig,
     /// Fiat rate providers (`[rates]`, see [`crate::rates`]).
     pub rates: crate::rates::RatesConfig,
+    /// Second-factor codes for plugins' users (`[two_factor]`, see [`crate::two_factor`]).
+    pub two_factor: crate::two_factor::TwoFactorConfig,
     /// Development tooling (`[dev]`); only allowed with `mode = "development"`.
     pub dev: DevConfig,
 }
@@ -244,6 +247,7 @@ impl Default for Config {
             plugin_runtime: crate::plugin::PluginRuntimeConfig::default(),
             webhooks: crate::webhook::WebhookConfig::default(),
             rates: crate::rates::RatesConfig::default(),
+            two_factor: crate::two_factor::TwoFactorConfig::default(),
             dev: DevConfig::default(),
         }
     }
@@ -418,6 +422,13 @@ impl Config {
                 key: "rates",
                 origin: origin(),
                 message: e.to_string(),
+            });
+        }
+        if let Err(message) = self.two_factor.validate() {
+            return Err(ConfigError::Value {
+                key: "two_factor",
+                origin: origin(),
+                message,
             });
         }
         if let Some(wallet) = &self.dev.wallet {

@@ -23,6 +23,8 @@
 //!   the plugins' OpenAPI documents and the page listing them (`/polypay/plugins`).
 //! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
 //!   operator replay.
+//! - [`two_factor`]: second-factor confirmation for plugins' users (TOTP, one-time codes
+//!   delivered through the outbox).
 //! - [`telemetry`]: logs, metrics, request ids.
 //! - [`app`]: wires the rooms into a running server.
 //! - [`dev`]: `polypay dev`, a local payment setup in one command: an anvil dev chain with
@@ -96,4 +98,5 @@ pub mod plugin;
 pub mod rates;
 pub mod store;
 pub mod telemetry;
+pub mod two_factor;
 pub mod webhook;

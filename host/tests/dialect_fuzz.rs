@@ -146,6 +146,25 @@ fn profile(dialect: &str) -> Option<Profile> {
             },
             settings: || json!({ "monitoring_address": TRON_ADDRESS, "network": TRON_NETWORK }),
         }),
+        "bhop-pay" => Some(Profile {
+            error_shape: bhop_pay_error_shape,
+            // Requests are signed (`signature` over the sorted parameters); the access key
+            // travels in `X-ACCESS-KEY`.
+            present: |secret| vec![("x-access-key".into(), secret.to_owned())],
+            samples: || {
+                vec![(
+                    "/api/v2/org/payment/order/create",
+                    json!({
+                        "client_order_id": "Activity201910200001",
+                        "payer_user_id": "83214971450163200",
+                        "pay_info": "[{\"pay_type\":\"PAY\",\"token_id\":\"USDT\",\"amount\":\"100\"}]",
+                        "timestamp": 1571561027984u64,
+                        "signature": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+                    }),
+                )]
+            },
+            settings: || json!({ "tokens": { "USDT": NETWORK } }),
+        }),
         _ => None,
     }
 }
@@ -224,6 +243,18 @@ const TRON_ADDRESS: &str = "TY72iA3SBtrds3QLYsS7LwYfkzXwAXCRWT";
 
 /// tron-php: `{"error": "<text>"}` and nothing else, with the dialect's statuses, and the
 /// CORS header (checked by the conformance tests; the shape here).
+fn bhop_pay_error_shape(status: u16, body: &[u8]) -> bool {
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    [400, 401, 404, 405, 413, 429].contains(&status)
+        && map.len() == 2
+        && map.get("code").is_some_and(Value::is_i64)
+        && map
+            .get("msg")
+            .is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+}
+
 fn tron_php_error_shape(status: u16, body: &[u8]) -> bool {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return false;

@@ -328,6 +328,56 @@ pub trait Host {
     fn ledger_cancel(&self, order_id: &str) -> Result<ledger::Order, HostError> {
         Err(unsupported("ledger.cancel"))
     }
+    fn two_factor_enrol_totp(
+        &self,
+        subject: &str,
+        issuer: &str,
+        label: &str,
+    ) -> Result<String, HostError> {
+        Err(unsupported("two-factor.enrol-totp"))
+    }
+    fn two_factor_import_totp(&self, subject: &str, secret_base32: &str) -> Result<(), HostError> {
+        Err(unsupported("two-factor.import-totp"))
+    }
+    fn two_factor_has_totp(&self, subject: &str) -> Result<bool, HostError> {
+        Err(unsupported("two-factor.has-totp"))
+    }
+    fn two_factor_remove_totp(&self, subject: &str) -> Result<(), HostError> {
+        Err(unsupported("two-factor.remove-totp"))
+    }
+    fn two_factor_verify_totp(
+        &self,
+        subject: &str,
+        context: &str,
+        code: &str,
+    ) -> Result<two_factor::Verification, HostError> {
+        Err(unsupported("two-factor.verify-totp"))
+    }
+    fn two_factor_send_code(
+        &self,
+        subject: &str,
+        context: &str,
+        channel: two_factor::Channel,
+        destination: &str,
+    ) -> Result<String, HostError> {
+        Err(unsupported("two-factor.send-code"))
+    }
+    fn two_factor_verify_code(
+        &self,
+        subject: &str,
+        context: &str,
+        challenge_id: &str,
+        code: &str,
+    ) -> Result<two_factor::Verification, HostError> {
+        Err(unsupported("two-factor.verify-code"))
+    }
+    fn two_factor_context_state(
+        &self,
+        subject: &str,
+        context: &str,
+    ) -> Result<two_factor::FailureCount, HostError> {
+        Err(unsupported("two-factor.context-state"))
+    }
 }
 
 fn unsupported(what: &str) -> HostError {
@@ -635,6 +685,56 @@ impl Host for ComponentHost {
     }
     fn ledger_cancel(&self, order_id: &str) -> Result<ledger::Order, HostError> {
         wit::ledger::cancel(order_id)
+    }
+    fn two_factor_enrol_totp(
+        &self,
+        subject: &str,
+        issuer: &str,
+        label: &str,
+    ) -> Result<String, HostError> {
+        wit::two_factor::enrol_totp(subject, issuer, label)
+    }
+    fn two_factor_import_totp(&self, subject: &str, secret_base32: &str) -> Result<(), HostError> {
+        wit::two_factor::import_totp(subject, secret_base32)
+    }
+    fn two_factor_has_totp(&self, subject: &str) -> Result<bool, HostError> {
+        wit::two_factor::has_totp(subject)
+    }
+    fn two_factor_remove_totp(&self, subject: &str) -> Result<(), HostError> {
+        wit::two_factor::remove_totp(subject)
+    }
+    fn two_factor_verify_totp(
+        &self,
+        subject: &str,
+        context: &str,
+        code: &str,
+    ) -> Result<two_factor::Verification, HostError> {
+        wit::two_factor::verify_totp(subject, context, code)
+    }
+    fn two_factor_send_code(
+        &self,
+        subject: &str,
+        context: &str,
+        channel: two_factor::Channel,
+        destination: &str,
+    ) -> Result<String, HostError> {
+        wit::two_factor::send_code(subject, context, channel, destination)
+    }
+    fn two_factor_verify_code(
+        &self,
+        subject: &str,
+        context: &str,
+        challenge_id: &str,
+        code: &str,
+    ) -> Result<two_factor::Verification, HostError> {
+        wit::two_factor::verify_code(subject, context, challenge_id, code)
+    }
+    fn two_factor_context_state(
+        &self,
+        subject: &str,
+        context: &str,
+    ) -> Result<two_factor::FailureCount, HostError> {
+        wit::two_factor::context_state(subject, context)
     }
 }
 
@@ -1155,5 +1255,58 @@ pub mod ledger {
     }
     pub fn cancel(order_id: &str) -> Result<Order, HostError> {
         with_host(|h| h.ledger_cancel(order_id))
+    }
+}
+
+/// `two-factor`: TOTP and one-time codes confirming an action of one of the plugin's
+/// users (see the WIT interface for the rules: three failures per context exhaust it, a
+/// code works once).
+pub mod two_factor {
+    use super::{HostError, with_host};
+    pub use crate::bindings::polypay::plugin::two_factor::{Channel, FailureCount, Verification};
+
+    /// Creates the subject's TOTP seed; returns its `otpauth://` URI, this one time.
+    pub fn enrol_totp(subject: &str, issuer: &str, label: &str) -> Result<String, HostError> {
+        with_host(|h| h.two_factor_enrol_totp(subject, issuer, label))
+    }
+    /// Imports an existing base32 seed for the subject.
+    pub fn import_totp(subject: &str, secret_base32: &str) -> Result<(), HostError> {
+        with_host(|h| h.two_factor_import_totp(subject, secret_base32))
+    }
+    pub fn has_totp(subject: &str) -> Result<bool, HostError> {
+        with_host(|h| h.two_factor_has_totp(subject))
+    }
+    pub fn remove_totp(subject: &str) -> Result<(), HostError> {
+        with_host(|h| h.two_factor_remove_totp(subject))
+    }
+    /// Checks a TOTP code of the subject in `context`.
+    pub fn verify_totp(
+        subject: &str,
+        context: &str,
+        code: &str,
+    ) -> Result<Verification, HostError> {
+        with_host(|h| h.two_factor_verify_totp(subject, context, code))
+    }
+    /// Sends a one-time code; returns the challenge id (decimal 64-bit).
+    pub fn send_code(
+        subject: &str,
+        context: &str,
+        channel: Channel,
+        destination: &str,
+    ) -> Result<String, HostError> {
+        with_host(|h| h.two_factor_send_code(subject, context, channel, destination))
+    }
+    /// Checks a one-time code against its challenge.
+    pub fn verify_code(
+        subject: &str,
+        context: &str,
+        challenge_id: &str,
+        code: &str,
+    ) -> Result<Verification, HostError> {
+        with_host(|h| h.two_factor_verify_code(subject, context, challenge_id, code))
+    }
+    /// The failures recorded in a context.
+    pub fn context_state(subject: &str, context: &str) -> Result<FailureCount, HostError> {
+        with_host(|h| h.two_factor_context_state(subject, context))
     }
 }

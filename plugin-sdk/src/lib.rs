@@ -175,7 +175,7 @@ pub use bindings::polypay::plugin::plugin_types::{Manifest, Route};
 pub use bindings::polypay::plugin::types::HostError;
 pub use host::{
     chains, clock, context, crypto, invoices, kv, ledger, log, merchants, money, random,
-    rate_limit, rates, webhooks,
+    rate_limit, rates, two_factor, webhooks,
 };
 pub use http::{IntoResponse, Request, Response};
 pub use router::Router;
@@ -186,7 +186,7 @@ pub mod prelude {
     pub use crate::host::webhooks::{Acceptance, InvoiceEvent, OutgoingRequest, WebhookDelivery};
     pub use crate::host::{
         chains, clock, context, crypto, invoices, kv, ledger, log, merchants, money, random,
-        rate_limit, rates, webhooks,
+        rate_limit, rates, two_factor, webhooks,
     };
     pub use crate::{HostError, IntoResponse, Plugin, Request, Response, Router};
 }

@@ -34,6 +34,7 @@ const PLUGINS: &[(&str, &str, &str)] = &[
     ("PAY_ORDERS", "polypay-pay-orders", "plugins/pay-orders"),
     ("WOPAY", "polypay-wopay", "plugins/wopay"),
     ("TRON_PHP", "polypay-tron-php", "plugins/tron-php"),
+    ("BHOP_PAY", "polypay-bhop-pay", "plugins/bhop-pay"),
     (
         "TEST_ECHO",
         "polypay-test-echo",

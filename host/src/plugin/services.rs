@@ -42,6 +42,8 @@ pub(crate) struct ServicesInner {
     pub chains: Vec<ChainConfig>,
     /// Fiat rates (`rates.quote`, fiat prices); none configured by default.
     pub rates: Arc<crate::rates::Rates>,
+    /// The `two-factor` capability; unset, it answers `unavailable`.
+    pub two_factor: Option<crate::two_factor::TwoFactor>,
 }
 
 /// The database and the merchant secrets service (which holds the master key).
@@ -60,6 +62,7 @@ impl PluginServices {
                 storage: None,
                 chains: Vec::new(),
                 rates: Arc::new(crate::rates::Rates::default()),
+                two_factor: None,
             }),
         }
     }
@@ -73,6 +76,12 @@ impl PluginServices {
     /// The configured networks (what `chains.networks` reports and invoices may use).
     pub fn with_chains(mut self, chains: Vec<ChainConfig>) -> Self {
         self.inner_mut().chains = chains;
+        self
+    }
+
+    /// The two-factor service (`[two_factor]`) behind the `two-factor` capability.
+    pub fn with_two_factor(mut self, two_factor: crate::two_factor::TwoFactor) -> Self {
+        self.inner_mut().two_factor = Some(two_factor);
         self
     }
 

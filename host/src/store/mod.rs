@@ -28,7 +28,8 @@
 //! [`merchants`] (merchants and credentials), [`invoices`] (invoices, payment targets,
 //! credits and the outbox events of invoice changes), [`chain_queries`] (listener cursors,
 //! block hashes, observed transfers, reservations), [`outbox`] (webhook delivery),
-//! [`plugin_queries`] (what plugins read), [`kv`] (the plugin-scoped key-value store).
+//! [`plugin_queries`] (what plugins read), [`kv`] (the plugin-scoped key-value store),
+//! [`two_factor`] (TOTP seeds, one-time code challenges, failure counts).
 
 pub mod chain_queries;
 pub mod invoices;
@@ -37,6 +38,7 @@ pub mod merchants;
 pub mod notify;
 pub mod outbox;
 pub mod plugin_queries;
+pub mod two_factor;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -196,6 +196,9 @@ impl Dispatcher {
         let delivery = &claim.delivery;
         let (id, attempt, round_attempt) =
             (delivery.id, delivery.attempts, delivery.round_attempt());
+        if delivery.kind == crate::two_factor::DELIVERY_EVENT_KIND {
+            return self.process_two_factor(&claim, round_attempt).await;
+        }
         let event = match super::event_from_claim(&claim) {
             Ok(event) => event,
             Err(problem @ PayloadError::TooNew { .. }) => {
@@ -331,18 +334,26 @@ impl Dispatcher {
                 return self.finish(claim, &report, next).await;
             }
         };
+        self.send(claim, plugin, &rendered, &schedule, round_attempt)
+            .await
+    }
+
+    /// Sends one rendered attempt and records how it went.
+    async fn send(
+        &self,
+        claim: &Claim,
+        plugin: &str,
+        rendered: &RenderedWebhook,
+        schedule: &super::config::RetrySchedule,
+        round_attempt: u32,
+    ) -> Result<(), StoreError> {
+        let id = claim.delivery.id;
         let started_at = now_ms();
         let clock = Instant::now();
-        let sent = self.transport.send(&rendered).await;
+        let sent = self.transport.send(rendered).await;
         let latency = clock.elapsed();
-        let (report, next) = self.judge(
-            &rendered,
-            sent,
-            started_at,
-            latency,
-            &schedule,
-            round_attempt,
-        );
+        let (report, next) =
+            self.judge(rendered, sent, started_at, latency, schedule, round_attempt);
         if report.outcome != AttemptOutcome::Refused {
             metrics::histogram!("polypay_webhook_attempt_duration_seconds")
                 .record(latency.as_secs_f64());
@@ -350,7 +361,7 @@ impl Dispatcher {
         count_attempt(report.outcome);
         tracing::info!(
             event_id = id,
-            plugin = %plugin,
+            %plugin,
             attempt = round_attempt,
             outcome = report.outcome.as_str(),
             status = report.status_code,
@@ -428,6 +439,41 @@ impl Dispatcher {
 
     /// Gives a claimed event back, due again at `at`, without counting the attempt: nobody
     /// failed (its plugin is elsewhere or busy, or a newer polypay wrote it).
+    /// A one-time code for the operator's SMS / e-mail gateway: rendered by the host from
+    /// the payload written with the code ([`crate::two_factor::render_delivery`]), never by
+    /// a plugin; skipped once the code has expired.
+    async fn process_two_factor(
+        &self,
+        claim: &Claim,
+        round_attempt: u32,
+    ) -> Result<(), StoreError> {
+        let delivery = &claim.delivery;
+        match crate::two_factor::render_delivery(&claim.payload, now_ms()) {
+            Ok(Some(rendered)) => {
+                let schedule = self.config.schedule_for(&delivery.plugin).clone();
+                self.send(claim, &delivery.plugin, &rendered, &schedule, round_attempt)
+                    .await
+            }
+            Ok(None) => {
+                outbox::unclaim(
+                    &self.store,
+                    delivery.id,
+                    delivery.attempts,
+                    DeliveryState::Skipped,
+                    now_ms(),
+                    "the code expired before it was delivered",
+                )
+                .await?;
+                count_delivery("skipped");
+                Ok(())
+            }
+            Err(problem) => {
+                let report = report_without_request("", AttemptOutcome::RenderFailed, problem);
+                self.finish(claim, &report, Next::Dead).await
+            }
+        }
+    }
+
     async fn postpone(&self, claim: &Claim, at: i64, reason: &str) -> Result<(), StoreError> {
         let (id, attempt) = (claim.delivery.id, claim.delivery.attempts);
         outbox::unclaim(&self.store, id, attempt, DeliveryState::Pending, at, reason).await?;

@@ -12,3 +12,4 @@ pub mod polypay;
 pub mod shape;
 pub mod tron;
 pub mod tron_chain;
+pub mod two_factor;

@@ -34,7 +34,15 @@ pub fn assert_same_shape(actual: &Value, example: &Value, nullable: &[&str]) {
             Value::Number(_) => got.is_number(),
             Value::String(_) => got.is_string(),
             Value::Bool(_) => got.is_boolean(),
-            other => panic!("example field {key} has an unexpected type: {other}"),
+            // Arrays: every element has the shape of the example's first element.
+            Value::Array(items) => match (items.first(), got.as_array()) {
+                (Some(first @ Value::Object(_)), Some(got)) => {
+                    got.iter()
+                        .for_each(|g| assert_same_shape(g, first, nullable));
+                    true
+                }
+                (_, got) => got.is_some(),
+            },
         };
         assert!(
             same,

@@ -21,6 +21,7 @@ mod money;
 mod rate_limit;
 mod rates;
 mod system;
+mod two_factor;
 mod webhooks;
 
 use super::bindings::HostError;

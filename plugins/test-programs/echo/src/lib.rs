@@ -1,7 +1,7 @@
 //! Test plugin `test-echo`: a healthy plugin whose routes each exercise one
 //! part of the contract (request echo, settings, clock, sandbox, log, merchants,
-//! invoices, credentials, crypto, kv, networks, the custodial ledger) so the host's
-//! runtime and scoping can be tested end to end. Every route lives under `/echo`.
+//! invoices, credentials, crypto, kv, networks, two-factor, the custodial ledger) so
+//! the host's runtime and scoping can be tested end to end. Every route lives under `/echo`.
 
 use polypay_plugin_sdk::invoices::{FiatPrice, Invoice, InvoiceFilter, PageSelector};
 use polypay_plugin_sdk::merchants::{CredentialRequest, NewMerchant, SecretEncoding, SecretFormat};
@@ -51,6 +51,12 @@ impl Plugin for Echo {
             .post("/echo/webhook-test", webhook_test)
             .put("/echo/kv/{key}", kv_put)
             .get("/echo/kv/{key}", kv_get)
+            .post("/echo/2fa/{subject}/enrol", two_factor_enrol)
+            .post("/echo/2fa/{subject}/import", two_factor_import)
+            .post("/echo/2fa/{subject}/verify-totp", two_factor_verify_totp)
+            .post("/echo/2fa/{subject}/send-code", two_factor_send_code)
+            .post("/echo/2fa/{subject}/verify-code", two_factor_verify_code)
+            .get("/echo/2fa/{subject}/context/{context}", two_factor_context)
             .post("/echo/ledger/users", ledger_create_user)
             .get("/echo/ledger/users/{id}/balances", ledger_balances)
             .post("/echo/ledger/orders", ledger_create_order)
@@ -506,6 +512,86 @@ fn kv_get(req: &Request) -> Reply {
         Some(value) => Ok(Response::new(200).body(value)),
         None => Err(host_error(HostError::NotFound)),
     }
+}
+
+/// The JSON body of a two-factor route: `{context, code, challenge_id, channel,
+/// destination, secret}` as the route needs.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TwoFactorBody {
+    context: String,
+    code: String,
+    challenge_id: String,
+    channel: String,
+    destination: String,
+    secret: String,
+}
+
+fn two_factor_body(req: &Request) -> Result<TwoFactorBody, Response> {
+    if req.body.is_empty() {
+        return Ok(TwoFactorBody::default());
+    }
+    serde_json::from_slice(&req.body).map_err(bad_request)
+}
+
+fn verification_json(v: two_factor::Verification) -> Value {
+    match v {
+        two_factor::Verification::Accepted => json!({ "verdict": "accepted" }),
+        two_factor::Verification::Rejected(remaining) => {
+            json!({ "verdict": "rejected", "remaining": remaining })
+        }
+        two_factor::Verification::Exhausted => json!({ "verdict": "exhausted" }),
+    }
+}
+
+fn two_factor_enrol(req: &Request) -> Reply {
+    let subject = req.param("subject").unwrap_or_default();
+    let uri = two_factor::enrol_totp(subject, "Echo", subject).map_err(host_error)?;
+    Ok(Response::json(200, &json!({ "uri": uri })))
+}
+
+fn two_factor_import(req: &Request) -> Reply {
+    let body = two_factor_body(req)?;
+    two_factor::import_totp(req.param("subject").unwrap_or_default(), &body.secret)
+        .map_err(host_error)?;
+    Ok(Response::new(204))
+}
+
+fn two_factor_verify_totp(req: &Request) -> Reply {
+    let body = two_factor_body(req)?;
+    let subject = req.param("subject").unwrap_or_default();
+    let v = two_factor::verify_totp(subject, &body.context, &body.code).map_err(host_error)?;
+    Ok(Response::json(200, &verification_json(v)))
+}
+
+fn two_factor_send_code(req: &Request) -> Reply {
+    let body = two_factor_body(req)?;
+    let channel = match body.channel.as_str() {
+        "email" => two_factor::Channel::Email,
+        _ => two_factor::Channel::Mobile,
+    };
+    let subject = req.param("subject").unwrap_or_default();
+    let id = two_factor::send_code(subject, &body.context, channel, &body.destination)
+        .map_err(host_error)?;
+    Ok(Response::json(200, &json!({ "challenge_id": id })))
+}
+
+fn two_factor_verify_code(req: &Request) -> Reply {
+    let body = two_factor_body(req)?;
+    let subject = req.param("subject").unwrap_or_default();
+    let v = two_factor::verify_code(subject, &body.context, &body.challenge_id, &body.code)
+        .map_err(host_error)?;
+    Ok(Response::json(200, &verification_json(v)))
+}
+
+fn two_factor_context(req: &Request) -> Reply {
+    let subject = req.param("subject").unwrap_or_default();
+    let state = two_factor::context_state(subject, req.param("context").unwrap_or_default())
+        .map_err(host_error)?;
+    Ok(Response::json(
+        200,
+        &json!({ "failures": state.failures, "exhausted": state.exhausted }),
+    ))
 }
 
 fn ledger_create_user(_: &Request) -> Reply {
