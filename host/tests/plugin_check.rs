@@ -85,7 +85,8 @@ fn forbidden_imports_and_missing_exports_are_each_named_and_fail() {
         "violation: it does not export `manifest`",
         "violation: it does not export `handle`",
         "violation: it does not export `render-webhook`",
-        "5 violation(s)",
+        "violation: it does not export `render-ledger-webhook`, which contract 0.2.0 requires",
+        "6 violation(s)",
         "contract: polypay:plugin@0.2.0",
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");

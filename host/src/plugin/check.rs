@@ -24,6 +24,10 @@ use super::{PluginError, capabilities, engine, openapi, routes};
 /// The exports every supported version's `plugin` world has.
 const REQUIRED_EXPORTS: &[&str] = &["manifest", "handle", "render-webhook"];
 
+/// The exports 0.2.0 adds: the ledger's callbacks (the SDK's `export_plugin!` gives every
+/// plugin a default that renders none).
+const REQUIRED_EXPORTS_0_2: &[&str] = &["render-ledger-webhook"];
+
 /// What `polypay plugin check` found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
@@ -105,6 +109,17 @@ pub async fn check(path: &Path) -> CheckReport {
                 "it does not export `{export}`: a plugin exports `manifest`, `handle` and \
                  `render-webhook` (build it with polypay-plugin-sdk's `export_plugin!`)"
             ));
+        }
+    }
+    if report.contract == Some(WitVersion::V0_2) {
+        for export in REQUIRED_EXPORTS_0_2 {
+            if !report.exports.iter().any(|e| e == export) {
+                report.violations.push(format!(
+                    "it does not export `{export}`, which contract 0.2.0 requires (the SDK's \
+                     `export_plugin!` adds a default; a JavaScript plugin exports \
+                     `renderLedgerWebhook`)"
+                ));
+            }
         }
     }
     if !report.violations.is_empty() {

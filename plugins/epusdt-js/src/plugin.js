@@ -7,6 +7,7 @@ import { authenticateSigned, findCredential } from 'polypay:plugin/merchants@0.2
 import { createIdempotent, get } from 'polypay:plugin/invoices@0.2.0';
 import { digestWithSecret } from 'polypay:plugin/crypto@0.2.0';
 import { log } from 'polypay:plugin/log@0.2.0';
+import { OPENAPI } from './openapi.js';
 import {
   BodyError,
   ERRORS,
@@ -68,6 +69,7 @@ export function manifest() {
         publicId: { prefix: 'ep_', encoding: 'alphanumeric', bytes: 16 },
       },
     ],
+    openapi: JSON.stringify(OPENAPI),
   };
 }
 
@@ -280,4 +282,9 @@ export function renderWebhook(event, attempt) {
     accept: { tag: 'body-equals', val: 'ok' },
     retryAfterSecs: RETRY_DELAYS_SECS[attempt - 1],
   };
+}
+
+/** epusdt has no custodial balances: no ledger callbacks. */
+export function renderLedgerWebhook(_event, _attempt) {
+  return undefined;
 }

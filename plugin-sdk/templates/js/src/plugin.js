@@ -1,13 +1,15 @@
 // {{name}}: a polypay dialect plugin. The host calls three exports:
 // - manifest(): the routes the plugin claims and the credentials its merchants get;
 // - handle(request): one HTTP request, on a fresh instance;
-// - renderWebhook(event, attempt): the callback for an invoice event (or none).
+// - renderWebhook(event, attempt): the callback for an invoice event (or none);
+// - renderLedgerWebhook(event, attempt): the callback for a ledger order event (or none).
 // Everything else (merchants, invoices, signing with secrets) is a host import from the
 // `polypay:plugin` contract; a failed host call throws, its `payload` the host-error.
 
 import { authenticate, listCredentials } from 'polypay:plugin/merchants@0.2.0';
 import { hmacSha256Sign } from 'polypay:plugin/crypto@0.2.0';
 import { bearerToken, callbackBody, hex, json } from './rules.js';
+import { OPENAPI } from './openapi.js';
 
 const KIND = 'api-key';
 const HELLO = '/v1/hello';
@@ -20,6 +22,8 @@ export function manifest() {
     settingsSchema: undefined,
     // What `polypay merchant create --plugin {{name}}` issues: one API key.
     credentials: [{ kind: KIND, secret: { prefix: '', encoding: 'hex', bytes: 32 }, publicId: undefined }],
+    // The OpenAPI 3 document the host serves at /polypay/plugins/{{name}}/openapi.json.
+    openapi: JSON.stringify(OPENAPI),
   };
 }
 
@@ -64,4 +68,9 @@ export function renderWebhook(event, attempt) {
     // Up to 5 attempts, 10 s, 20 s, 40 s, 80 s apart.
     retryAfterSecs: attempt < 5 ? 10 * 2 ** (attempt - 1) : undefined,
   };
+}
+
+/** Callbacks of the custodial ledger's orders; this plugin uses no ledger. */
+export function renderLedgerWebhook(_event, _attempt) {
+  return undefined;
 }
