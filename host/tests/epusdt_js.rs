@@ -392,17 +392,21 @@ fn workspace() -> PathBuf {
 }
 
 /// Copies `from` into `to`, replacing `{{name}}` with `name` in every file.
-fn instantiate_template(from: &Path, to: &Path, name: &str) {
+/// Runs the `polypay` binary of this build.
+fn polypay(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_polypay"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run polypay")
+}
+
+/// Copies a directory tree (the contract's WIT files).
+fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            instantiate_template(&entry.path(), &target, name);
-        } else {
-            let text = std::fs::read_to_string(entry.path()).unwrap();
-            std::fs::write(target, text.replace("{{name}}", name)).unwrap();
-        }
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 
@@ -413,20 +417,27 @@ async fn the_js_template_builds_into_a_component_the_host_mounts() {
 
     let dir = tempfile::tempdir().unwrap();
     let project = dir.path().join("shop-dialect");
-    instantiate_template(
-        &workspace().join("plugin-sdk/templates/js"),
-        &project,
+    // What a plugin author does: `polypay plugin new`, then what its README says: the
+    // contract in ./wit, the packages installed (here, the repository's own, pinned to the
+    // same versions), then the build command.
+    let created = polypay(&[
+        "plugin",
+        "new",
         "shop-dialect",
+        "--lang",
+        "js",
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
     );
-    // What the README says to do: the contract in ./wit, the packages installed (here,
-    // the repository's own, pinned to the same versions), then the build command.
-    let wit = project.join("wit");
-    std::fs::create_dir(&wit).unwrap();
-    std::fs::copy(
-        workspace().join("plugin-sdk/wit/0.2.0/plugin.wit"),
-        wit.join("plugin.wit"),
-    )
-    .unwrap();
+    copy_dir(
+        &workspace().join("plugin-sdk/wit/0.2.0"),
+        &project.join("wit"),
+    );
     std::os::unix::fs::symlink(
         workspace().join("node_modules"),
         project.join("node_modules"),
@@ -450,6 +461,13 @@ async fn the_js_template_builds_into_a_component_the_host_mounts() {
     }
     let wasm = project.join("shop-dialect.wasm");
     assert!(wasm.is_file(), "the build writes shop-dialect.wasm");
+    let check = polypay(&["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(
+        check.status.success(),
+        "plugin check refused the generated plugin:\n{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
 
     let app = TestApp::init()
         .with_plugin(PluginConfig::new("shop-dialect", &wasm).with_memory_mb(64))

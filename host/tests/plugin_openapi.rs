@@ -6,7 +6,7 @@
 mod common;
 
 use polypay_host::plugin::{PluginConfig, PluginRuntime, PluginServices, openapi};
-use polypay_plugin_artifacts::{DIALECTS, TEST_COMPAT_V0_1, TEST_ECHO, TRINO};
+use polypay_plugin_artifacts::{DIALECTS, JS_DIALECTS, TEST_COMPAT_V0_1, TEST_ECHO, TRINO};
 use serde_json::Value;
 
 /// The plugin name a dialect package is mounted under (`polypay-trino` → `trino`).
@@ -17,7 +17,8 @@ fn mount_name(package: &str) -> &str {
 #[tokio::test]
 async fn every_dialect_documents_every_route_of_its_manifest_in_openapi_3() {
     assert!(DIALECTS.len() >= 4, "{DIALECTS:?}");
-    for (package, wasm) in DIALECTS {
+    // The Rust dialects and the JavaScript ones alike.
+    for (package, wasm) in DIALECTS.iter().chain(JS_DIALECTS) {
         let config = PluginConfig::new(mount_name(package), *wasm);
         let runtime = PluginRuntime::load(&[config], PluginServices::new("http://polypay.test"))
             .await
