@@ -92,6 +92,10 @@ impl Plugin for BhopPay {
             .post("/api/v2/org/user/create", org::create_user)
     }
 
+    fn openapi() -> Option<&'static str> {
+        Some(include_str!("../openapi.json"))
+    }
+
     fn credentials() -> Vec<CredentialTemplate> {
         vec![CredentialTemplate {
             kind: ORG_KEY_KIND.into(),
