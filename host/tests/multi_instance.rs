@@ -436,9 +436,14 @@ async fn an_event_written_by_one_instance_is_delivered_by_the_other_on_notificat
         (receiver.count() > 0).then_some(())
     })
     .await;
+    // The receiver has the callback before the delivering instance records it as
+    // accepted: wait for the record, not just for the callback.
+    eventually("the delivery recorded", Duration::from_secs(30), || async {
+        (a.invoice_status(&token, &id).await == "notified").then_some(())
+    })
+    .await;
     let counts = callbacks_per_invoice(&receiver);
     assert_eq!(counts.get(&id), Some(&1), "{counts:?}");
-    assert_eq!(a.invoice_status(&token, &id).await, "notified");
     drop(b);
 }
 
