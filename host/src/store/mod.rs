@@ -171,8 +171,10 @@ impl Store {
         let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_creating_dir(url)?;
+                // A connection to a local file cannot be lost: no liveness round trip to
+                // the connection's worker thread on every acquire.
                 let sqlite = |options: AnyPoolOptions| {
-                    options.after_connect(|conn, _| {
+                    options.test_before_acquire(false).after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
