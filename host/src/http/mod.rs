@@ -10,6 +10,9 @@
 //! header-read and idle timeouts) are in [`serve`], which runs both listeners.
 //! Errors a client can cause are [`ApiError`] variants that know their status code;
 //! anything else is logged with the request id and answered with a generic 500.
+//!
+//! With the `bench-native` cargo feature (off by default, for the end-to-end load
+//! benchmark only) the public router also serves `bench_native`'s two routes.
 
 pub mod admin;
 #[cfg(feature = "bench-native")]
