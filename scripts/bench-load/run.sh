@@ -60,7 +60,7 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 if [[ $build -eq 1 ]]; then
     cargo build --release --bin polypay -p polypay-host --features bench-native >&2
     # The plugin components (into target/wasm-plugins, release-built by the artifacts crate).
-    cargo build -p polypay-plugin-artifacts >&2
+    cargo build --release -p polypay-plugin-artifacts >&2
     # Another build may replace release/polypay while this runs: keep our own copy.
     cp "$target/release/polypay" "$work/polypay"
     bin="$work/polypay"
