@@ -757,3 +757,80 @@ async fn underpayment_within_the_tolerance_pays_without_the_underpaid_flag(db: T
         "within the tolerance counts as full payment"
     );
 }
+
+/// SQLite commits without a WAL sync each (`synchronous = NORMAL`), on every connection:
+/// the writer's and the readers'. See the store's module docs for what that keeps.
+#[tokio::test]
+async fn sqlite_runs_wal_with_synchronous_normal() {
+    use sqlx::Row;
+    let db = TestDb::sqlite().await;
+    let store = db.store().await;
+    let mut tx = store.begin().await.unwrap();
+    let writer = sqlx::query("PRAGMA synchronous")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let reader = sqlx::query("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let mode = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    // 1 is NORMAL (2 would be FULL, SQLite's default).
+    assert_eq!(writer.get::<i64, _>(0), 1);
+    assert_eq!(reader.get::<i64, _>(0), 1);
+    assert_eq!(mode.get::<String, _>(0), "wal");
+}
+
+/// Write transactions on SQLite wait for each other in the order they began, rather than
+/// racing in SQLite's sleeping busy handler for the lock, and a reader is not held up by
+/// a write transaction in progress.
+#[tokio::test]
+async fn sqlite_write_transactions_queue_in_arrival_order() {
+    let db = TestDb::sqlite().await;
+    let store = db.store().await;
+    sqlx::query(
+        "CREATE TABLE write_order (seq INTEGER PRIMARY KEY AUTOINCREMENT, writer INTEGER NOT NULL)",
+    )
+    .execute(store.writer())
+    .await
+    .unwrap();
+    let first = store.begin().await.unwrap();
+    let mut writers = Vec::new();
+    for i in 0..8i64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("INSERT INTO write_order (writer) VALUES ($1)")
+                .bind(i)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }));
+        // Let writer `i` start waiting before the next one arrives.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Reads go on meanwhile.
+    store.ping().await.unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM write_order")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+    first.commit().await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let order: Vec<i64> = sqlx::query_scalar("SELECT writer FROM write_order ORDER BY seq")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(order, (0..8).collect::<Vec<_>>());
+}

@@ -11,8 +11,13 @@
 //! header-read and idle timeouts) are in [`serve`], which runs both listeners.
 //! Errors a client can cause are [`ApiError`] variants that know their status code;
 //! anything else is logged with the request id and answered with a generic 500.
+//!
+//! With the `bench-native` cargo feature (off by default, for the end-to-end load
+//! benchmark only) the public router also serves `bench_native`'s two routes.
 
 pub mod admin;
+#[cfg(feature = "bench-native")]
+pub mod bench_native;
 pub mod checkout;
 pub mod client_ip;
 pub mod plugin_docs;
@@ -153,8 +158,10 @@ pub const HOST_PUBLIC_PREFIXES: &[&str] = &["/pay/", "/api/checkout/", plugin_do
 /// The public listener's router: the host's own pages plus `plugins` (the router of the
 /// plugin runtime, whose routes were checked against [`HOST_PUBLIC_PREFIXES`]).
 pub fn public_router(ctx: AppContext, plugins: Router<AppContext>) -> Router {
-    let router = Router::new()
-        .merge(checkout::router())
+    let router = Router::new().merge(checkout::router());
+    #[cfg(feature = "bench-native")]
+    let router = router.merge(bench_native::router());
+    let router = router
         .merge(plugins)
         .fallback(|| async { ApiError::NotFound });
     with_pipeline(router.with_state(ctx.clone()), "public", &ctx.config.http)

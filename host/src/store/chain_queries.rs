@@ -164,7 +164,7 @@ impl Store {
         .bind(processed_block)
         .bind(head_block)
         .bind(super::now_ms())
-        .execute(&self.pool)
+        .execute(self.writer())
         .await?;
         self.chain_cursor(chain)
             .await?
@@ -177,7 +177,7 @@ impl Store {
         sqlx::query("UPDATE chain_cursors SET gas_price = $1 WHERE chain = $2")
             .bind(wei.to_string())
             .bind(chain)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -187,7 +187,7 @@ impl Store {
             .bind(to_i64(head_block))
             .bind(super::now_ms())
             .bind(chain)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -205,7 +205,7 @@ impl Store {
             .bind(processed_block)
             .bind(super::now_ms())
             .bind(chain)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await?;
         Ok(())
     }

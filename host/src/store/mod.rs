@@ -14,6 +14,29 @@
 //! and then writes can fail with "database is locked" when another connection wrote in
 //! between, whereas an immediate one waits for the write lock (busy timeout) up front.
 //!
+//! SQLite admits one write transaction at a time, and a connection that finds the write
+//! lock taken waits in SQLite's busy handler, which sleeps and polls (sleeps growing to
+//! 100 ms): under concurrent writes a waiting transaction sleeps on long after the lock
+//! was freed, later arrivals may take it first, and one that keeps missing it fails after
+//! the busy timeout. So on SQLite every write transaction ([`Store::begin`]) and every
+//! single-statement write ([`Store::writer`]) runs on one dedicated connection, the
+//! writer: concurrent writers wait in the pool's queue, in order, and each begins as soon
+//! as the one before it ends. Reads use the other connections (WAL: a reader never waits
+//! for the writer). The busy handler still arbitrates against other processes on the
+//! same file (a `polypay` CLI command while the server runs).
+//!
+//! SQLite runs with `synchronous = NORMAL` (in WAL mode): a commit is durable once it
+//! returns against a crash of the process, and the database stays consistent through a
+//! power loss or an OS crash, which may however roll back the transactions committed in
+//! the moments before it (the WAL is synced at checkpoints, not at every commit). Every
+//! state change commits with its outbox event, so such a rollback loses both together;
+//! chain facts are read again from the rolled-back listener cursor, and callbacks are
+//! delivered at least once anyway. What can be lost is the last invoices created (and
+//! answered) before the power failed. `FULL` (a WAL sync per commit) bounds the embedded
+//! database to one commit per disk flush, a few hundred per second on ordinary disks; a
+//! deployment that must keep every answered write through a power loss uses PostgreSQL,
+//! which syncs each commit and groups concurrent ones.
+//!
 //! Write deadlines: code that must not commit late (a plugin's host call, whose request
 //! is answered "overloaded, nothing done" once its wall passes) runs inside
 //! [`with_write_deadline`]. [`Store::begin`] then gives up waiting for a connection and for
@@ -64,6 +87,9 @@ pub type Tx = sqlx::Transaction<'static, Any>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Where writes run: on SQLite a pool of one connection (see the module docs), on
+    /// PostgreSQL the same pool as reads.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -144,30 +170,44 @@ impl Store {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        let pool = match backend {
+        let (pool, writer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url_creating_dir(url)?;
-                options
-                    .max_connections(max_connections.clamp(1, 8))
-                    .after_connect(|conn, _| {
+                // A connection to a local file cannot be lost: no liveness round trip to
+                // the connection's worker thread on every acquire.
+                let sqlite = |options: AnyPoolOptions| {
+                    options.test_before_acquire(false).after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 10000").await?;
                             Ok(())
                         })
                     })
+                };
+                // The writer first: it switches a new file to WAL before readers open it.
+                let writer = sqlite(options.clone().max_connections(1))
                     .connect(&url)
-                    .await?
+                    .await?;
+                let pool = sqlite(options.max_connections(max_connections.clamp(1, 8)))
+                    .connect(&url)
+                    .await?;
+                (pool, writer)
             }
             Backend::Postgres => {
-                options
+                let pool = options
                     .max_connections(max_connections.max(1))
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// Connects and applies pending migrations.
@@ -181,8 +221,16 @@ impl Store {
         self.backend
     }
 
+    /// Connections for reads (and, on PostgreSQL, writes).
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Where a single-statement write (no transaction) runs: on SQLite the writer
+    /// connection, so that it queues with the write transactions instead of polling for
+    /// the lock (see the module docs).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -242,7 +290,7 @@ impl Store {
 
     async fn begin_unbounded(&self) -> Result<Tx, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
     }
@@ -270,6 +318,7 @@ impl Store {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

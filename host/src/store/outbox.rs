@@ -373,7 +373,7 @@ pub async fn unclaim(
     .bind(reason)
     .bind(id)
     .bind(attempt)
-    .execute(store.pool())
+    .execute(store.writer())
     .await?;
     Ok(updated.rows_affected() == 1)
 }
@@ -401,7 +401,7 @@ pub async fn replay(store: &Store, id: i64, now: i64) -> Result<Delivery, Replay
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(id)
-        .fetch_optional(store.pool())
+        .fetch_optional(store.writer())
         .await
         .map_err(StoreError::from)?;
     if let Some(row) = row {

@@ -289,7 +289,7 @@ impl Store {
             .bind(data.to_string())
             .bind(super::now_ms())
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -367,7 +367,7 @@ impl Store {
             .bind(sealed)
             .bind(credential_id)
             .bind(plugin)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -387,7 +387,7 @@ impl Store {
         .bind(super::now_ms())
         .bind(credential_id)
         .bind(plugin)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(done.rows_affected() == 1)
     }
