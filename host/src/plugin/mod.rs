@@ -190,6 +190,21 @@ impl PluginRuntime {
         dispatch::router(self.inner.clone())
     }
 
+    /// Builds a store for one request of `plugin` and, with `instantiate`, a fresh
+    /// instance in it, then drops both: the first steps of a request alone, for the
+    /// dispatch benchmark (`benches/plugin_dispatch.rs`). Not part of the API.
+    #[doc(hidden)]
+    pub async fn probe_call_setup(&self, plugin: &str, instantiate: bool) -> anyhow::Result<()> {
+        let index = self
+            .inner
+            .index_of(plugin)
+            .ok_or_else(|| anyhow::anyhow!("no plugin named `{plugin}`"))?;
+        self.inner
+            .probe(index, instantiate)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
     /// The credentials an operator-created merchant of plugin `name` gets
     /// (`polypay merchant create --plugin NAME`): what its manifest declares,
     /// or the host default when it declares none. `None` if no such plugin
