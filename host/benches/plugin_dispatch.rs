@@ -16,6 +16,10 @@
 //! After criterion, each variant is run [`FAULT_SAMPLES`] more times and the minor
 //! page faults of the process (`getrusage`, `ru_minflt`) per request are printed.
 //!
+//! The instance pool runs with the server's settings (`PoolTuning::default_for_host`);
+//! with `POLYPAY_BENCH_POOL=wasmtime-defaults` it runs with wasmtime's defaults
+//! instead (every slot given back to the kernel after use), for a side-by-side run.
+//!
 //! Run: `cargo bench -p polypay-host --bench plugin_dispatch`; results and the
 //! machine are recorded in BENCHMARKS.md.
 
@@ -25,7 +29,9 @@ use axum::extract::{RawPathParams, Request};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
-use polypay_host::plugin::{PluginConfig, PluginRuntime, PluginServices};
+use polypay_host::plugin::{
+    PluginConfig, PluginRuntime, PluginServices, PoolTuning, set_pool_tuning,
+};
 use serde_json::json;
 use std::hint::black_box;
 use tower::ServiceExt;
@@ -93,6 +99,13 @@ async fn serve_request(router: &Router, request: Request, status: u16) -> usize 
 }
 
 fn dispatch(c: &mut Criterion) {
+    let tuning = match std::env::var("POLYPAY_BENCH_POOL").as_deref() {
+        Ok("wasmtime-defaults") => PoolTuning::wasmtime_defaults(),
+        Ok(other) => panic!("POLYPAY_BENCH_POOL={other}: only `wasmtime-defaults` is known"),
+        Err(_) => PoolTuning::default_for_host(),
+    };
+    assert!(set_pool_tuning(tuning), "set before the engine exists");
+    println!("instance pool: {tuning:?}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

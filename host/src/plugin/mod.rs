@@ -107,7 +107,7 @@ mod wasi;
 mod webhook_render;
 
 pub use config::{PluginConfig, PluginRuntimeConfig};
-pub use engine::EngineError;
+pub use engine::{EngineError, PoolTuning, set_pool_tuning};
 pub use limits::FaultKind;
 pub use routes::RouteError;
 pub use runtime::{Fault, Overload};
@@ -307,6 +307,8 @@ impl PluginRuntime {
         let services = &self.inner.services.inner;
         let buckets = services.rate_limiter.evict_idle();
         metrics::gauge!("polypay_plugin_rate_limit_buckets").set(buckets as f64);
+        metrics::gauge!("polypay_plugin_pool_idle_resident_bytes")
+            .set(engine::idle_resident_bytes() as f64);
         let Some(storage) = &services.storage else {
             return Ok(0);
         };

@@ -34,6 +34,8 @@ use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 /// A mounted plugin: its compiled component, ready to instantiate.
 pub(crate) struct LoadedPlugin {
     pub identity: Arc<PluginIdentity>,
+    /// The name as a metric label (shared, so a label costs no allocation).
+    pub label: Arc<str>,
     pub config: PluginConfig,
     pub manifest: Manifest,
     /// The contract version it was built against.
@@ -257,6 +259,7 @@ impl RuntimeInner {
                 credentials: Vec::new(),
             };
             plugins.push(LoadedPlugin {
+                label: Arc::from(config.name.as_str()),
                 identity,
                 config: config.clone(),
                 manifest: placeholder,
