@@ -20,6 +20,7 @@
 //! - [`webhook`]: the outbox of merchant callbacks: delivery with retries, dead letters,
 //!   operator replay.
 //! - [`telemetry`]: logs, metrics, request ids.
+//! - [`memory`]: giving freed heap memory back to the system (glibc arenas, trimming).
 //! - [`app`]: wires the rooms into a running server.
 //! - [`dev`]: `polypay dev`, a local payment setup in one command: an anvil dev chain with
 //!   the test contracts, every dialect's demo, the dev wallet.
@@ -85,6 +86,7 @@ pub mod http;
 pub mod invoice;
 pub mod leader;
 pub mod matcher;
+pub mod memory;
 pub mod merchant;
 pub mod names;
 pub mod plugin;
