@@ -40,7 +40,11 @@
 //! # Isolation
 //!
 //! - One compiled component per plugin and a cached `InstancePre`; a fresh
-//!   instance per request from the pooling allocator (`engine`).
+//!   instance per request from the pooling allocator (`engine`). Instances are never
+//!   reused: a guest's globals, tables and linear memory last one call. Between
+//!   instances the pool resets a slot in place, copying the pages the last instance
+//!   dirtied back to the component's initial image (`engine`), so the next instance
+//!   starts from exactly the state a brand-new one would, without page faults.
 //! - Capacity: each plugin has its own request slots (`max_concurrent_requests`)
 //!   and, apart from them, webhook rendering slots (`webhook_render_slots`); the
 //!   instance pool holds the sum of all plugins' slots (checked at start-up), so a
