@@ -7,6 +7,19 @@
 //!   instance from the pooling allocator, `handle`, response conversion.
 //! - `native`: an axum handler building the same JSON.
 //!
+//! Where the plugin's time goes, each step alone (group `plugin_steps`):
+//! - `store`: a store with its WASI context, limits and call hooks, dropped;
+//! - `instantiate`: the same plus a fresh instance (no call);
+//! - `noop_route`: `POST /echo/noop` through the router: a fresh instance whose
+//!   `handle` answers a constant 204 (everything but the echo's own work).
+//!
+//! After criterion, each variant is run [`FAULT_SAMPLES`] more times and the minor
+//! page faults of the process (`getrusage`, `ru_minflt`) per request are printed.
+//!
+//! The instance pool runs with the server's settings (`PoolTuning::default_for_host`);
+//! with `POLYPAY_BENCH_POOL=wasmtime-defaults` it runs with wasmtime's defaults
+//! instead (every slot given back to the kernel after use), for a side-by-side run.
+//!
 //! Run: `cargo bench -p polypay-host --bench plugin_dispatch`; results and the
 //! machine are recorded in BENCHMARKS.md.
 
@@ -16,7 +29,9 @@ use axum::extract::{RawPathParams, Request};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
-use polypay_host::plugin::{PluginConfig, PluginRuntime, PluginServices};
+use polypay_host::plugin::{
+    PluginConfig, PluginRuntime, PluginServices, PoolTuning, set_pool_tuning,
+};
 use serde_json::json;
 use std::hint::black_box;
 use tower::ServiceExt;
@@ -24,9 +39,13 @@ use tower::ServiceExt;
 const BODY: &str = r#"{"amount":"1000000","chain":"ethereum","asset":"USDT","order_id":"bench-1"}"#;
 
 fn request() -> Request {
+    post_to("/echo/request/bench?x=1")
+}
+
+fn post_to(uri: &str) -> Request {
     Request::builder()
         .method("POST")
-        .uri("/echo/request/bench?x=1")
+        .uri(uri)
         .header("content-type", "application/json")
         .header("x-request-id", "bench")
         .body(Body::from(BODY))
@@ -67,8 +86,12 @@ async fn native_echo(params: RawPathParams, request: Request) -> impl IntoRespon
 }
 
 async fn serve(router: &Router) -> usize {
-    let response = router.clone().oneshot(request()).await.expect("infallible");
-    assert_eq!(response.status(), 200);
+    serve_request(router, request(), 200).await
+}
+
+async fn serve_request(router: &Router, request: Request, status: u16) -> usize {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), status);
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("body");
@@ -76,12 +99,19 @@ async fn serve(router: &Router) -> usize {
 }
 
 fn dispatch(c: &mut Criterion) {
+    let tuning = match std::env::var("POLYPAY_BENCH_POOL").as_deref() {
+        Ok("wasmtime-defaults") => PoolTuning::wasmtime_defaults(),
+        Ok(other) => panic!("POLYPAY_BENCH_POOL={other}: only `wasmtime-defaults` is known"),
+        Err(_) => PoolTuning::default_for_host(),
+    };
+    assert!(set_pool_tuning(tuning), "set before the engine exists");
+    println!("instance pool: {tuning:?}");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let plugin_router = rt.block_on(async {
+    let runtime = rt.block_on(async {
         let configs = [PluginConfig::new(
             "echo",
             polypay_plugin_artifacts::TEST_ECHO,
@@ -89,8 +119,8 @@ fn dispatch(c: &mut Criterion) {
         PluginRuntime::load(&configs, PluginServices::new("http://bench.invalid"))
             .await
             .expect("load")
-            .router()
     });
+    let plugin_router = runtime.router();
     let native_router = Router::new().route("/echo/request/{*rest}", post(native_echo));
 
     let mut group = c.benchmark_group("dispatch_small_json");
@@ -101,6 +131,79 @@ fn dispatch(c: &mut Criterion) {
         b.iter(|| black_box(rt.block_on(serve(&native_router))))
     });
     group.finish();
+
+    let mut steps = c.benchmark_group("plugin_steps");
+    steps.bench_function("store", |b| {
+        b.iter(|| {
+            rt.block_on(runtime.probe_call_setup("echo", false))
+                .expect("store")
+        })
+    });
+    steps.bench_function("instantiate", |b| {
+        b.iter(|| {
+            rt.block_on(runtime.probe_call_setup("echo", true))
+                .expect("instance")
+        })
+    });
+    steps.bench_function("noop_route", |b| {
+        b.iter(|| black_box(rt.block_on(serve_request(&plugin_router, post_to("/echo/noop"), 204))))
+    });
+    steps.finish();
+
+    println!("\nminor page faults per request (getrusage ru_minflt, {FAULT_SAMPLES} requests):");
+    let faults = |name: &str, mut one: Box<dyn FnMut() + '_>| {
+        one();
+        let before = minor_faults();
+        for _ in 0..FAULT_SAMPLES {
+            one();
+        }
+        let per = (minor_faults() - before) as f64 / FAULT_SAMPLES as f64;
+        println!("  {name:<12} {per:>8.2}");
+    };
+    faults(
+        "plugin",
+        Box::new(|| {
+            rt.block_on(serve(&plugin_router));
+        }),
+    );
+    faults(
+        "native",
+        Box::new(|| {
+            rt.block_on(serve(&native_router));
+        }),
+    );
+    faults(
+        "store",
+        Box::new(|| {
+            rt.block_on(runtime.probe_call_setup("echo", false))
+                .expect("store")
+        }),
+    );
+    faults(
+        "instantiate",
+        Box::new(|| {
+            rt.block_on(runtime.probe_call_setup("echo", true))
+                .expect("instance")
+        }),
+    );
+    faults(
+        "noop_route",
+        Box::new(|| {
+            rt.block_on(serve_request(&plugin_router, post_to("/echo/noop"), 204));
+        }),
+    );
+}
+
+/// Requests per variant for the page-fault count.
+const FAULT_SAMPLES: u64 = 5_000;
+
+/// Minor page faults of this process so far.
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage failed");
+    usage.ru_minflt as u64
 }
 
 criterion_group!(benches, dispatch);

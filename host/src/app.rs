@@ -316,6 +316,19 @@ impl Server {
             maintenance.maintain(interval, stop).await;
             Ok(())
         });
+        // Freed heap memory back to the kernel (`crate::memory`).
+        let trim_every = context.config.plugin_runtime.memory_trim_interval_ms;
+        if trim_every > 0 {
+            let stop = shutdown.clone().cancelled_owned();
+            tasks.spawn(async move {
+                crate::memory::trim_periodically(
+                    std::time::Duration::from_millis(trim_every),
+                    stop,
+                )
+                .await;
+                Ok(())
+            });
+        }
         // Webhook delivery: each attempt is rendered by the plugin that owns the event.
         let renderer: Arc<dyn crate::webhook::WebhookRenderer> = Arc::new(plugins.clone());
         let webhooks = crate::webhook::Dispatcher::new(

@@ -26,6 +26,7 @@
 //! - [`two_factor`]: second-factor confirmation for plugins' users (TOTP, one-time codes
 //!   delivered through the outbox).
 //! - [`telemetry`]: logs, metrics, request ids.
+//! - [`memory`]: giving freed heap memory back to the system (glibc arenas, trimming).
 //! - [`app`]: wires the rooms into a running server.
 //! - [`dev`]: `polypay dev`, a local payment setup in one command: an anvil dev chain with
 //!   the test contracts, every dialect's demo, the dev wallet.
@@ -92,6 +93,7 @@ pub mod invoice;
 pub mod leader;
 pub mod ledger;
 pub mod matcher;
+pub mod memory;
 pub mod merchant;
 pub mod names;
 pub mod plugin;

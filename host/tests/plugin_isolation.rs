@@ -522,6 +522,44 @@ async fn the_running_server_sweeps_expired_key_value_entries() {
     server.shutdown().await.unwrap();
 }
 
+/// Every request runs on a fresh instance, whatever the pooling allocator keeps resident
+/// between them (`engine`): a request sees nothing a previous one left in the guest's
+/// globals or linear memory. `/echo/residue` reports what it finds of earlier calls in
+/// this instance (a global counter, and marks on each 4 KiB page of a 256 KiB static
+/// buffer), then leaves its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_never_sees_what_a_previous_request_left_in_the_guests_globals_or_memory() {
+    let app = TestApp::init()
+        .with_plugin(PluginConfig::new("echo", TEST_ECHO))
+        .start()
+        .await;
+    let clean = json!([{ "calls": 0, "marked_pages": 0 }]);
+
+    // The probe does see what survives inside one instance...
+    let within = app
+        .json(app.http.get(app.url("/echo/residue?times=2")))
+        .await;
+    assert_eq!(
+        within,
+        json!([{ "calls": 0, "marked_pages": 0 }, { "calls": 1, "marked_pages": 64 }])
+    );
+    // ...and nothing across requests, one after the other (the pool reuses the same
+    // slot) or at the same time (several slots).
+    for round in 0..20 {
+        let seen = app.json(app.http.get(app.url("/echo/residue"))).await;
+        assert_eq!(seen, clean, "sequential request {round}");
+    }
+    for round in 0..5 {
+        let seen = futures::future::join_all(
+            (0..8).map(|_| app.json(app.http.get(app.url("/echo/residue")))),
+        )
+        .await;
+        for (i, seen) in seen.into_iter().enumerate() {
+            assert_eq!(seen, clean, "concurrent round {round}, request {i}");
+        }
+    }
+}
+
 // ---- 5. responses share the checkout page's origin ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

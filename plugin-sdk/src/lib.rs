@@ -293,8 +293,8 @@ pub mod __private {
         }
     }
 
-    pub fn handle<P: Plugin>(request: HttpRequest) -> HttpResponse {
-        P::router().dispatch(&request.into()).into()
+    pub fn handle<P: Plugin + 'static>(request: HttpRequest) -> HttpResponse {
+        crate::router::table::<P>().dispatch(&request.into()).into()
     }
 }
 

@@ -4,9 +4,15 @@
 //! dispatch of [`crate::Plugin`]'s requests, so a plugin declares each route
 //! exactly once. Patterns are `/`-separated segments: literals, `{name}`, and a
 //! final `{*name}` that takes the rest of the path.
+//!
+//! The exports dispatch through [`table`]: the plugin's router built on first use and
+//! kept for the life of the instance, so it is built at most once per instance
+//! (the host runs each request on a fresh instance, so in practice once per request).
 
 use crate::bindings::polypay::plugin::plugin_types::Route;
 use crate::http::{IntoResponse, Request, Response};
+use std::any::TypeId;
+use std::cell::RefCell;
 
 type Handler = Box<dyn Fn(&Request) -> Response>;
 
@@ -126,11 +132,10 @@ impl Router {
             };
             return self.dispatch(&routed);
         }
-        let method = request.method.to_ascii_uppercase();
         let entry = self
             .entries
             .iter()
-            .find(|e| e.pattern == request.route && e.accepts(&method));
+            .find(|e| e.pattern == request.route && e.accepts(&request.method));
         match (entry, &self.fallback) {
             (Some(e), _) => (e.handler)(request),
             (None, Some(fallback)) => fallback(request),
@@ -142,10 +147,27 @@ impl Router {
 impl Entry {
     fn accepts(&self, method: &str) -> bool {
         // The host serves HEAD through GET routes, as HTTP intends.
-        self.methods
-            .iter()
-            .any(|m| m == method || (method == "HEAD" && m == "GET"))
+        self.methods.iter().any(|m| {
+            m.eq_ignore_ascii_case(method) || (method.eq_ignore_ascii_case("HEAD") && m == "GET")
+        })
     }
+}
+
+/// The router of plugin `P`, built by [`crate::Plugin::router`] on first use in this
+/// instance (per thread, for native tests) and kept.
+pub(crate) fn table<P: crate::Plugin + 'static>() -> &'static Router {
+    thread_local! {
+        static TABLES: RefCell<Vec<(TypeId, &'static Router)>> = const { RefCell::new(Vec::new()) };
+    }
+    let id = TypeId::of::<P>();
+    if let Some(router) = TABLES.with_borrow(|t| t.iter().find(|(k, _)| *k == id).map(|(_, r)| *r))
+    {
+        return router;
+    }
+    // Leaked once per plugin type and thread: it lives as long as the instance.
+    let router: &'static Router = Box::leak(Box::new(P::router()));
+    TABLES.with_borrow_mut(|t| t.push((id, router)));
+    router
 }
 
 /// Matches `path` against `pattern`, returning the parameters on success.

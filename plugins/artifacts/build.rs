@@ -74,6 +74,13 @@ const WAT_PLUGINS: &[(&str, &str)] = &[(
 
 const TARGET: &str = "wasm32-wasip2";
 
+/// Initial linear memory of every plugin, in bytes (a multiple of the 64 KiB wasm page).
+/// The default (1 MiB of stack plus the data, about 1.3 MiB) leaves a few hundred KiB of
+/// heap, so a request building a larger response grows memory; with 4 MiB it does not.
+/// Pages a request does not touch cost nothing (the instance pool maps them lazily). A
+/// plugin's `memory_mb` must be at least this (the default is 64).
+const INITIAL_MEMORY: u64 = 4 << 20;
+
 /// The WIT of the contract version the SDK targets, for the WAT test programs.
 const CURRENT_WIT: &str = "plugin-sdk/wit/0.2.0";
 
@@ -115,7 +122,11 @@ fn main() {
         .env("CARGO_TARGET_DIR", &target_dir)
         // Flags meant for the host build must not leak into the wasm build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
+        // (the plugins' own link flags are passed explicitly)
+        .env(
+            "RUSTFLAGS",
+            format!("-C link-arg=--initial-memory={INITIAL_MEMORY}"),
+        )
         .env_remove("CARGO_BUILD_TARGET")
         // `cargo clippy` of the host wraps rustc in clippy-driver; the plugins are
         // linted by running clippy on their own crates, not from this build.

@@ -82,12 +82,16 @@ pub struct PluginRuntimeConfig {
     /// How often expired key-value entries are deleted and idle rate-limit buckets
     /// forgotten, in ms.
     pub maintenance_interval_ms: u64,
+    /// How often freed heap memory is handed back to the kernel, in ms; 0 never
+    /// (`crate::memory`).
+    pub memory_trim_interval_ms: u64,
 }
 
 impl Default for PluginRuntimeConfig {
     fn default() -> Self {
         PluginRuntimeConfig {
             maintenance_interval_ms: 60_000,
+            memory_trim_interval_ms: 10_000,
         }
     }
 }

@@ -106,7 +106,6 @@ async fn respond(
     request_id: &str,
 ) -> Response {
     let plugin = &inner.plugins[target.plugin];
-    let name = plugin.identity.name.as_str();
     let max_body = plugin.config.max_body_bytes;
     let (mut parts, body) = request.into_parts();
     let request_id = request_id.to_owned();
@@ -128,7 +127,8 @@ async fn respond(
         return too_large(&request_id);
     }
     let body = match axum::body::to_bytes(body, max_body).await {
-        Ok(bytes) => bytes.to_vec(),
+        // Takes the buffer over when it is not shared (the usual case), no copy.
+        Ok(bytes) => Vec::from(bytes),
         Err(e) if crate::http::body_timed_out(&e) => {
             return refused(
                 StatusCode::REQUEST_TIMEOUT,
@@ -199,8 +199,35 @@ async fn respond(
             overloaded(&request_id, overload)
         }
     };
-    metrics::counter!("polypay_plugin_requests_total", "plugin" => name.to_owned(), "status" => response.status().as_u16().to_string()).increment(1);
+    metrics::counter!(
+        "polypay_plugin_requests_total",
+        "plugin" => metrics::SharedString::from_shared(plugin.label.clone()),
+        "status" => status_label(response.status()),
+    )
+    .increment(1);
     response
+}
+
+/// The `status` label of a response, without an allocation for the usual ones.
+fn status_label(status: StatusCode) -> metrics::SharedString {
+    let known = match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        409 => "409",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        other => return metrics::SharedString::from_owned(other.to_string()),
+    };
+    metrics::SharedString::const_str(known)
 }
 
 /// Converts the guest's response, refusing what HTTP or the caps do not allow.

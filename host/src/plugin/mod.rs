@@ -42,7 +42,11 @@
 //! # Isolation
 //!
 //! - One compiled component per plugin and a cached `InstancePre`; a fresh
-//!   instance per request from the pooling allocator (`engine`).
+//!   instance per request from the pooling allocator (`engine`). Instances are never
+//!   reused: a guest's globals, tables and linear memory last one call. Between
+//!   instances the pool resets a slot in place, copying the pages the last instance
+//!   dirtied back to the component's initial image (`engine`), so the next instance
+//!   starts from exactly the state a brand-new one would, without page faults.
 //! - Capacity: each plugin has its own request slots (`max_concurrent_requests`)
 //!   and, apart from them, webhook rendering slots (`webhook_render_slots`); the
 //!   instance pool holds the sum of all plugins' slots (checked at start-up), so a
@@ -113,7 +117,7 @@ mod wasi;
 mod webhook_render;
 
 pub use config::{PluginConfig, PluginRuntimeConfig};
-pub use engine::EngineError;
+pub use engine::{EngineError, PoolTuning, set_pool_tuning};
 pub use limits::FaultKind;
 pub use routes::RouteError;
 pub use runtime::{Fault, Overload};
@@ -197,6 +201,21 @@ impl PluginRuntime {
     /// The public router serving every plugin route (merge it into the public listener).
     pub fn router(&self) -> axum::Router {
         dispatch::router(self.inner.clone())
+    }
+
+    /// Builds a store for one request of `plugin` and, with `instantiate`, a fresh
+    /// instance in it, then drops both: the first steps of a request alone, for the
+    /// dispatch benchmark (`benches/plugin_dispatch.rs`). Not part of the API.
+    #[doc(hidden)]
+    pub async fn probe_call_setup(&self, plugin: &str, instantiate: bool) -> anyhow::Result<()> {
+        let index = self
+            .inner
+            .index_of(plugin)
+            .ok_or_else(|| anyhow::anyhow!("no plugin named `{plugin}`"))?;
+        self.inner
+            .probe(index, instantiate)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
     }
 
     /// The credentials an operator-created merchant of plugin `name` gets
@@ -303,6 +322,8 @@ impl PluginRuntime {
         let services = &self.inner.services.inner;
         let buckets = services.rate_limiter.evict_idle();
         metrics::gauge!("polypay_plugin_rate_limit_buckets").set(buckets as f64);
+        metrics::gauge!("polypay_plugin_pool_idle_resident_bytes")
+            .set(engine::idle_resident_bytes() as f64);
         let Some(storage) = &services.storage else {
             return Ok(0);
         };

@@ -36,6 +36,8 @@ use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 /// A mounted plugin: its compiled component, ready to instantiate.
 pub(crate) struct LoadedPlugin {
     pub identity: Arc<PluginIdentity>,
+    /// The name as a metric label (shared, so a label costs no allocation).
+    pub label: Arc<str>,
     pub config: PluginConfig,
     pub manifest: Manifest,
     /// The contract version it was built against.
@@ -273,6 +275,7 @@ impl RuntimeInner {
                 openapi: None,
             };
             plugins.push(LoadedPlugin {
+                label: Arc::from(config.name.as_str()),
                 identity,
                 config: config.clone(),
                 manifest: placeholder,
@@ -414,28 +417,26 @@ impl RuntimeInner {
         }
     }
 
-    /// Runs `call` on a fresh instance of plugin `index`, within its limits, here.
-    pub async fn run(
+    /// A store for one call of plugin `index`: its scope, limits and call hooks.
+    fn store(
         &self,
         index: usize,
         kind: CallKind,
         request_id: String,
         merchant_id: Option<String>,
-        call: Call,
-    ) -> Result<CallOutput, CallError> {
+        started: Instant,
+    ) -> Store<PluginState> {
         let plugin = &self.plugins[index];
-        let started = Instant::now();
-        let wall_len = Duration::from_millis(plugin.config.wall_ms);
         let clock = CallClock::new(
             started,
             Duration::from_millis(plugin.config.deadline_ms),
-            wall_len,
+            Duration::from_millis(plugin.config.wall_ms),
         );
         let scope = CallScope {
             plugin: plugin.identity.clone(),
             services: self.services.clone(),
             kind,
-            request_id: request_id.clone(),
+            request_id,
             merchant_id,
         };
         let mut store = Store::new(
@@ -460,6 +461,38 @@ impl RuntimeInner {
             }
             Ok(())
         });
+        store
+    }
+
+    /// Runs part of a call of plugin `index` and drops it, for the dispatch benchmark
+    /// (`benches/plugin_dispatch.rs`): `instantiate` false builds the store only.
+    pub async fn probe(&self, index: usize, instantiate: bool) -> wasmtime::Result<()> {
+        let mut store = self.store(
+            index,
+            CallKind::Request,
+            "probe".into(),
+            None,
+            Instant::now(),
+        );
+        if instantiate {
+            self.plugins[index].pre.instantiate(&mut store).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs `call` on a fresh instance of plugin `index`, within its limits, here.
+    pub async fn run(
+        &self,
+        index: usize,
+        kind: CallKind,
+        request_id: String,
+        merchant_id: Option<String>,
+        call: Call,
+    ) -> Result<CallOutput, CallError> {
+        let plugin = &self.plugins[index];
+        let started = Instant::now();
+        let wall_len = Duration::from_millis(plugin.config.wall_ms);
+        let mut store = self.store(index, kind, request_id.clone(), merchant_id, started);
 
         self.instances_started.fetch_add(1, Ordering::Relaxed);
         let run = plugin.pre.call(&mut store, call);

@@ -260,6 +260,14 @@ pub(crate) fn pre(
 }
 
 impl PluginPre {
+    /// Instantiates the component in `store` without calling it (the dispatch benchmark).
+    pub(crate) async fn instantiate(&self, store: &mut Store<PluginState>) -> wasmtime::Result<()> {
+        match self {
+            PluginPre::V0_2(pre) => pre.instantiate_async(&mut *store).await.map(drop),
+            PluginPre::V0_1(pre) => pre.instantiate_async(&mut *store).await.map(drop),
+        }
+    }
+
     /// Instantiates the component in `store` and makes `call`, converting what crosses
     /// to and from its version.
     pub(crate) async fn call(

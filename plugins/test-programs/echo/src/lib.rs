@@ -8,6 +8,7 @@ use polypay_plugin_sdk::merchants::{CredentialRequest, NewMerchant, SecretEncodi
 use polypay_plugin_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 pub struct Echo;
 
@@ -26,6 +27,8 @@ impl Plugin for Echo {
     fn router() -> Router {
         Router::new()
             .route(&["GET", "POST"], "/echo/request/{*rest}", echo_request)
+            .post("/echo/noop", |_: &Request| Response::new(204))
+            .get("/echo/residue", residue)
             .get("/echo/settings", |_: &Request| {
                 Response::new(200).header("content-type", "application/json").body(context::settings_json().into_bytes())
             })
@@ -207,6 +210,34 @@ fn echo_request(req: &Request) -> Response {
             "request_id": req.request_id,
         }),
     )
+}
+
+/// Calls this instance has served so far (a global of the guest).
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// A static buffer (linear memory) marked by every call: one byte per 4 KiB page, so
+/// every page of it is written.
+static SCRATCH: [AtomicU8; 256 * 1024] = [const { AtomicU8::new(0) }; 256 * 1024];
+
+/// What a previous call left behind in this instance's global and linear memory, then
+/// leaves its own marks. `?times=N` probes N times in this
+/// instance, so a caller can check the probe does see what survives.
+fn residue(req: &Request) -> Response {
+    let times: usize = req
+        .query_param("times")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    let mut seen = Vec::new();
+    for _ in 0..times.clamp(1, 8) {
+        let calls = CALLS.fetch_add(1, Ordering::SeqCst);
+        let marked = SCRATCH
+            .iter()
+            .step_by(4096)
+            .filter(|b| b.swap(0xA5, Ordering::SeqCst) != 0)
+            .count();
+        seen.push(json!({ "calls": calls, "marked_pages": marked }));
+    }
+    Response::json(200, &seen)
 }
 
 fn sandbox(_: &Request) -> Response {
