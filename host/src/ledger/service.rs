@@ -865,6 +865,77 @@ impl Ledger {
         Ok(Some(d))
     }
 
+    /// `user_id`'s deposit address on `chain`: derived from `xpub` (the operator's key for
+    /// this plugin and chain) on the first call, stored, and the same on every later
+    /// call. Concurrent first calls store one address (the loser's derivation index
+    /// stays unused: a gap the operator's wallet scans past).
+    pub async fn deposit_address(
+        &self,
+        plugin: &str,
+        user_id: i64,
+        chain: &crate::chain::ChainConfig,
+        xpub: &str,
+    ) -> Result<String, LedgerError> {
+        self.user(plugin, user_id).await?;
+        if let Some(address) = self
+            .stored_deposit_address(plugin, user_id, &chain.name)
+            .await?
+        {
+            return Ok(address);
+        }
+        let invalid = |e: crate::matcher::DerivationError| LedgerError::Invalid(e.to_string());
+        let key = crate::matcher::parse_xpub(xpub).map_err(invalid)?;
+        let index = self
+            .store
+            .next_derivation_index(&crate::matcher::xpub_id(xpub))
+            .await?;
+        let address = match chain.kind {
+            crate::chain::ChainKind::Evm => crate::chain::evm::address_text(
+                crate::matcher::derive_evm_address(&key, index).map_err(invalid)?,
+            ),
+            crate::chain::ChainKind::Tron => crate::matcher::derive_tron_address(&key, index)
+                .map_err(invalid)?
+                .to_string(),
+        };
+        let mut tx = self.store.begin().await?;
+        sqlx::query(
+            "INSERT INTO ledger_deposit_addresses (plugin, user_id, chain, address, derivation_index, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (plugin, user_id, chain) DO NOTHING",
+        )
+        .bind(plugin)
+        .bind(user_id)
+        .bind(&chain.name)
+        .bind(&address)
+        .bind(i64::from(index))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.stored_deposit_address(plugin, user_id, &chain.name)
+            .await?
+            .ok_or_else(|| {
+                LedgerError::Store(crate::store::StoreError::Corrupt(
+                    "a stored deposit address vanished".into(),
+                ))
+            })
+    }
+
+    async fn stored_deposit_address(
+        &self,
+        plugin: &str,
+        user_id: i64,
+        chain: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT address FROM ledger_deposit_addresses WHERE plugin = $1 AND user_id = $2 AND chain = $3",
+        )
+        .bind(plugin)
+        .bind(user_id)
+        .bind(chain)
+        .fetch_optional(self.store.pool())
+        .await?)
+    }
+
     /// `user_id`'s deposits, newest first, at most `limit` (1..=1000).
     pub async fn deposits(
         &self,
