@@ -60,8 +60,10 @@
 //!   asset `external - outflow` always equals what users hold net of their debts.
 
 pub mod cli;
+mod deposits;
 mod service;
 
+pub use deposits::DepositWindow;
 pub use service::Ledger;
 
 use crate::invoice::{Amount, MoneyError};

@@ -700,13 +700,29 @@ impl Ledger {
         transfer: &DepositTransfer,
     ) -> Result<Option<Deposit>, LedgerError> {
         self.user(plugin, user_id).await?;
+        let mut tx = self.store.begin().await?;
+        let credited = self
+            .credit_deposit_in(&mut tx, plugin, user_id, transfer, now_ms())
+            .await?;
+        tx.commit().await?;
+        Ok(credited)
+    }
+
+    /// [`Ledger::credit_deposit`] in the caller's transaction (the chain listener's step),
+    /// for a user the caller knows exists.
+    pub async fn credit_deposit_in(
+        &self,
+        tx: &mut Tx,
+        plugin: &str,
+        user_id: i64,
+        transfer: &DepositTransfer,
+        now: i64,
+    ) -> Result<Option<Deposit>, LedgerError> {
         if transfer.amount.is_zero() {
             return Err(LedgerError::Invalid(
                 "a deposit of zero credits nothing".into(),
             ));
         }
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM ledger_deposits WHERE chain = $1 AND txn_hash = $2 AND log_index = $3{}",
             self.for_update()
@@ -714,7 +730,7 @@ impl Ledger {
         .bind(transfer.chain.clone())
         .bind(transfer.txn_hash.clone())
         .bind(transfer.log_index)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let deposit = match existing {
             Some(row) => {
@@ -736,7 +752,7 @@ impl Ledger {
                 )
                 .bind(now)
                 .bind(d.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 d
             }
@@ -770,7 +786,7 @@ impl Ledger {
                 .bind(d.txn_hash.clone())
                 .bind(d.log_index)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 d
             }
@@ -783,7 +799,7 @@ impl Ledger {
             kind,
         };
         let debt = self
-            .account_balance(&mut tx, plugin, user_id, chain, asset, DEBT)
+            .account_balance(tx, plugin, user_id, chain, asset, DEBT)
             .await?;
         let pay_off = debt.min(deposit.amount);
         let mut entry = Entry::default();
@@ -794,11 +810,9 @@ impl Ledger {
             deposit.amount.saturating_sub(pay_off),
             None,
         );
-        self.post(&mut tx, plugin, entry, "deposit", None, now)
+        self.post(tx, plugin, entry, "deposit", None, now).await?;
+        self.deposit_event(tx, &deposit, LedgerAction::DepositCredited, now)
             .await?;
-        self.deposit_event(&mut tx, &deposit, LedgerAction::DepositCredited, now)
-            .await?;
-        tx.commit().await?;
         Ok(Some(deposit))
     }
 
@@ -811,8 +825,23 @@ impl Ledger {
         txn_hash: &str,
         log_index: i64,
     ) -> Result<Option<Deposit>, LedgerError> {
-        let now = now_ms();
         let mut tx = self.store.begin().await?;
+        let reversed = self
+            .reverse_deposit_in(&mut tx, chain, txn_hash, log_index, now_ms())
+            .await?;
+        tx.commit().await?;
+        Ok(reversed)
+    }
+
+    /// [`Ledger::reverse_deposit`] in the caller's transaction (the chain listener's step).
+    pub async fn reverse_deposit_in(
+        &self,
+        tx: &mut Tx,
+        chain: &str,
+        txn_hash: &str,
+        log_index: i64,
+        now: i64,
+    ) -> Result<Option<Deposit>, LedgerError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM ledger_deposits WHERE chain = $1 AND txn_hash = $2 AND log_index = $3{}",
             self.for_update()
@@ -820,7 +849,7 @@ impl Ledger {
         .bind(chain)
         .bind(txn_hash)
         .bind(log_index)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut d = deposit_from_row(&row)?;
@@ -835,7 +864,7 @@ impl Ledger {
             kind,
         };
         let available = self
-            .account_balance(&mut tx, &plugin, d.user_id, &d.chain, &d.asset, AVAILABLE)
+            .account_balance(tx, &plugin, d.user_id, &d.chain, &d.asset, AVAILABLE)
             .await?;
         let take = available.min(d.amount);
         let mut entry = Entry::default();
@@ -848,20 +877,18 @@ impl Ledger {
         );
         // A spend between the read above and these postings makes `post` refuse
         // (insufficient balance): the caller retries; nothing is lost.
-        self.post(&mut tx, &plugin, entry, "reversal", None, now)
-            .await?;
+        self.post(tx, &plugin, entry, "reversal", None, now).await?;
         sqlx::query(
             "UPDATE ledger_deposits SET status = 'reversed', reversed_at = $1 WHERE id = $2",
         )
         .bind(now)
         .bind(d.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         d.status = DepositStatus::Reversed;
         d.reversed_at = Some(now);
-        self.deposit_event(&mut tx, &d, LedgerAction::DepositReversed, now)
+        self.deposit_event(tx, &d, LedgerAction::DepositReversed, now)
             .await?;
-        tx.commit().await?;
         Ok(Some(d))
     }
 
