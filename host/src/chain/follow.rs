@@ -23,7 +23,9 @@
 //! 5. in one transaction: stores the transfers (matched by the matcher), the blocks' ids,
 //!    the new cursor, and settles the invoices credited, every `confirming` invoice of the
 //!    chain, and those paid in blocks whose confirmations the range completes (partial
-//!    payments included), so confirmations advance with the blocks.
+//!    payments included), so confirmations advance with the blocks; and credits the
+//!    ledger deposits the range confirms (a reorg step reverses those it removed; see
+//!    `crate::ledger`).
 //!
 //! Every write of a step is a compare-and-set on the cursor it read (its generation, its
 //! processed block and that block's stored hash), made as the first statement of the
