@@ -204,3 +204,18 @@ async fn a_users_deposit_address_is_derived_once_and_only_its_plugin_sees_it() {
         .unwrap();
     assert_eq!(stored, 2, "one row per (plugin, user, chain)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_private_deposit_key_is_refused_at_start_up() {
+    // BIP32 test vector 1, m/0H/1: the private form of a key.
+    let xprv = "xprv9wTYmMFdV23N2TdNG573QoEsfRrWKQgWeibmLntzniatZvR9BmLnvSxqu53Kw1UmYPxLgboyZQaXwTCg8MSY3H2EU4pWcQDnRnrVA1xe8fs";
+    let refused = TestApp::init()
+        .with_storage()
+        .await
+        .with_plugin(PluginConfig::new("owner", TEST_ECHO).with_deposit_xpub("ethereum", xprv))
+        .try_start()
+        .await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(error.contains("deposit_xpubs.ethereum"), "{error}");
+    assert!(error.contains("private key"), "{error}");
+}
