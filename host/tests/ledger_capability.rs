@@ -115,3 +115,107 @@ async fn a_plugin_cannot_reach_another_plugins_ledger() {
         "{body}"
     );
 }
+
+/// The external-chain key (m/44'/60'/0'/0) of the development mnemonic "test test … junk":
+/// its children are anvil's well-known accounts.
+const DEV_XPUB: &str = "xpub6DyUKdwoLWmUJ4Tn9Bbsdtx7B5Ws18mEN19e5HT52ikE53FiUheSQXrZUNPovqfyKmw4579A1Mm3GXXKM39N64uooBfJ4tNAzFsEbodRTx4";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_deposit_address_is_derived_once_and_only_its_plugin_sees_it() {
+    let app = TestApp::init()
+        .with_storage()
+        .await
+        .with_plugin(
+            PluginConfig::new("owner", TEST_ECHO)
+                .with_prefix("/o")
+                .with_deposit_xpub("ethereum", DEV_XPUB),
+        )
+        .with_plugin(
+            PluginConfig::new("other", TEST_ECHO)
+                .with_prefix("/x")
+                .with_deposit_xpub("ethereum", DEV_XPUB),
+        )
+        .with_plugin(PluginConfig::new("keyless", TEST_ECHO).with_prefix("/k"))
+        .start()
+        .await;
+    use reqwest::Method;
+    let (_, alice) = call(&app, Method::POST, "/o/echo/ledger/users", None).await;
+    let (_, bob) = call(&app, Method::POST, "/o/echo/ledger/users", None).await;
+    let (alice, bob) = (alice["id"].as_str().unwrap(), bob["id"].as_str().unwrap());
+    let address = |prefix: &'static str, user: String| {
+        let app = &app;
+        async move {
+            call(
+                app,
+                Method::GET,
+                &format!("{prefix}/echo/ledger/users/{user}/deposit-address/ethereum"),
+                None,
+            )
+            .await
+        }
+    };
+
+    let (status, first) = address("/o", alice.to_owned()).await;
+    assert_eq!(status, 200, "{first}");
+    let first = first["address"].as_str().unwrap().to_owned();
+    // A child of the configured key: one of the mnemonic's first accounts, checksummed.
+    let children: Vec<String> = (0..4)
+        .map(|i| {
+            let key = polypay_host::matcher::parse_xpub(DEV_XPUB).unwrap();
+            polypay_host::chain::evm::address_text(
+                polypay_host::matcher::derive_evm_address(&key, i).unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        children.contains(&first),
+        "{first} is not derived from the key"
+    );
+    let (_, again) = address("/o", alice.to_owned()).await;
+    assert_eq!(
+        again["address"],
+        first.as_str(),
+        "the same address every time"
+    );
+    let (_, other_user) = address("/o", bob.to_owned()).await;
+    let other_user = other_user["address"].as_str().unwrap();
+    assert!(children.contains(&other_user.to_owned()));
+    assert_ne!(other_user, first, "each user has an address of their own");
+
+    // Another plugin, even with the same key, cannot see or derive for the owner's user.
+    let (status, body) = address("/x", alice.to_owned()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not-found")),
+        "{body}"
+    );
+    // A plugin without a key, or a chain without one, has no deposits.
+    let (_, kuser) = call(&app, Method::POST, "/k/echo/ledger/users", None).await;
+    let kuser = kuser["id"].as_str().unwrap().to_owned();
+    let (status, body) = address("/k", kuser).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("unsupported")),
+        "{body}"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_deposit_addresses")
+        .fetch_one(app.storage().store.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, 2, "one row per (plugin, user, chain)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_private_deposit_key_is_refused_at_start_up() {
+    // BIP32 test vector 1, m/0H/1: the private form of a key.
+    let xprv = "xprv9wTYmMFdV23N2TdNG573QoEsfRrWKQgWeibmLntzniatZvR9BmLnvSxqu53Kw1UmYPxLgboyZQaXwTCg8MSY3H2EU4pWcQDnRnrVA1xe8fs";
+    let refused = TestApp::init()
+        .with_storage()
+        .await
+        .with_plugin(PluginConfig::new("owner", TEST_ECHO).with_deposit_xpub("ethereum", xprv))
+        .try_start()
+        .await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(error.contains("deposit_xpubs.ethereum"), "{error}");
+    assert!(error.contains("private key"), "{error}");
+}

@@ -23,7 +23,9 @@
 //! 5. in one transaction: stores the transfers (matched by the matcher), the blocks' ids,
 //!    the new cursor, and settles the invoices credited, every `confirming` invoice of the
 //!    chain, and those paid in blocks whose confirmations the range completes (partial
-//!    payments included), so confirmations advance with the blocks.
+//!    payments included), so confirmations advance with the blocks; and credits the
+//!    ledger deposits the range confirms (a reorg step reverses those it removed; see
+//!    `crate::ledger`).
 //!
 //! Every write of a step is a compare-and-set on the cursor it read (its generation, its
 //! processed block and that block's stored hash), made as the first statement of the
@@ -53,6 +55,7 @@ use tokio::sync::watch;
 
 use super::{ChainConfig, ChainConfigError, ChainStatus, ObservedTransfer};
 use crate::invoice::{ChainView, InvoiceError, InvoiceService, InvoiceStatus};
+use crate::ledger::{DepositWindow, Ledger, LedgerError};
 use crate::matcher;
 use crate::store::chain_queries::{self, CursorSeen};
 use crate::store::{Store, StoreError, now_ms};
@@ -210,6 +213,8 @@ pub enum FollowError<E: std::error::Error + 'static> {
     Store(#[from] StoreError),
     #[error(transparent)]
     Invoice(#[from] InvoiceError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     #[error(
         "reorg deeper than the {depth} blocks kept: no stored block from {low} to {high} is on the node's chain; \
          rewind the cursor to re-scan"
@@ -473,6 +478,7 @@ impl<S: ChainSource> Follower<S> {
         self.invoices
             .settle_in(&mut tx, &touched, view, now)
             .await?;
+        self.credit_deposits(&mut tx, view, low, now).await?;
         tx.commit().await?;
         self.settled_final = head.final_block;
 
@@ -528,12 +534,34 @@ impl<S: ChainSource> Follower<S> {
         self.invoices
             .settle_in(&mut tx, &touched, view, now)
             .await?;
+        self.credit_deposits(&mut tx, view, low, now).await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
         tx.commit().await?;
         self.settled_final = head.final_block;
         Ok(true)
+    }
+
+    /// Credits the ledger deposits `view` newly confirms (blocks from `low`), in the
+    /// step's transaction.
+    async fn credit_deposits(
+        &self,
+        tx: &mut crate::store::Tx,
+        view: ChainView,
+        low: i64,
+        now: i64,
+    ) -> Result<(), FollowError<S::Error>> {
+        let window = DepositWindow {
+            confirmations: self.settings.confirmations,
+            processed_block: view.processed_block,
+            final_block: view.final_block,
+            low,
+        };
+        Ledger::new(self.store.clone())
+            .credit_confirmed_deposits(tx, &self.settings.chain, window, now)
+            .await?;
+        Ok(())
     }
 
     /// Doubles the range after a full range succeeded, up to the ceiling a refusal set
@@ -605,6 +633,9 @@ impl<S: ChainSource> Follower<S> {
                 .await?
                 .into_iter()
                 .collect();
+        Ledger::new(self.store.clone())
+            .reverse_removed_deposits(&mut tx, &chain, ancestor, now)
+            .await?;
         if let Some(f) = head.final_block {
             chain_queries::raise_final_block(&mut tx, &chain, f).await?;
         }
@@ -660,6 +691,26 @@ impl<S: ChainSource> Follower<S> {
                 &mut self.watch.token_recipients
             };
             set.insert(address);
+        }
+        // Ledger deposit addresses take every asset of the chain.
+        let deposits = Ledger::new(self.store.clone())
+            .watched_deposit_addresses(&self.settings.chain, since)
+            .await
+            .map_err(|e| match e {
+                LedgerError::Store(e) => e,
+                other => StoreError::Corrupt(other.to_string()),
+            })?;
+        for text in deposits {
+            let Some(address) = self.source.parse_address(&text) else {
+                tracing::warn!(chain = %self.settings.chain, address = text, "a deposit address is invalid; not watched");
+                continue;
+            };
+            self.watch.token_recipients.insert(address);
+            if self.source.native_symbol().is_some()
+                && let Some(address) = self.source.parse_address(&text)
+            {
+                self.watch.native_recipients.insert(address);
+            }
         }
         self.watch_loaded_at = Some(now);
         Ok(())

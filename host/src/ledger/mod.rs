@@ -51,17 +51,29 @@
 //!   becomes available. A reversal (the block left the chain) takes the amount back from
 //!   the available balance and records what is missing as debt, which blocks paying with
 //!   that asset until a later deposit covers it: never a silent loss, never a negative
-//!   balance. A reversed transfer mined again is credited again. The chain side (deriving
-//!   each user's address and calling these when a transfer is confirmed or reorged away) is
-//!   not wired yet: `ledger.deposit-address` answers `unsupported`.
+//!   balance. A reversed transfer mined again is credited again.
+//! - **Deposit addresses** ([`Ledger::deposit_address`]): one per (plugin, user, chain),
+//!   the next non-hardened child of the extended public key the operator configured for
+//!   the plugin and chain (`deposit_xpubs`), drawn from the same per-key counter as
+//!   `derived-address` invoices (so one key may serve both without reusing an address),
+//!   derived on first request and stored (`ledger_deposit_addresses`); the same address
+//!   ever after, even if the key is later changed. An address belongs to one user.
+//! - **Deposits on chain** (`deposits`): the listeners watch every deposit address for
+//!   every asset of its chain; a transfer to one is stored unmatched by the matcher (it is
+//!   no invoice's target) and credited to the address's user in the listener step that
+//!   gives it the chain's required confirmations, in that step's transaction; a reorg
+//!   step reverses the credits of the transfers it removed. Transfers matched to an
+//!   invoice, payment-contract events and zero amounts are never credited.
 //! - **Withdrawals.** Custodial dialects here have no on-chain withdrawal. Money leaves a
 //!   user only through orders, or through an operator adjustment ([`Ledger::adjust`]),
 //!   posted against the plugin's external (credit) or outflow (debit) account, so that per
 //!   asset `external - outflow` always equals what users hold net of their debts.
 
 pub mod cli;
+mod deposits;
 mod service;
 
+pub use deposits::DepositWindow;
 pub use service::Ledger;
 
 use crate::invoice::{Amount, MoneyError};

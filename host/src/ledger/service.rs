@@ -700,13 +700,29 @@ impl Ledger {
         transfer: &DepositTransfer,
     ) -> Result<Option<Deposit>, LedgerError> {
         self.user(plugin, user_id).await?;
+        let mut tx = self.store.begin().await?;
+        let credited = self
+            .credit_deposit_in(&mut tx, plugin, user_id, transfer, now_ms())
+            .await?;
+        tx.commit().await?;
+        Ok(credited)
+    }
+
+    /// [`Ledger::credit_deposit`] in the caller's transaction (the chain listener's step),
+    /// for a user the caller knows exists.
+    pub async fn credit_deposit_in(
+        &self,
+        tx: &mut Tx,
+        plugin: &str,
+        user_id: i64,
+        transfer: &DepositTransfer,
+        now: i64,
+    ) -> Result<Option<Deposit>, LedgerError> {
         if transfer.amount.is_zero() {
             return Err(LedgerError::Invalid(
                 "a deposit of zero credits nothing".into(),
             ));
         }
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
         let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM ledger_deposits WHERE chain = $1 AND txn_hash = $2 AND log_index = $3{}",
             self.for_update()
@@ -714,7 +730,7 @@ impl Ledger {
         .bind(transfer.chain.clone())
         .bind(transfer.txn_hash.clone())
         .bind(transfer.log_index)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let deposit = match existing {
             Some(row) => {
@@ -736,7 +752,7 @@ impl Ledger {
                 )
                 .bind(now)
                 .bind(d.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 d
             }
@@ -770,7 +786,7 @@ impl Ledger {
                 .bind(d.txn_hash.clone())
                 .bind(d.log_index)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
                 d
             }
@@ -783,7 +799,7 @@ impl Ledger {
             kind,
         };
         let debt = self
-            .account_balance(&mut tx, plugin, user_id, chain, asset, DEBT)
+            .account_balance(tx, plugin, user_id, chain, asset, DEBT)
             .await?;
         let pay_off = debt.min(deposit.amount);
         let mut entry = Entry::default();
@@ -794,11 +810,9 @@ impl Ledger {
             deposit.amount.saturating_sub(pay_off),
             None,
         );
-        self.post(&mut tx, plugin, entry, "deposit", None, now)
+        self.post(tx, plugin, entry, "deposit", None, now).await?;
+        self.deposit_event(tx, &deposit, LedgerAction::DepositCredited, now)
             .await?;
-        self.deposit_event(&mut tx, &deposit, LedgerAction::DepositCredited, now)
-            .await?;
-        tx.commit().await?;
         Ok(Some(deposit))
     }
 
@@ -811,8 +825,23 @@ impl Ledger {
         txn_hash: &str,
         log_index: i64,
     ) -> Result<Option<Deposit>, LedgerError> {
-        let now = now_ms();
         let mut tx = self.store.begin().await?;
+        let reversed = self
+            .reverse_deposit_in(&mut tx, chain, txn_hash, log_index, now_ms())
+            .await?;
+        tx.commit().await?;
+        Ok(reversed)
+    }
+
+    /// [`Ledger::reverse_deposit`] in the caller's transaction (the chain listener's step).
+    pub async fn reverse_deposit_in(
+        &self,
+        tx: &mut Tx,
+        chain: &str,
+        txn_hash: &str,
+        log_index: i64,
+        now: i64,
+    ) -> Result<Option<Deposit>, LedgerError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT * FROM ledger_deposits WHERE chain = $1 AND txn_hash = $2 AND log_index = $3{}",
             self.for_update()
@@ -820,7 +849,7 @@ impl Ledger {
         .bind(chain)
         .bind(txn_hash)
         .bind(log_index)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let mut d = deposit_from_row(&row)?;
@@ -835,7 +864,7 @@ impl Ledger {
             kind,
         };
         let available = self
-            .account_balance(&mut tx, &plugin, d.user_id, &d.chain, &d.asset, AVAILABLE)
+            .account_balance(tx, &plugin, d.user_id, &d.chain, &d.asset, AVAILABLE)
             .await?;
         let take = available.min(d.amount);
         let mut entry = Entry::default();
@@ -848,21 +877,90 @@ impl Ledger {
         );
         // A spend between the read above and these postings makes `post` refuse
         // (insufficient balance): the caller retries; nothing is lost.
-        self.post(&mut tx, &plugin, entry, "reversal", None, now)
-            .await?;
+        self.post(tx, &plugin, entry, "reversal", None, now).await?;
         sqlx::query(
             "UPDATE ledger_deposits SET status = 'reversed', reversed_at = $1 WHERE id = $2",
         )
         .bind(now)
         .bind(d.id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         d.status = DepositStatus::Reversed;
         d.reversed_at = Some(now);
-        self.deposit_event(&mut tx, &d, LedgerAction::DepositReversed, now)
+        self.deposit_event(tx, &d, LedgerAction::DepositReversed, now)
             .await?;
-        tx.commit().await?;
         Ok(Some(d))
+    }
+
+    /// `user_id`'s deposit address on `chain`: derived from `xpub` (the operator's key for
+    /// this plugin and chain) on the first call, stored, and the same on every later
+    /// call. Concurrent first calls store one address (the loser's derivation index
+    /// stays unused: a gap the operator's wallet scans past).
+    pub async fn deposit_address(
+        &self,
+        plugin: &str,
+        user_id: i64,
+        chain: &crate::chain::ChainConfig,
+        xpub: &str,
+    ) -> Result<String, LedgerError> {
+        self.user(plugin, user_id).await?;
+        if let Some(address) = self
+            .stored_deposit_address(plugin, user_id, &chain.name)
+            .await?
+        {
+            return Ok(address);
+        }
+        let invalid = |e: crate::matcher::DerivationError| LedgerError::Invalid(e.to_string());
+        let key = crate::matcher::parse_xpub(xpub).map_err(invalid)?;
+        let index = self
+            .store
+            .next_derivation_index(&crate::matcher::xpub_id(xpub))
+            .await?;
+        let address = match chain.kind {
+            crate::chain::ChainKind::Evm => crate::chain::evm::address_text(
+                crate::matcher::derive_evm_address(&key, index).map_err(invalid)?,
+            ),
+            crate::chain::ChainKind::Tron => crate::matcher::derive_tron_address(&key, index)
+                .map_err(invalid)?
+                .to_string(),
+        };
+        let mut tx = self.store.begin().await?;
+        sqlx::query(
+            "INSERT INTO ledger_deposit_addresses (plugin, user_id, chain, address, derivation_index, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (plugin, user_id, chain) DO NOTHING",
+        )
+        .bind(plugin)
+        .bind(user_id)
+        .bind(&chain.name)
+        .bind(&address)
+        .bind(i64::from(index))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.stored_deposit_address(plugin, user_id, &chain.name)
+            .await?
+            .ok_or_else(|| {
+                LedgerError::Store(crate::store::StoreError::Corrupt(
+                    "a stored deposit address vanished".into(),
+                ))
+            })
+    }
+
+    async fn stored_deposit_address(
+        &self,
+        plugin: &str,
+        user_id: i64,
+        chain: &str,
+    ) -> Result<Option<String>, LedgerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT address FROM ledger_deposit_addresses WHERE plugin = $1 AND user_id = $2 AND chain = $3",
+        )
+        .bind(plugin)
+        .bind(user_id)
+        .bind(chain)
+        .fetch_optional(self.store.pool())
+        .await?)
     }
 
     /// `user_id`'s deposits, newest first, at most `limit` (1..=1000).

@@ -5,6 +5,7 @@
 //! [`PluginRuntimeConfig`] holds what is common to all plugins.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// One mounted plugin.
@@ -24,6 +25,8 @@ use std::path::PathBuf;
 /// kv_max_entries = 100000
 /// kv_max_bytes = 67108864
 /// settings = { networks = ["ethereum"] } # handed to the plugin as JSON
+/// # ledger deposit addresses: chain name -> extended public key (no private key)
+/// deposit_xpubs = { ethereum = "xpub6DyUKdwo…" }
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +76,13 @@ pub struct PluginConfig {
     /// Most bytes of key-value values the plugin may hold.
     #[serde(default = "default_kv_max_bytes")]
     pub kv_max_bytes: u64,
+    /// Extended public keys (BIP32, `xpub…`) the plugin's ledger users' deposit addresses
+    /// are derived from, by chain name: user deposit addresses on a chain are its
+    /// non-hardened children (see `crate::ledger`). A chain without a key has no
+    /// deposits (`ledger.deposit-address` answers `unsupported`). An extended private
+    /// key is refused at start-up.
+    #[serde(default)]
+    pub deposit_xpubs: BTreeMap<String, String>,
 }
 
 /// `[plugin_runtime]`: what is common to every plugin.
@@ -149,6 +159,7 @@ impl PluginConfig {
             webhook_render_slots: default_webhook_render_slots(),
             kv_max_entries: default_kv_max_entries(),
             kv_max_bytes: default_kv_max_bytes(),
+            deposit_xpubs: BTreeMap::new(),
         }
     }
 
@@ -190,6 +201,12 @@ impl PluginConfig {
     pub fn with_kv_quota(mut self, max_entries: u64, max_bytes: u64) -> Self {
         self.kv_max_entries = max_entries;
         self.kv_max_bytes = max_bytes;
+        self
+    }
+
+    /// Ledger deposit addresses on `chain` derived from `xpub`.
+    pub fn with_deposit_xpub(mut self, chain: impl Into<String>, xpub: impl Into<String>) -> Self {
+        self.deposit_xpubs.insert(chain.into(), xpub.into());
         self
     }
 

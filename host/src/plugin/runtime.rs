@@ -257,6 +257,10 @@ impl RuntimeInner {
             })?;
             let settings_json =
                 serde_json::to_string(&config.settings).map_err(|e| load_err(e.to_string()))?;
+            for (chain, xpub) in &config.deposit_xpubs {
+                crate::matcher::parse_xpub(xpub)
+                    .map_err(|e| load_err(format!("deposit_xpubs.{chain}: {e}")))?;
+            }
             let identity = Arc::new(PluginIdentity {
                 name: config.name.clone(),
                 settings_json,
@@ -265,6 +269,7 @@ impl RuntimeInner {
                     max_entries: config.kv_max_entries,
                     max_bytes: config.kv_max_bytes,
                 },
+                deposit_xpubs: config.deposit_xpubs.clone(),
             });
             let placeholder = Manifest {
                 name: String::new(),

@@ -25,6 +25,8 @@ pub(crate) struct PluginIdentity {
     pub default_merchant: Option<String>,
     /// What the plugin may hold in the key-value store.
     pub kv_quota: crate::store::kv::KvQuota,
+    /// Extended public keys of the plugin's ledger deposit addresses, by chain name.
+    pub deposit_xpubs: std::collections::BTreeMap<String, String>,
 }
 
 /// Why the guest is running.

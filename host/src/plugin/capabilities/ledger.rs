@@ -7,8 +7,10 @@
 //! units and formatted. The only merchant rule the host adds: a plugin makes a user the
 //! payee of a merchant only while authenticated as that merchant.
 //!
-//! Deposit addresses are not derived by this host yet: `deposit-address` answers
-//! `unsupported` (`deposits` lists what `crate::ledger::Ledger::credit_deposit` credited).
+//! `deposit-address` derives the user's address on a chain from the extended public key
+//! the operator configured for the calling plugin and that chain (`deposit_xpubs` of its
+//! `[[plugins]]` entry); a chain without a key answers `unsupported`, so no address is
+//! handed out that nobody watches. `deposits` lists what the chain listeners credited.
 
 use super::money::asset_of;
 use super::{HostResult, guest, store_failure};
@@ -340,10 +342,28 @@ impl Host for PluginState {
             .collect()))
     }
 
-    async fn deposit_address(&mut self, _user_id: String, _chain: String) -> HostResult<String> {
-        guest(Err(HostError::Unsupported(
-            "ledger deposits are not available on this host".into(),
-        )))
+    async fn deposit_address(&mut self, user_id: String, chain: String) -> HostResult<String> {
+        let uid = match id(&user_id) {
+            Ok(i) => i,
+            Err(e) => return guest(Err(e)),
+        };
+        let scope = &self.scope;
+        let Some(xpub) = scope.plugin.deposit_xpubs.get(&chain).cloned() else {
+            return guest(Err(HostError::Unsupported(format!(
+                "no ledger deposits on chain `{chain}` for this plugin"
+            ))));
+        };
+        let Some(config) = scope.services.inner.chains.iter().find(|c| c.name == chain) else {
+            return guest(Err(HostError::Unsupported(format!(
+                "unknown chain `{chain}`"
+            ))));
+        };
+        let config = config.clone();
+        let result = on_ledger(scope, |l, p| async move {
+            l.deposit_address(&p, uid, &config, &xpub).await
+        })
+        .await;
+        self.after_write(result)
     }
 
     async fn deposits(&mut self, user_id: String, limit: u32) -> HostResult<Vec<Deposit>> {

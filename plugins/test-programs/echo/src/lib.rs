@@ -62,6 +62,10 @@ impl Plugin for Echo {
             .get("/echo/2fa/{subject}/context/{context}", two_factor_context)
             .post("/echo/ledger/users", ledger_create_user)
             .get("/echo/ledger/users/{id}/balances", ledger_balances)
+            .get(
+                "/echo/ledger/users/{id}/deposit-address/{chain}",
+                ledger_deposit_address,
+            )
             .post("/echo/ledger/orders", ledger_create_order)
             .get("/echo/ledger/orders/{id}", ledger_get_order)
             .post("/echo/ledger/orders/{id}/pay", ledger_pay)
@@ -646,6 +650,15 @@ fn ledger_balances(req: &Request) -> Reply {
         .map(|b| json!({ "asset": b.asset, "available": b.available_decimal, "locked": b.locked_decimal }))
         .collect();
     Ok(Response::json(200, &json!({ "balances": list })))
+}
+
+fn ledger_deposit_address(req: &Request) -> Reply {
+    let address = ledger::deposit_address(
+        req.param("id").unwrap_or_default(),
+        req.param("chain").unwrap_or_default(),
+    )
+    .map_err(host_error)?;
+    Ok(Response::json(200, &json!({ "address": address })))
 }
 
 #[derive(Deserialize)]
