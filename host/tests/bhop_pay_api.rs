@@ -2,7 +2,8 @@
 //! (field names and JSON types), the flow from order to completion with a TOTP code the
 //! test computes from the user's seed, the signed callback to the org and a partial
 //! refund, and bad input everywhere answered in the dialect's error shape with no posting
-//! written.
+//! written; and the whole custodial path on a real anvil chain: a USDT deposit to the
+//! user's derived address credits the balance the user then pays an order from.
 
 mod common;
 mod webhook_support;
@@ -94,13 +95,25 @@ struct Bhop {
 }
 
 async fn start() -> Bhop {
+    start_on(None).await
+}
+
+/// With `chain` (an anvil chain's config), the plugin's USDT is that chain's and the
+/// host's capabilities know it; else an unreachable `ethereum` chain.
+async fn start_on(chain: Option<polypay_host::chain::ChainConfig>) -> Bhop {
+    let chain_name = chain
+        .as_ref()
+        .map_or("ethereum".to_string(), |c| c.name.clone());
     let mut builder = TestApp::init()
         .with_plugin(
             PluginConfig::new(PLUGIN, BHOP_PAY)
-                .with_settings(json!({ "tokens": { "USDT": "ethereum" }, "issuer": "Bhop" })),
+                .with_settings(json!({ "tokens": { "USDT": chain_name }, "issuer": "Bhop" })),
         )
         .with_storage()
         .await;
+    if let Some(chain) = chain {
+        builder.services = builder.services.with_chains(vec![chain]);
+    }
     let storage = builder.storage.as_ref().unwrap();
     let tf = TwoFactor::new(
         storage.store.clone(),
@@ -930,5 +943,157 @@ async fn a_prepay_order_is_processing_after_quick_pay_and_its_cancel_is_called_b
         },
     )
     .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_deposits_usdt_on_chain_then_pays_an_order_with_ga_and_gets_part_refunded() {
+    use common::anvil::{TEST_XPUB, TestChain, usdt};
+
+    let chain = TestChain::start().await; // 3 confirmations
+    let config = chain.config().await;
+    let bhop = start_on(Some(config.clone())).await;
+    let store = bhop.app.storage().store.clone();
+    let receiver = Receiver::accepting().await;
+    let running = Running::start(&store, fast_config(), Arc::new(bhop.app.runtime.clone()));
+    let user = bhop.new_user(&[("bind_ga", "true")]).await;
+    let seed = user.seed.clone().expect("GA bound");
+
+    // The user's deposit address, derived from the operator's extended public key.
+    let address = bhop
+        .ledger
+        .deposit_address(PLUGIN, user.id.parse().unwrap(), &config, TEST_XPUB)
+        .await
+        .unwrap();
+    let listener = polypay_host::chain::listeners(std::slice::from_ref(&config), &store)
+        .expect("listener")
+        .pop()
+        .expect("one chain, one listener");
+    let listener = tokio::spawn(listener.run(std::future::pending()));
+
+    let payer = chain.account(1);
+    chain.mint(payer, usdt("120")).await;
+    chain
+        .transfer_token(payer, address.parse().unwrap(), usdt("120"))
+        .await;
+    chain.anvil.mine(2).await; // 3 confirmations
+    let credited = eventually(
+        "the deposit credited",
+        std::time::Duration::from_secs(30),
+        || async { Some(bhop.balance(&user).await).filter(|b| b != "0") },
+    )
+    .await;
+    assert_eq!(credited, "120000000", "the deposit, once");
+
+    // The org's order, paid from the deposit after a TOTP code.
+    let pay_info =
+        json!([{ "pay_type": "PAY", "token_id": "USDT", "amount": "100.5" }]).to_string();
+    let notify = receiver.url("/org/notify");
+    let (status, created) = bhop
+        .org(
+            "/api/v2/org/payment/order/create",
+            &[
+                ("client_order_id", "chain-1"),
+                ("payer_user_id", &user.id),
+                ("pay_info", &pay_info),
+                ("notify_url", &notify),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let order_id = created["data"]["orderId"].as_str().unwrap().to_string();
+    let (_, loaded) = bhop
+        .user(
+            &user,
+            "/api/payment/order/load_pay_data",
+            &[("order_id", &order_id)],
+        )
+        .await;
+    assert_eq!(loaded["data"]["need2FA"], true);
+    assert_eq!(loaded["data"]["authType"], "GA");
+    let code = totp_now(&seed);
+    let (status, paid) = bhop
+        .user(
+            &user,
+            "/api/payment/order/pay",
+            &[("order_id", &order_id), ("verify_code", &code)],
+        )
+        .await;
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["data"]["status"], "COMPLETED");
+    assert_eq!(bhop.balance(&user).await, "19500000");
+    eventually(
+        "the completion callback",
+        std::time::Duration::from_secs(20),
+        || {
+            let receiver = receiver.clone();
+            async move {
+                receiver
+                    .received()
+                    .iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains("event=COMPLETED"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
+    // More than the user has left is refused and moves nothing.
+    let postings = bhop.postings().await;
+    let (_, second) = bhop.create_order(&user, "chain-2", "20").await;
+    let second_id = second["data"]["orderId"].as_str().unwrap().to_string();
+    // The code of the next 30 s step (inside the ±1 window; the current one is spent).
+    let next_code = totp_code(&seed, (now_ms() / 1000) as u64 + 30);
+    let (_, refused) = bhop
+        .user(
+            &user,
+            "/api/payment/order/pay",
+            &[("order_id", &second_id), ("verify_code", &next_code)],
+        )
+        .await;
+    assert_eq!(refused["code"], -32002, "insufficient balance: {refused}");
+    assert_eq!(
+        bhop.postings().await,
+        postings,
+        "no posting for a refused pay"
+    );
+
+    // A partial refund goes back to the user's balance, and is called back.
+    let (status, refunded) = bhop
+        .org(
+            "/api/v2/org/payment/order/refund",
+            &[("order_id", &order_id), ("amount", "30.25")],
+        )
+        .await;
+    assert_eq!(status, 200, "{refunded}");
+    assert_eq!(bhop.balance(&user).await, "49750000");
+    eventually(
+        "the refund callback",
+        std::time::Duration::from_secs(20),
+        || {
+            let receiver = receiver.clone();
+            async move {
+                receiver
+                    .received()
+                    .iter()
+                    .any(|r| String::from_utf8_lossy(&r.body).contains("event=REFUNDED"))
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // Every token's postings still balance against what came in on chain.
+    let reconciled = bhop.ledger.reconcile().await.unwrap();
+    let usdt_row = reconciled
+        .iter()
+        .find(|r| r.asset == "USDT")
+        .expect("USDT reconciled");
+    assert!(usdt_row.balanced, "{reconciled:?}");
+    assert_eq!(
+        usdt_row.external,
+        Amount::from(120_000_000),
+        "{reconciled:?}"
+    );
+    listener.abort();
     running.stop().await;
 }
