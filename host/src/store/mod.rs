@@ -298,6 +298,36 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
     })
 }
 
+/// Bound parameters one batched statement carries at most: SQLite's limit
+/// (`SQLITE_MAX_VARIABLE_NUMBER`, 32 766 in every SQLite since 3.32, which sqlx bundles);
+/// PostgreSQL's protocol allows 65 535. A longer batch is cut into several statements.
+const MAX_BIND_PARAMS: usize = 32_766;
+
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each.
+pub(crate) fn placeholder_rows(rows: usize, columns: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(row * columns + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// The rows of a batch that fit one statement of `columns` parameters per row.
+pub(crate) fn statement_chunks<T>(rows: &[T], columns: usize) -> std::slice::Chunks<'_, T> {
+    rows.chunks((MAX_BIND_PARAMS / columns).max(1))
+}
+
 /// Reads a column that holds a base-unit amount.
 pub(crate) fn amount_column(text: &str) -> Result<crate::invoice::Amount, StoreError> {
     crate::invoice::Amount::from_base_units(text)

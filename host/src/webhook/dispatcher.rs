@@ -1,21 +1,49 @@
 //! The delivery loop: claim due events, render each for its attempt, send it, record the
 //! outcome, schedule the next attempt or dead-letter.
 //!
+//! # Throughput without head-of-line blocking
+//!
+//! - **Independent deliveries.** A worker loop claims as many due events as there are free
+//!   in-flight slots (`max_in_flight` over the process, at most `batch_size` per claim) and
+//!   hands each to its own task, then claims again; it never waits for a batch to finish.
+//!   A slot is held from the claim until the outcome is recorded, so the events claimed
+//!   and not yet recorded never exceed `max_in_flight`.
+//! - **Per-receiver limits.** At most `per_receiver_in_flight` deliveries go to one
+//!   receiver at a time, and as many again may wait for them (for no longer than the
+//!   lease leaves room for: a render plus a request); an event of a receiver that busy is
+//!   given back to the queue without counting an attempt and looked at again after
+//!   [`RECEIVER_BUSY_RETRY`]. The receiver is the `host:port` of the event's callback URL,
+//!   known before rendering (the plugin renders the URL it was given). So a slow merchant
+//!   holds at most twice its limit of the process's slots, and the others keep flowing.
+//! - **Batched writes.** Outcomes are recorded by group commit ([`Recorder`]): whichever
+//!   task gets to write takes every outcome queued meanwhile and records them all in one
+//!   transaction ([`outbox::record_attempts`]). An idle dispatcher writes each outcome at
+//!   once; a busy one writes many per commit.
+//! - **One HTTP client** ([`Transport`]) for every delivery, whose pool keeps connections
+//!   to each receiver open between callbacks.
+//! - Expired leases are looked for at a worker's first pass and then at most once per
+//!   [`RECOVERY_INTERVAL`] (leases last many seconds; looking on every claim would cost a
+//!   write transaction per claim).
+//!
 //! An idle worker sleeps `poll_interval_ms`, or less: [`Dispatcher::wake_on`] gives it a
 //! signal that changes when new events were committed (on PostgreSQL, by any instance;
 //! see [`crate::store::notify`]), and a worker woken by it starts its next pass at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use super::config::WebhookConfig;
 use super::render::{RenderError, RenderedWebhook, RetryAdvice, WebhookRenderer};
 use super::transport::{SendError, Transport};
 use crate::invoice::PayloadError;
-use crate::store::outbox::{self, AttemptOutcome, AttemptReport, Claim, DeliveryState, Next};
+use crate::store::outbox::{
+    self, AttemptOutcome, AttemptRecord, AttemptReport, Claim, DeliveryState, Next,
+};
 use crate::store::{Store, StoreError, now_ms};
 
 /// Claims and delivers webhook events of one store. Any number of dispatchers (in one
@@ -27,7 +55,18 @@ pub struct Dispatcher {
     renderer: Arc<dyn WebhookRenderer>,
     transport: Transport,
     wake: Option<watch::Receiver<u64>>,
+    /// One permit per delivery claimed and not yet recorded.
+    in_flight: Arc<Semaphore>,
+    receivers: Receivers,
+    recorder: Recorder,
 }
+
+/// How long an event of a receiver at its limit waits in the queue before it is looked
+/// at again.
+pub const RECEIVER_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// How often a worker loop looks for expired leases.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What one pass of [`Dispatcher::run_once`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +99,9 @@ impl Dispatcher {
         let transport = Transport::new(&config)?;
         Ok(Dispatcher {
             store,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight as usize)),
+            receivers: Receivers::new(config.per_receiver_in_flight as usize),
+            recorder: Recorder::default(),
             config: Arc::new(config),
             renderer,
             transport,
@@ -78,16 +120,11 @@ impl Dispatcher {
     }
 
     /// One pass: give expired leases back, claim up to `batch_size` due events and
-    /// deliver them concurrently, each outcome recorded as soon as it is known.
+    /// deliver them concurrently, returning once every outcome is recorded. The worker
+    /// loops of [`Dispatcher::run`] do not wait like this (see the module docs).
     pub async fn run_once(&self) -> Result<Pass, StoreError> {
+        let recovered = self.recover().await?;
         let now = now_ms();
-        let recovered = outbox::recover_expired(&self.store, now).await?;
-        if recovered > 0 {
-            tracing::warn!(
-                recovered,
-                "webhook events retaken from a worker that stopped mid-delivery"
-            );
-        }
         let lease_until = now + self.config.lease_ms as i64;
         let claims = outbox::claim(&self.store, now, lease_until, self.config.batch_size).await?;
         let claimed = claims.len();
@@ -101,6 +138,57 @@ impl Dispatcher {
             }
         }
         Ok(Pass { recovered, claimed })
+    }
+
+    /// Gives events whose worker's lease expired back to the queue.
+    async fn recover(&self) -> Result<usize, StoreError> {
+        let recovered = outbox::recover_expired(&self.store, now_ms()).await?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "webhook events retaken from a worker that stopped mid-delivery"
+            );
+        }
+        Ok(recovered)
+    }
+
+    /// One claim of a worker loop: as many due events as there are free in-flight slots
+    /// (waiting for one when none is free), each handed to its own task.
+    async fn claim_and_spawn(
+        self: &Arc<Self>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<Pass, StoreError> {
+        let first = self
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the in-flight semaphore is never closed");
+        let mut permits = vec![first];
+        while permits.len() < self.config.batch_size as usize {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let now = now_ms();
+        let lease_until = now + self.config.lease_ms as i64;
+        let claims = outbox::claim(&self.store, now, lease_until, permits.len() as u32).await?;
+        let claimed = claims.len();
+        for (claim, permit) in claims.into_iter().zip(permits) {
+            let dispatcher = self.clone();
+            tasks.spawn(async move {
+                // Held until the outcome is recorded.
+                let _slot = permit;
+                if let Err(e) = dispatcher.process(claim).await {
+                    tracing::error!(error = %e, "recording a webhook attempt failed");
+                }
+            });
+        }
+        Ok(Pass {
+            recovered: 0,
+            claimed,
+        })
     }
 
     /// Runs `workers` loops of passes until `stop` turns true; in-flight deliveries finish
@@ -122,14 +210,28 @@ impl Dispatcher {
         let _ = stop.wait_for(|stop| *stop).await;
     }
 
-    async fn work(&self, worker: u32, mut stop: watch::Receiver<bool>) {
+    async fn work(self: Arc<Self>, worker: u32, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
         let mut wake = self.wake.clone();
         if let Some(wake) = wake.as_mut() {
             wake.borrow_and_update();
         }
+        let mut deliveries = tokio::task::JoinSet::new();
+        let mut recovered_at: Option<Instant> = None;
         while !*stop.borrow() {
-            let pause = match self.run_once().await {
+            while deliveries.try_join_next().is_some() {}
+            let pass = async {
+                if recovered_at.is_none_or(|at| at.elapsed() >= RECOVERY_INTERVAL) {
+                    self.recover().await?;
+                    recovered_at = Some(Instant::now());
+                }
+                self.claim_and_spawn(&mut deliveries).await
+            };
+            let pass = tokio::select! {
+                pass = pass => pass,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let pause = match pass {
                 Ok(pass) if pass.claimed as u32 >= self.config.batch_size => {
                     failures = 0;
                     // A full batch: more may be due. Let other tasks run, then go on.
@@ -157,6 +259,8 @@ impl Dispatcher {
                 _ = woken(&mut wake) => {}
             }
         }
+        // In-flight deliveries finish and are recorded.
+        while deliveries.join_next().await.is_some() {}
     }
 
     /// Keeps the queue gauges current.
@@ -218,6 +322,9 @@ impl Dispatcher {
             count_delivery("skipped");
             return Ok(());
         }
+        let Some(_sending) = self.receiver_slot(&claim, &event.url).await? else {
+            return Ok(());
+        };
         let schedule = self.config.schedule_for(&event.plugin).clone();
         let rendered = tokio::time::timeout(
             self.config.request_timeout(),
@@ -309,6 +416,53 @@ impl Dispatcher {
         self.finish(&claim, &report, next).await
     }
 
+    /// A delivery slot of the receiver of `url`, waited for as long as the claim's lease
+    /// leaves room for, or `None` when the event was given back to the queue because the
+    /// receiver is at its limit (see the module docs).
+    async fn receiver_slot(
+        &self,
+        claim: &Claim,
+        url: &str,
+    ) -> Result<Option<OwnedSemaphorePermit>, StoreError> {
+        let receiver = self.receivers.of(url);
+        if let Ok(slot) = receiver.sending.clone().try_acquire_owned() {
+            return Ok(Some(slot));
+        }
+        // Room left in the lease after a render and a request, each bounded by the
+        // request timeout.
+        let now = now_ms();
+        let room = claim.delivery.locked_until.unwrap_or(now)
+            - now
+            - 2 * self.config.request_timeout_ms as i64;
+        let mut slot = None;
+        if room > 0 && receiver.waiting.fetch_add(1, Ordering::AcqRel) < self.receivers.limit {
+            let wait = Duration::from_millis(room as u64);
+            slot = tokio::time::timeout(wait, receiver.sending.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok);
+            receiver.waiting.fetch_sub(1, Ordering::AcqRel);
+        } else if room > 0 {
+            receiver.waiting.fetch_sub(1, Ordering::AcqRel);
+        }
+        if slot.is_none() {
+            let id = claim.delivery.id;
+            tracing::debug!(
+                event_id = id,
+                "webhook event waits: its receiver is at its limit"
+            );
+            metrics::counter!("polypay_webhook_receiver_busy_total").increment(1);
+            let retry_at = now_ms() + RECEIVER_BUSY_RETRY.as_millis() as i64;
+            self.postpone(
+                claim,
+                retry_at,
+                "waiting: the receiver has as many deliveries in flight as allowed",
+            )
+            .await?;
+        }
+        Ok(slot)
+    }
+
     /// The outcome of a sent (or refused) attempt and what follows from it.
     fn judge(
         &self,
@@ -389,8 +543,13 @@ impl Dispatcher {
         next: Next,
     ) -> Result<(), StoreError> {
         let (id, attempt) = (claim.delivery.id, claim.delivery.attempts);
-        let recorded =
-            outbox::record_attempt(&self.store, id, attempt, report, next, now_ms()).await?;
+        let Some(recorded) = self
+            .recorder
+            .record(&self.store, id, attempt, report.clone(), next)
+            .await
+        else {
+            return Ok(());
+        };
         if !recorded {
             // Our lease expired and another worker took the event over; its attempt
             // counts. (If ours was accepted, the receiver sees the callback twice: the
@@ -412,6 +571,124 @@ impl Dispatcher {
             Next::RetryAt(_) => {}
         }
         Ok(())
+    }
+}
+
+/// The delivery slots of each receiver (`host:port` of a callback URL).
+struct Receivers {
+    limit: usize,
+    by_authority: std::sync::Mutex<HashMap<String, Arc<ReceiverSlots>>>,
+}
+
+struct ReceiverSlots {
+    sending: Arc<Semaphore>,
+    /// Deliveries waiting for one of `sending`'s permits.
+    waiting: AtomicUsize,
+}
+
+/// Receivers remembered before idle ones are forgotten.
+const RECEIVERS_KEPT: usize = 1_024;
+
+impl Receivers {
+    fn new(limit: usize) -> Receivers {
+        Receivers {
+            limit,
+            by_authority: Default::default(),
+        }
+    }
+
+    /// The slots of the receiver of `url` (an unparsable URL shares one entry; sending
+    /// to it fails anyway).
+    fn of(&self, url: &str) -> Arc<ReceiverSlots> {
+        let authority = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+            .unwrap_or_default();
+        let mut receivers = self.by_authority.lock().unwrap_or_else(|e| e.into_inner());
+        if receivers.len() >= RECEIVERS_KEPT && !receivers.contains_key(&authority) {
+            // Forget the receivers nobody is delivering to.
+            receivers.retain(|_, slots| Arc::strong_count(slots) > 1);
+        }
+        receivers
+            .entry(authority)
+            .or_insert_with(|| {
+                Arc::new(ReceiverSlots {
+                    sending: Arc::new(Semaphore::new(self.limit)),
+                    waiting: AtomicUsize::new(0),
+                })
+            })
+            .clone()
+    }
+}
+
+/// Records attempt outcomes by group commit: each delivery queues its outcome, then waits
+/// for the writer; whoever holds the writer records everything queued so far in one
+/// transaction and tells each delivery whether its outcome was recorded.
+#[derive(Default)]
+struct Recorder {
+    queue: std::sync::Mutex<Vec<Queued>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+struct Queued {
+    id: i64,
+    attempt: i64,
+    report: AttemptReport,
+    next: Next,
+    /// Whether it was recorded; dropped unanswered when the write failed.
+    done: oneshot::Sender<bool>,
+}
+
+impl Recorder {
+    /// Records one outcome (see [`outbox::record_attempts`]): `Some(false)` when the
+    /// attempt was no longer held, `None` when the write failed (logged here).
+    async fn record(
+        &self,
+        store: &Store,
+        id: i64,
+        attempt: i64,
+        report: AttemptReport,
+        next: Next,
+    ) -> Option<bool> {
+        let (done, recorded) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued {
+                id,
+                attempt,
+                report,
+                next,
+                done,
+            });
+        {
+            let _writer = self.writer.lock().await;
+            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                let records: Vec<AttemptRecord> = batch
+                    .iter()
+                    .map(|q| AttemptRecord {
+                        id: q.id,
+                        attempt: q.attempt,
+                        report: &q.report,
+                        next: q.next,
+                    })
+                    .collect();
+                match outbox::record_attempts(store, &records, now_ms()).await {
+                    Ok(recorded) => {
+                        for (queued, recorded) in batch.into_iter().zip(recorded) {
+                            let _ = queued.done.send(recorded);
+                        }
+                    }
+                    Err(e) => {
+                        // Every outcome of the batch is lost; their leases expire and the
+                        // events are retried.
+                        tracing::error!(error = %e, outcomes = batch.len(), "recording webhook attempts failed");
+                    }
+                }
+            }
+        }
+        recorded.await.ok()
     }
 }
 
