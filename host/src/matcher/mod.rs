@@ -7,7 +7,9 @@
 //!   strategy (see `ARCHITECTURE.md`, "Matching strategies"); the invoice service stores
 //!   the first allocation of the plan that is free;
 //! - **attribution** ([`record_transfers`]): stores each observed transfer once, matched
-//!   to the invoice it pays (or to none), and returns the invoices to settle;
+//!   to the invoice it pays (or to none), and returns the invoices to settle. A batch
+//!   costs a fixed number of statements whatever its length (every lookup an index
+//!   search), so its cost per transfer does not grow with the number of open invoices;
 //! - **expiry** ([`expiry`]): the scheduler that expires unpaid invoices on time and ends
 //!   reservations that can no longer be paid.
 //!

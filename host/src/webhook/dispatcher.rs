@@ -4,17 +4,22 @@
 //! # Throughput without head-of-line blocking
 //!
 //! - **Independent deliveries.** A worker loop claims as many due events as there are free
-//!   in-flight slots (`max_in_flight` over the process, at most `batch_size` per claim) and
-//!   hands each to its own task, then claims again; it never waits for a batch to finish.
-//!   A slot is held from the claim until the outcome is recorded, so the events claimed
-//!   and not yet recorded never exceed `max_in_flight`.
-//! - **Per-receiver limits.** At most `per_receiver_in_flight` deliveries go to one
-//!   receiver at a time, and as many again may wait for them (for no longer than the
-//!   lease leaves room for: a render plus a request); an event of a receiver that busy is
+//!   in-flight slots (`max_in_flight` over the process, at most `batch_size` per claim,
+//!   and only once a quarter of the slots or a batch is free, so that a full pipeline is
+//!   not fed one claim per event) and hands each to its own task, then claims again; it
+//!   never waits for a batch to finish. A slot is held from the claim until the outcome
+//!   is recorded, so the events claimed and not yet recorded never exceed
+//!   `max_in_flight`.
+//! - **Per-receiver limits.** At most `per_receiver_in_flight` requests go to one receiver
+//!   at a time: the `host:port` of the event's callback URL, known before rendering (the
+//!   plugin renders the URL it was given). A delivery finding its receiver at the limit
+//!   waits for a slot only if the receiver's recent answer time says one frees within
+//!   [`RECEIVER_WAIT`] (before its first answer: one round of its limit), and never
+//!   longer than twice that nor than its lease leaves room for; otherwise the event is
 //!   given back to the queue without counting an attempt and looked at again after
-//!   [`RECEIVER_BUSY_RETRY`]. The receiver is the `host:port` of the event's callback URL,
-//!   known before rendering (the plugin renders the URL it was given). So a slow merchant
-//!   holds at most twice its limit of the process's slots, and the others keep flowing.
+//!   [`RECEIVER_BUSY_RETRY`]. So a fast receiver with a backlog keeps its pipeline full,
+//!   while a slow one holds about its limit of the process's slots and the others keep
+//!   flowing; claims stay oldest-first across receivers.
 //! - **Batched writes.** Outcomes are recorded by group commit ([`Recorder`]): whichever
 //!   task gets to write takes every outcome queued meanwhile and records them all in one
 //!   transaction ([`outbox::record_attempts`]). An idle dispatcher writes each outcome at
@@ -31,7 +36,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -64,6 +69,10 @@ pub struct Dispatcher {
 /// How long an event of a receiver at its limit waits in the queue before it is looked
 /// at again.
 pub const RECEIVER_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// A delivery waits for a slot of its busy receiver only when the receiver's answer time
+/// says one frees within this long (and gives up after twice this long).
+pub const RECEIVER_WAIT: Duration = Duration::from_secs(1);
 
 /// How often a worker loop looks for expired leases.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
@@ -158,13 +167,21 @@ impl Dispatcher {
         self: &Arc<Self>,
         tasks: &mut tokio::task::JoinSet<()>,
     ) -> Result<Pass, StoreError> {
-        let first = self
+        // Claim when a quarter of the slots (or a batch) is free, not one by one.
+        let at_least = (self.config.batch_size)
+            .min(self.config.max_in_flight / 4)
+            .max(1);
+        let mut first = self
             .in_flight
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(at_least)
             .await
             .expect("the in-flight semaphore is never closed");
-        let mut permits = vec![first];
+        let mut permits = Vec::with_capacity(self.config.batch_size as usize);
+        while first.num_permits() > 1 {
+            permits.push(first.split(1).expect("more than one permit"));
+        }
+        permits.push(first);
         while permits.len() < self.config.batch_size as usize {
             match self.in_flight.clone().try_acquire_owned() {
                 Ok(permit) => permits.push(permit),
@@ -322,7 +339,7 @@ impl Dispatcher {
             count_delivery("skipped");
             return Ok(());
         }
-        let Some(_sending) = self.receiver_slot(&claim, &event.url).await? else {
+        let Some(slot) = self.receiver_slot(&claim, &event.url).await? else {
             return Ok(());
         };
         let schedule = self.config.schedule_for(&event.plugin).clone();
@@ -390,6 +407,8 @@ impl Dispatcher {
         let clock = Instant::now();
         let sent = self.transport.send(&rendered).await;
         let latency = clock.elapsed();
+        slot.answered_after(latency);
+        drop(slot);
         let (report, next) = self.judge(
             &rendered,
             sent,
@@ -416,51 +435,59 @@ impl Dispatcher {
         self.finish(&claim, &report, next).await
     }
 
-    /// A delivery slot of the receiver of `url`, waited for as long as the claim's lease
-    /// leaves room for, or `None` when the event was given back to the queue because the
-    /// receiver is at its limit (see the module docs).
+    /// A delivery slot of the receiver of `url`, or `None` when the event was given back
+    /// to the queue because the receiver is at its limit and a wait would be long (see
+    /// the module docs).
     async fn receiver_slot(
         &self,
         claim: &Claim,
         url: &str,
-    ) -> Result<Option<OwnedSemaphorePermit>, StoreError> {
+    ) -> Result<Option<ReceiverSlot>, StoreError> {
         let receiver = self.receivers.of(url);
-        if let Ok(slot) = receiver.sending.clone().try_acquire_owned() {
-            return Ok(Some(slot));
+        if let Ok(permit) = receiver.sending.clone().try_acquire_owned() {
+            return Ok(Some(ReceiverSlot {
+                _permit: permit,
+                receiver,
+            }));
         }
-        // Room left in the lease after a render and a request, each bounded by the
-        // request timeout.
+        // The wait must also leave room in the lease for a render and a request, each
+        // bounded by the request timeout.
         let now = now_ms();
         let room = claim.delivery.locked_until.unwrap_or(now)
             - now
             - 2 * self.config.request_timeout_ms as i64;
-        let mut slot = None;
-        if room > 0 && receiver.waiting.fetch_add(1, Ordering::AcqRel) < self.receivers.limit {
-            let wait = Duration::from_millis(room as u64);
-            slot = tokio::time::timeout(wait, receiver.sending.clone().acquire_owned())
+        let wait = RECEIVER_WAIT
+            .saturating_mul(2)
+            .min(Duration::from_millis(room.max(0) as u64));
+        let waiting = receiver.waiting.fetch_add(1, Ordering::AcqRel);
+        let mut permit = None;
+        if !wait.is_zero() && self.receivers.may_wait(&receiver, waiting) {
+            permit = tokio::time::timeout(wait, receiver.sending.clone().acquire_owned())
                 .await
                 .ok()
                 .and_then(Result::ok);
-            receiver.waiting.fetch_sub(1, Ordering::AcqRel);
-        } else if room > 0 {
-            receiver.waiting.fetch_sub(1, Ordering::AcqRel);
         }
-        if slot.is_none() {
-            let id = claim.delivery.id;
-            tracing::debug!(
-                event_id = id,
-                "webhook event waits: its receiver is at its limit"
-            );
-            metrics::counter!("polypay_webhook_receiver_busy_total").increment(1);
-            let retry_at = now_ms() + RECEIVER_BUSY_RETRY.as_millis() as i64;
-            self.postpone(
-                claim,
-                retry_at,
-                "waiting: the receiver has as many deliveries in flight as allowed",
-            )
-            .await?;
+        receiver.waiting.fetch_sub(1, Ordering::AcqRel);
+        if let Some(permit) = permit {
+            return Ok(Some(ReceiverSlot {
+                _permit: permit,
+                receiver,
+            }));
         }
-        Ok(slot)
+        let id = claim.delivery.id;
+        tracing::debug!(
+            event_id = id,
+            "webhook event waits: its receiver is at its limit"
+        );
+        metrics::counter!("polypay_webhook_receiver_busy_total").increment(1);
+        let retry_at = now_ms() + RECEIVER_BUSY_RETRY.as_millis() as i64;
+        self.postpone(
+            claim,
+            retry_at,
+            "waiting: the receiver has as many deliveries in flight as allowed",
+        )
+        .await?;
+        Ok(None)
     }
 
     /// The outcome of a sent (or refused) attempt and what follows from it.
@@ -584,6 +611,29 @@ struct ReceiverSlots {
     sending: Arc<Semaphore>,
     /// Deliveries waiting for one of `sending`'s permits.
     waiting: AtomicUsize,
+    /// Moving average of the receiver's answer time in microseconds; 0 until it answered.
+    latency_us: AtomicU64,
+}
+
+/// A delivery slot of one receiver, held while its request is made.
+struct ReceiverSlot {
+    _permit: OwnedSemaphorePermit,
+    receiver: Arc<ReceiverSlots>,
+}
+
+impl ReceiverSlot {
+    /// Counts the answer time (or time to a failure) into the receiver's average.
+    fn answered_after(&self, latency: Duration) {
+        let sample = (latency.as_micros() as u64).max(1);
+        let average = &self.receiver.latency_us;
+        let old = average.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        average.store(new, Ordering::Relaxed);
+    }
 }
 
 /// Receivers remembered before idle ones are forgotten.
@@ -615,9 +665,22 @@ impl Receivers {
                 Arc::new(ReceiverSlots {
                     sending: Arc::new(Semaphore::new(self.limit)),
                     waiting: AtomicUsize::new(0),
+                    latency_us: AtomicU64::new(0),
                 })
             })
             .clone()
+    }
+
+    /// Whether a delivery may wait for a slot of `receiver`, `waiting` others being
+    /// ahead of it: when the receiver's answer time says a slot frees within
+    /// [`RECEIVER_WAIT`]; before it ever answered, for one round of its limit.
+    fn may_wait(&self, receiver: &ReceiverSlots, waiting: usize) -> bool {
+        let latency = receiver.latency_us.load(Ordering::Relaxed);
+        if latency == 0 {
+            return waiting < self.limit;
+        }
+        let rounds = (waiting / self.limit + 1) as u64;
+        Duration::from_micros(latency.saturating_mul(rounds)) <= RECEIVER_WAIT
     }
 }
 
