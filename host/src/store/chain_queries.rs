@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, Tx, amount_column, placeholder_rows, read_flag, statement_chunks};
+use super::{
+    Store, StoreError, Tx, amount_column, backend_of, placeholder_rows, read_flag, statement_chunks,
+};
 use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, ObservedTransfer};
 
 /// A listener's stored position.
@@ -426,7 +428,7 @@ pub async fn known_transfers(
              SELECT o.chain, o.tx_hash, o.log_index, o.removed, o.invoice_id \
              FROM q CROSS JOIN observed_transfers o \
              WHERE o.chain = q.chain AND o.tx_hash = q.tx_hash AND o.log_index = q.log_index",
-            placeholder_rows(chunk.len(), 3)
+            placeholder_rows(backend_of(tx), chunk.len(), 3)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (chain, tx_hash, log_index) in chunk {
@@ -473,7 +475,7 @@ pub async fn record_transfers(
              invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
              WHERE observed_transfers.removed = 1 \
              RETURNING chain, tx_hash, log_index, invoice_id",
-            placeholder_rows(chunk.len(), COLUMNS)
+            placeholder_rows(backend_of(tx), chunk.len(), COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (transfer, invoice_id) in chunk {
@@ -682,7 +684,7 @@ pub async fn reserving_invoices(
              FROM q CROSS JOIN payment_targets t \
              WHERE t.chain = q.chain AND t.asset = q.asset AND t.address = q.address AND t.amount = q.amount \
              AND t.active = 1 AND t.amount IS NOT NULL",
-            placeholder_rows(chunk.len(), 4)
+            placeholder_rows(backend_of(tx), chunk.len(), 4)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for ((chain, address, asset), amount) in chunk {
@@ -727,7 +729,7 @@ pub async fn open_targets_at(
              FROM q CROSS JOIN payment_targets t JOIN invoices i ON i.id = t.invoice_id \
              WHERE t.chain = q.chain AND t.address = q.address AND t.asset = q.asset \
              AND t.active = 1 AND t.amount IS NULL",
-            placeholder_rows(chunk.len(), 3)
+            placeholder_rows(backend_of(tx), chunk.len(), 3)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (chain, address, asset) in chunk {
@@ -793,7 +795,7 @@ pub async fn reference_targets(
             "WITH q(chain, reference) AS (VALUES {}) \
              SELECT i.chain, i.pay_reference, i.id, i.strategy, i.asset, i.pay_address \
              FROM q CROSS JOIN invoices i WHERE i.chain = q.chain AND i.pay_reference = q.reference",
-            placeholder_rows(chunk.len(), 2)
+            placeholder_rows(backend_of(tx), chunk.len(), 2)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for (chain, reference) in chunk {

@@ -303,9 +303,16 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
 /// PostgreSQL's protocol allows 65 535. A longer batch is cut into several statements.
 const MAX_BIND_PARAMS: usize = 32_766;
 
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each.
-pub(crate) fn placeholder_rows(rows: usize, columns: usize) -> String {
-    let mut text = String::with_capacity(rows * columns * 6);
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each. On SQLite they
+/// are written `?1, ?2, …`, which SQLite binds positionally in linear time: it resolves
+/// each `$N` as a named parameter by a linear search of the names before it, which makes
+/// a statement of thousands of parameters cost quadratic time to prepare.
+pub(crate) fn placeholder_rows(backend: Backend, rows: usize, columns: usize) -> String {
+    let sigil = match backend {
+        Backend::Sqlite => '?',
+        Backend::Postgres => '$',
+    };
+    let mut text = String::with_capacity(rows * columns * 7);
     for row in 0..rows {
         if row > 0 {
             text.push_str(", ");
@@ -315,12 +322,21 @@ pub(crate) fn placeholder_rows(rows: usize, columns: usize) -> String {
             if column > 0 {
                 text.push_str(", ");
             }
-            text.push('$');
+            text.push(sigil);
             text.push_str(&(row * columns + column + 1).to_string());
         }
         text.push(')');
     }
     text
+}
+
+/// The backend a transaction runs on.
+pub(crate) fn backend_of(tx: &Tx) -> Backend {
+    if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
 }
 
 /// The rows of a batch that fit one statement of `columns` parameters per row.

@@ -340,7 +340,7 @@ pub async fn record_attempts(
              FROM v WHERE outbox_events.id = v.id AND outbox_events.state = 'delivering' \
              AND outbox_events.attempts = v.attempt \
              RETURNING outbox_events.id AS id, outbox_events.attempts AS attempts",
-            placeholder_rows(chunk.len(), STATE_COLUMNS)
+            placeholder_rows(store.backend(), chunk.len(), STATE_COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for record in chunk {
@@ -378,7 +378,7 @@ pub async fn record_attempts(
         let sql = format!(
             "INSERT INTO webhook_attempts (event_id, attempt, url, started_at, latency_ms, status_code, response_body, error, \
              accepted, outcome, response_truncated) VALUES {}",
-            placeholder_rows(chunk.len(), ATTEMPT_COLUMNS)
+            placeholder_rows(store.backend(), chunk.len(), ATTEMPT_COLUMNS)
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
         for record in chunk {

@@ -161,13 +161,10 @@ impl Dispatcher {
         Ok(recovered)
     }
 
-    /// One claim of a worker loop: as many due events as there are free in-flight slots
-    /// (waiting for one when none is free), each handed to its own task.
-    async fn claim_and_spawn(
-        self: &Arc<Self>,
-        tasks: &mut tokio::task::JoinSet<()>,
-    ) -> Result<Pass, StoreError> {
-        // Claim when a quarter of the slots (or a batch) is free, not one by one.
+    /// Free in-flight slots for one claim: waits until a quarter of them (or a batch) is
+    /// free, so that a full pipeline is not fed one claim per event, then takes up to a
+    /// batch.
+    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
         let at_least = (self.config.batch_size)
             .min(self.config.max_in_flight / 4)
             .max(1);
@@ -188,6 +185,16 @@ impl Dispatcher {
                 Err(_) => break,
             }
         }
+        permits
+    }
+
+    /// One claim of a worker loop: as many due events as `permits`, each handed to its
+    /// own task with its slot.
+    async fn claim_and_spawn(
+        self: &Arc<Self>,
+        permits: Vec<OwnedSemaphorePermit>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<Pass, StoreError> {
         let now = now_ms();
         let lease_until = now + self.config.lease_ms as i64;
         let claims = outbox::claim(&self.store, now, lease_until, permits.len() as u32).await?;
@@ -237,21 +244,27 @@ impl Dispatcher {
         let mut recovered_at: Option<Instant> = None;
         while !*stop.borrow() {
             while deliveries.try_join_next().is_some() {}
+            // Stopping interrupts only the wait for free slots, never a claim under way
+            // (its transaction must commit or roll back now, not hold rows until its
+            // connection is used again).
+            let permits = tokio::select! {
+                permits = self.free_slots() => permits,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let requested = permits.len();
             let pass = async {
                 if recovered_at.is_none_or(|at| at.elapsed() >= RECOVERY_INTERVAL) {
                     self.recover().await?;
                     recovered_at = Some(Instant::now());
                 }
-                self.claim_and_spawn(&mut deliveries).await
-            };
-            let pass = tokio::select! {
-                pass = pass => pass,
-                _ = stop.wait_for(|stop| *stop) => break,
-            };
+                self.claim_and_spawn(permits, &mut deliveries).await
+            }
+            .await;
             let pause = match pass {
-                Ok(pass) if pass.claimed as u32 >= self.config.batch_size => {
+                Ok(pass) if pass.claimed >= requested => {
                     failures = 0;
-                    // A full batch: more may be due. Let other tasks run, then go on.
+                    // Every free slot filled: more may be due. Let other tasks run, then
+                    // go on.
                     tokio::task::yield_now().await;
                     continue;
                 }
