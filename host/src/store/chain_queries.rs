@@ -430,7 +430,7 @@ pub async fn known_transfers(
              WHERE o.chain = q.chain AND o.tx_hash = q.tx_hash AND o.log_index = q.log_index",
             placeholder_rows(backend_of(tx), chunk.len(), 3)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (chain, tx_hash, log_index) in chunk {
             query = query.bind(chain).bind(tx_hash).bind(*log_index);
         }
@@ -477,7 +477,7 @@ pub async fn record_transfers(
              RETURNING chain, tx_hash, log_index, invoice_id",
             placeholder_rows(backend_of(tx), chunk.len(), COLUMNS)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (transfer, invoice_id) in chunk {
             query = query
                 .bind(&transfer.chain)
@@ -686,7 +686,7 @@ pub async fn reserving_invoices(
              AND t.active = 1 AND t.amount IS NOT NULL",
             placeholder_rows(backend_of(tx), chunk.len(), 4)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for ((chain, address, asset), amount) in chunk {
             query = query
                 .bind(chain)
@@ -731,7 +731,7 @@ pub async fn open_targets_at(
              AND t.active = 1 AND t.amount IS NULL",
             placeholder_rows(backend_of(tx), chunk.len(), 3)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (chain, address, asset) in chunk {
             query = query.bind(chain).bind(address).bind(asset);
         }
@@ -797,7 +797,7 @@ pub async fn reference_targets(
              FROM q CROSS JOIN invoices i WHERE i.chain = q.chain AND i.pay_reference = q.reference",
             placeholder_rows(backend_of(tx), chunk.len(), 2)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (chain, reference) in chunk {
             query = query.bind(chain).bind(reference);
         }

@@ -339,9 +339,15 @@ pub(crate) fn backend_of(tx: &Tx) -> Backend {
     }
 }
 
+/// Rows one batched statement carries at most. Preparing a statement costs time linear
+/// in its length (SQLite: about 15 µs a row for a `VALUES` list, more than the index
+/// searches it runs), so batches are cut into statements of this many rows, whose text
+/// repeats and whose prepared form the connection's statement cache keeps.
+const ROWS_PER_STATEMENT: usize = 64;
+
 /// The rows of a batch that fit one statement of `columns` parameters per row.
 pub(crate) fn statement_chunks<T>(rows: &[T], columns: usize) -> std::slice::Chunks<'_, T> {
-    rows.chunks((MAX_BIND_PARAMS / columns).max(1))
+    rows.chunks((MAX_BIND_PARAMS / columns).clamp(1, ROWS_PER_STATEMENT))
 }
 
 /// Reads a column that holds a base-unit amount.

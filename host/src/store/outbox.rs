@@ -342,7 +342,7 @@ pub async fn record_attempts(
              RETURNING outbox_events.id AS id, outbox_events.attempts AS attempts",
             placeholder_rows(store.backend(), chunk.len(), STATE_COLUMNS)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in chunk {
             let (state, next_attempt_at, delivered_at) = match record.next {
                 Next::Delivered => (DeliveryState::Delivered, now, Some(now)),
@@ -380,7 +380,7 @@ pub async fn record_attempts(
              accepted, outcome, response_truncated) VALUES {}",
             placeholder_rows(store.backend(), chunk.len(), ATTEMPT_COLUMNS)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in chunk {
             let report = record.report;
             query = query
