@@ -421,7 +421,7 @@ pub async fn known_transfers(
     keys: &[TransferKey],
 ) -> Result<HashMap<TransferKey, KnownTransfer>, StoreError> {
     let mut known = HashMap::new();
-    for chunk in statement_chunks(keys, 3) {
+    for chunk in statement_chunks(backend_of(tx), keys, 3) {
         // CROSS JOIN keeps SQLite's join order: the batch outside, the unique index inside.
         let sql = format!(
             "WITH q(chain, tx_hash, log_index) AS (VALUES {}) \
@@ -465,7 +465,7 @@ pub async fn record_transfers(
 ) -> Result<HashMap<TransferKey, Option<String>>, StoreError> {
     const COLUMNS: usize = 13;
     let mut written = HashMap::new();
-    for chunk in statement_chunks(transfers, COLUMNS) {
+    for chunk in statement_chunks(backend_of(tx), transfers, COLUMNS) {
         let sql = format!(
             "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, \
              to_address, asset, amount, reference, invoice_id, observed_at, block_time) \
@@ -677,7 +677,7 @@ pub async fn reserving_invoices(
     keys: &[(PlaceKey, Amount)],
 ) -> Result<HashMap<(PlaceKey, Amount), String>, StoreError> {
     let mut found = HashMap::new();
-    for chunk in statement_chunks(keys, 4) {
+    for chunk in statement_chunks(backend_of(tx), keys, 4) {
         let sql = format!(
             "WITH q(chain, address, asset, amount) AS (VALUES {}) \
              SELECT t.chain, t.address, t.asset, t.amount, t.invoice_id \
@@ -718,7 +718,7 @@ pub async fn open_targets_at(
     places: &[PlaceKey],
 ) -> Result<HashMap<PlaceKey, Vec<OpenTarget>>, StoreError> {
     let mut rows = Vec::new();
-    for chunk in statement_chunks(places, 3) {
+    for chunk in statement_chunks(backend_of(tx), places, 3) {
         // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to
         // the (chain, created_at) index, a scan of the whole chain, instead of the address
         // index; CROSS JOIN keeps the batch as the outer loop.
@@ -790,7 +790,7 @@ pub async fn reference_targets(
     keys: &[(String, String)],
 ) -> Result<HashMap<(String, String), ReferenceTarget>, StoreError> {
     let mut found = HashMap::new();
-    for chunk in statement_chunks(keys, 2) {
+    for chunk in statement_chunks(backend_of(tx), keys, 2) {
         let sql = format!(
             "WITH q(chain, reference) AS (VALUES {}) \
              SELECT i.chain, i.pay_reference, i.id, i.strategy, i.asset, i.pay_address \

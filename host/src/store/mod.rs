@@ -339,15 +339,28 @@ pub(crate) fn backend_of(tx: &Tx) -> Backend {
     }
 }
 
-/// Rows one batched statement carries at most. Preparing a statement costs time linear
-/// in its length (SQLite: about 15 µs a row for a `VALUES` list, more than the index
+/// Rows one batched statement carries at most on SQLite. Preparing a statement costs time
+/// linear in its length there (about 15 µs a row for a `VALUES` list, more than the index
 /// searches it runs), so batches are cut into statements of this many rows, whose text
 /// repeats and whose prepared form the connection's statement cache keeps.
-const ROWS_PER_STATEMENT: usize = 64;
+const SQLITE_ROWS_PER_STATEMENT: usize = 64;
 
-/// The rows of a batch that fit one statement of `columns` parameters per row.
-pub(crate) fn statement_chunks<T>(rows: &[T], columns: usize) -> std::slice::Chunks<'_, T> {
-    rows.chunks((MAX_BIND_PARAMS / columns).clamp(1, ROWS_PER_STATEMENT))
+/// Rows one batched statement carries at most on PostgreSQL: each statement is a round
+/// trip to the server, and long statements measured about 4× faster than 64-row ones
+/// (BENCHMARKS.md, matcher).
+const POSTGRES_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The rows of a batch that fit one statement of `columns` parameters per row on `backend`.
+pub(crate) fn statement_chunks<T>(
+    backend: Backend,
+    rows: &[T],
+    columns: usize,
+) -> std::slice::Chunks<'_, T> {
+    let most = match backend {
+        Backend::Sqlite => SQLITE_ROWS_PER_STATEMENT,
+        Backend::Postgres => POSTGRES_ROWS_PER_STATEMENT,
+    };
+    rows.chunks((MAX_BIND_PARAMS / columns).clamp(1, most))
 }
 
 /// Reads a column that holds a base-unit amount.

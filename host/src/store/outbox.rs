@@ -332,7 +332,7 @@ pub async fn record_attempts(
     const ATTEMPT_COLUMNS: usize = 11;
     let mut held = std::collections::HashSet::new();
     let mut tx = store.begin().await?;
-    for chunk in statement_chunks(records, STATE_COLUMNS) {
+    for chunk in statement_chunks(store.backend(), records, STATE_COLUMNS) {
         let sql = format!(
             "WITH v(id, attempt, state, next_attempt_at, delivered_at, last_error, last_attempt_at) AS (VALUES {}) \
              UPDATE outbox_events SET state = v.state, next_attempt_at = v.next_attempt_at, locked_until = NULL, \
@@ -374,7 +374,7 @@ pub async fn record_attempts(
         .zip(&recorded)
         .filter_map(|(r, recorded)| recorded.then_some(r))
         .collect();
-    for chunk in statement_chunks(&attempts, ATTEMPT_COLUMNS) {
+    for chunk in statement_chunks(store.backend(), &attempts, ATTEMPT_COLUMNS) {
         let sql = format!(
             "INSERT INTO webhook_attempts (event_id, attempt, url, started_at, latency_ms, status_code, response_body, error, \
              accepted, outcome, response_truncated) VALUES {}",
