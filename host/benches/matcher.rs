@@ -1,8 +1,11 @@
 //! Matcher throughput: observed transfers attributed to their invoices and stored, per
-//! second, against 10 000 and 1 000 000 open invoices, on SQLite (the embedded default).
+//! second, against 10 000 and 1 000 000 open invoices, on SQLite (the embedded default)
+//! and PostgreSQL (`POLYPAY_TEST_POSTGRES_URL`, skipped when unreachable).
 //!
 //! ```sh
 //! cargo bench -p polypay-host --bench matcher
+//! # one size or backend only:
+//! MATCHER_BENCH_INVOICES=10000 MATCHER_BENCH_BACKENDS=postgres cargo bench -p polypay-host --bench matcher
 //! ```
 //!
 //! Every open invoice has an active payment target: even ones a unique-amount reservation
@@ -11,13 +14,17 @@
 //! open invoice, one in ten paying nobody) in a transaction that is then rolled back, so
 //! every sample sees the same database. Throughput is reported in transfers per second.
 
+#[path = "../tests/common/db.rs"]
+#[allow(dead_code, unused_macros)]
+mod db;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use polypay_host::chain::ObservedTransfer;
 use polypay_host::invoice::Amount;
 use polypay_host::matcher::record_transfers;
-use polypay_host::store::Store;
+use polypay_host::store::{Backend, Store};
 
 const BATCH: usize = 1_000;
 const BASE_AMOUNT: u64 = 10_000_000;
@@ -30,8 +37,12 @@ fn derived_address(i: u64) -> String {
     format!("0x{i:040x}")
 }
 
-/// Inserts `n` open invoices with their targets, generated inside SQLite.
+/// Inserts `n` open invoices with their targets, generated inside the database.
 async fn populate(store: &Store, n: u64) {
+    let hex_address = match store.backend() {
+        Backend::Sqlite => "printf('0x%040x', i)",
+        Backend::Postgres => "'0x' || lpad(to_hex(i), 40, '0')",
+    };
     let now = polypay_host::store::now_ms();
     let far = now + 86_400_000;
     let statements = [
@@ -44,7 +55,7 @@ async fn populate(store: &Store, n: u64) {
              SELECT 'inv-' || i, 'm', 'bench', 'pending', 'bench', 'USDT', 6, \
              CASE WHEN i % 2 = 0 THEN CAST({BASE_AMOUNT} + i AS TEXT) ELSE '{BASE_AMOUNT}' END, 1, \
              CASE WHEN i % 2 = 0 THEN 'unique-amount' ELSE 'derived-address' END, \
-             CASE WHEN i % 2 = 0 THEN '0xshared' || ((i / 2) % 10) ELSE printf('0x%040x', i) END, \
+             CASE WHEN i % 2 = 0 THEN '0xshared' || ((i / 2) % 10) ELSE {hex_address} END, \
              {far}, {far}, {now}, {now} FROM seq"
         ),
         format!(
@@ -62,6 +73,10 @@ async fn populate(store: &Store, n: u64) {
             .expect("populate");
     }
     tx.commit().await.expect("commit");
+    sqlx::query("ANALYZE")
+        .execute(store.pool())
+        .await
+        .expect("analyze");
 }
 
 /// A batch of transfers paying random open invoices (one in ten pays nobody).
@@ -117,19 +132,39 @@ fn matcher_throughput(c: &mut Criterion) {
                 .expect("MATCHER_BENCH_INVOICES: comma-separated counts")
         })
         .collect();
-    for n in sizes {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let store = runtime.block_on(async {
-            let store = Store::open(&url, 4).await.expect("open store");
+    let backends: Vec<String> = std::env::var("MATCHER_BENCH_BACKENDS")
+        .unwrap_or_else(|_| "sqlite,postgres".into())
+        .split(',')
+        .map(|b| b.trim().to_string())
+        .collect();
+    for (backend, n) in backends
+        .iter()
+        .flat_map(|b| sizes.iter().map(move |n| (b.as_str(), *n)))
+    {
+        let Some((db, store)) = runtime.block_on(async {
+            if backend == "postgres"
+                && sqlx::PgPool::connect(&db::postgres_admin_url())
+                    .await
+                    .is_err()
+            {
+                eprintln!("PostgreSQL unreachable: skipping the postgres benchmark");
+                return None;
+            }
+            let db = db::TestDb::by_name(backend).await;
+            let store = Store::open(&db.url, 4).await.expect("open store");
             let started = Instant::now();
             populate(&store, n).await;
-            eprintln!("populated {n} open invoices in {:.1?}", started.elapsed());
-            store
-        });
+            eprintln!(
+                "{backend}: populated {n} open invoices in {:.1?}",
+                started.elapsed()
+            );
+            Some((db, store))
+        }) else {
+            continue;
+        };
         let transfers = batch(n, 7);
         group.bench_with_input(
-            BenchmarkId::new("open_invoices", n),
+            BenchmarkId::new(format!("{backend}/open_invoices"), n),
             &transfers,
             |b, transfers| {
                 b.iter_custom(|iterations| {
@@ -151,6 +186,7 @@ fn matcher_throughput(c: &mut Criterion) {
             },
         );
         runtime.block_on(store.close());
+        drop(db);
     }
     group.finish();
 }

@@ -27,6 +27,7 @@ on_both_backends!(
     a_payment_full_only_thanks_to_the_tolerance_is_dated_by_its_block,
     a_damaged_invoice_is_set_aside_and_the_chain_moves_on,
     an_unrelated_transfer_to_a_fixed_address_pays_nothing,
+    a_batch_counts_a_repeated_transfer_once_and_earlier_credits_against_a_fixed_address,
     a_second_open_invoice_at_a_fixed_address_is_refused,
     a_payment_reference_names_one_invoice_per_chain,
     an_idempotent_create_happens_once_per_key,
@@ -464,6 +465,88 @@ async fn an_unrelated_transfer_to_a_fixed_address_pays_nothing(db: TestDb) {
     let payment = vec![chain.transfer("0xf1", 10_000_000)];
     chain.mine(t0 + 2_000, payment, &[], now_ms()).await;
     assert_eq!(read(&store, &invoice.id).await.status, Paid);
+}
+
+async fn a_batch_counts_a_repeated_transfer_once_and_earlier_credits_against_a_fixed_address(
+    db: TestDb,
+) {
+    let store = db.store().await;
+    let service = InvoiceService::new(store.clone());
+    let m = merchant(&store).await;
+    let t0 = now_ms() - 60_000;
+    let mut chain = Chain::start(&store, "batch", t0).await;
+    let new = new_invoice(&m, "batch", t0 + 3_600_000);
+    let fixed_invoice = service.create(&new, &fixed(&new, "0xf1", 1)).await.unwrap();
+    let derived_invoice = service
+        .create(&new, &derived(&new, "0xd1", 1))
+        .await
+        .unwrap();
+
+    // One block: a payment to the derived address seen twice (the same log), then two
+    // transfers that each pay the fixed-address invoice in full.
+    let to_derived = chain.transfer("0xd1", 4_000_000);
+    let first = chain.transfer("0xf1", 10_000_000);
+    let second = chain.transfer("0xf1", 10_000_000);
+    let block = vec![
+        to_derived.clone(),
+        first.clone(),
+        to_derived.clone(),
+        second.clone(),
+    ];
+    chain.mine(t0 + 1_000, block, &[], now_ms()).await;
+
+    let derived_now = read(&store, &derived_invoice.id).await;
+    assert_eq!(
+        derived_now.amount_paid,
+        Amount::from(4_000_000u64),
+        "counted once"
+    );
+    assert_eq!(read(&store, &fixed_invoice.id).await.status, Paid);
+    let stored = store.observed_transfers("batch").await.unwrap();
+    assert_eq!(stored.len(), 3, "the repeated transfer is stored once");
+    let invoice_of = |tx: &str| {
+        stored
+            .iter()
+            .find(|t| t.tx_hash == tx)
+            .map(|t| t.invoice_id.clone())
+            .unwrap()
+    };
+    assert_eq!(invoice_of(&first.tx_hash), Some(fixed_invoice.id.clone()));
+    assert_eq!(
+        invoice_of(&second.tx_hash),
+        None,
+        "the invoice was paid in full earlier in the same batch"
+    );
+
+    // The same block again (a listener re-reading it) changes nothing.
+    let mut tx = store.begin().await.unwrap();
+    let credited =
+        polypay_host::matcher::record_transfers(&mut tx, &stored_as_seen(&stored), now_ms())
+            .await
+            .unwrap();
+    tx.commit().await.unwrap();
+    assert!(credited.is_empty(), "{credited:?}");
+    assert_eq!(store.observed_transfers("batch").await.unwrap().len(), 3);
+}
+
+/// Stored transfers as a listener would see them again.
+fn stored_as_seen(stored: &[chain_queries::StoredTransfer]) -> Vec<ObservedTransfer> {
+    stored
+        .iter()
+        .map(|t| ObservedTransfer {
+            chain: t.chain.clone(),
+            tx_hash: t.tx_hash.clone(),
+            log_index: t.log_index,
+            block_number: t.block_number as u64,
+            block_hash: t.block_hash.clone(),
+            block_time: t.block_time,
+            from: t.from_address.clone(),
+            to: t.to_address.clone(),
+            asset: t.asset.clone(),
+            amount: t.amount,
+            reference: t.reference.clone(),
+        })
+        .collect()
 }
 
 async fn a_second_open_invoice_at_a_fixed_address_is_refused(db: TestDb) {

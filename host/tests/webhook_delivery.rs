@@ -36,6 +36,7 @@ on_both_backends!(
     stats_count_a_merchants_deliveries_and_summaries_describe_an_invoice,
     test_event_is_rendered_as_a_test_and_delivered_to_its_url,
     test_events_are_rate_limited_per_merchant,
+    a_slow_receiver_neither_blocks_nor_starves_deliveries_to_a_fast_one,
 );
 
 /// Creates another invoice and waits for its callback: proof that the dispatcher has made
@@ -271,6 +272,63 @@ async fn receiver_that_never_accepts_is_dead_lettered_then_replayed_by_the_opera
         outbox::replay(&store, 999_999, now_ms()).await,
         Err(ReplayError::NotFound(999_999))
     ));
+}
+
+async fn a_slow_receiver_neither_blocks_nor_starves_deliveries_to_a_fast_one(db: TestDb) {
+    const SLOW: usize = 12;
+    const FAST: usize = 10;
+    let store = db.store().await;
+    let merchant = merchant(&store).await;
+    // The slow receiver holds every request until it is released; the fast one accepts.
+    let slow = Receiver::start(|_, _| Reply::Hang).await;
+    let fast = Receiver::accepting().await;
+    let mut events = Vec::new();
+    // The slow receiver's events are the oldest, so claims take them first, and there
+    // are more of them than in-flight slots.
+    for receiver in [&slow; SLOW].into_iter().chain([&fast; FAST]) {
+        let invoice = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
+        events.push(events_of(&store, &invoice.id).await.remove(0).id);
+    }
+    let config = WebhookConfig {
+        batch_size: 8,
+        max_in_flight: 8,
+        per_receiver_in_flight: 2,
+        request_timeout_ms: 10_000,
+        lease_ms: 40_000,
+        ..fast_config()
+    };
+    let running = Running::start(&store, config, Arc::new(TestRenderer::default()));
+
+    // The barrier: the slow receiver answers only after the fast one has received every
+    // delivery. With head-of-line blocking (a claim waiting for its slowest request, or
+    // the slow receiver holding every slot) that happens only once the held requests
+    // time out, after the wait below.
+    eventually(
+        "every delivery to the fast receiver while the slow one holds its requests",
+        Duration::from_secs(8),
+        || async { (fast.count() >= FAST).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        slow.count(),
+        2,
+        "no more requests to one receiver at a time than per_receiver_in_flight"
+    );
+    slow.release();
+    for id in &events {
+        wait_for_state(&store, *id, DeliveryState::Delivered).await;
+    }
+    running.stop().await;
+
+    assert_eq!(fast.count(), FAST);
+    assert_eq!(slow.count(), SLOW);
+    for id in &events {
+        assert_eq!(
+            outcomes(&store, *id).await,
+            [(1, AttemptOutcome::Accepted)],
+            "event {id}: accepted at the first attempt; waiting for a busy receiver is no attempt"
+        );
+    }
 }
 
 async fn later_event_of_an_invoice_waits_for_the_earlier_one_while_other_invoices_proceed(

@@ -7,7 +7,9 @@
 //!   strategy (see `ARCHITECTURE.md`, "Matching strategies"); the invoice service stores
 //!   the first allocation of the plan that is free;
 //! - **attribution** ([`record_transfers`]): stores each observed transfer once, matched
-//!   to the invoice it pays (or to none), and returns the invoices to settle;
+//!   to the invoice it pays (or to none), and returns the invoices to settle. A batch
+//!   costs a fixed number of statements whatever its length (every lookup an index
+//!   search), so its cost per transfer does not grow with the number of open invoices;
 //! - **expiry** ([`expiry`]): the scheduler that expires unpaid invoices on time and ends
 //!   reservations that can no longer be paid.
 //!
@@ -57,81 +59,178 @@ pub mod expiry;
 pub use allocate::{AllocationError, Plan, TargetSpec, plan};
 pub use derive::{DerivationError, derive_evm_address, derive_tron_address, parse_xpub, xpub_id};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::invoice::{Amount, MatchStrategy, ObservedTransfer};
-use crate::store::chain_queries::{self, OpenTarget};
+use crate::store::chain_queries::{
+    self, KnownTransfer, OpenTarget, PlaceKey, ReferenceTarget, TransferKey,
+};
 use crate::store::{StoreError, Tx};
 
 /// Stores `transfers` once each, matched to the invoices they pay, in the caller's
 /// transaction. Returns the invoices that received a new (or reorg-revived) credit; they
 /// need settling. A transfer already stored and live changes nothing.
+///
+/// The batch costs a fixed number of statements, whatever its length (each an index
+/// search per transfer; see `chain_queries`): which transfers are stored already, the
+/// payment references, the unique-amount reservations, the targets at the remaining
+/// addresses, then one write of every new or revived transfer. The decisions between the
+/// reads and the write are taken in the batch's order, exactly as if each transfer were
+/// stored before the next is matched: a transfer seen twice counts once, and the credits
+/// of earlier transfers count against a fixed-address invoice's remaining amount.
 pub async fn record_transfers(
     tx: &mut Tx,
     transfers: &[ObservedTransfer],
     now: i64,
 ) -> Result<BTreeSet<String>, StoreError> {
-    let mut credited = BTreeSet::new();
+    let keys: Vec<TransferKey> = transfers.iter().map(chain_queries::transfer_key).collect();
+    let known = chain_queries::known_transfers(tx, &distinct(keys.iter().cloned())).await?;
+    // The transfers to write: the first sighting in the batch of each one that is not
+    // stored and live (a live one, or a repeat within the batch, changes nothing).
+    let mut seen = HashSet::new();
+    let fresh: Vec<(&ObservedTransfer, &TransferKey)> = transfers
+        .iter()
+        .zip(&keys)
+        .filter(|(_, key)| known.get(*key).is_none_or(|k| k.removed) && seen.insert(*key))
+        .collect();
+    let lookups = Lookups::read(tx, fresh.iter().map(|(t, _)| *t)).await?;
+
     // Credits of this batch, not yet settled into the invoices' amount_paid.
     let mut batch: HashMap<String, Amount> = HashMap::new();
-    for transfer in transfers {
-        let invoice = match_transfer(tx, transfer, &batch).await?;
-        let Some(counted_for) =
-            chain_queries::record_transfer(tx, transfer, invoice.as_deref(), now).await?
-        else {
+    let mut rows = Vec::with_capacity(fresh.len());
+    for (transfer, key) in &fresh {
+        let invoice = lookups.match_transfer(transfer, &batch);
+        // A revived row keeps the invoice it was matched to before (see the store).
+        let counted_for = match known.get(*key) {
+            Some(KnownTransfer {
+                invoice_id: Some(before),
+                ..
+            }) => Some(before.clone()),
+            _ => invoice.clone(),
+        };
+        if let Some(id) = counted_for {
+            let credit = batch.entry(id).or_insert(Amount::ZERO);
+            *credit = credit.saturating_add(transfer.amount);
+        }
+        rows.push((*transfer, invoice));
+    }
+    let rows: Vec<(&ObservedTransfer, Option<&str>)> =
+        rows.iter().map(|(t, i)| (*t, i.as_deref())).collect();
+    let written = chain_queries::record_transfers(tx, &rows, now).await?;
+
+    let mut credited = BTreeSet::new();
+    let mut per_chain: HashMap<&str, u64> = HashMap::new();
+    for (transfer, key) in &fresh {
+        let Some(counted_for) = written.get(*key) else {
             continue;
         };
-        metrics::counter!("polypay_chain_transfers_total", "chain" => transfer.chain.clone())
-            .increment(1);
+        *per_chain.entry(transfer.chain.as_str()).or_default() += 1;
         if let Some(id) = counted_for {
-            let credit = batch.entry(id.clone()).or_insert(Amount::ZERO);
-            *credit = credit.saturating_add(transfer.amount);
-            credited.insert(id);
+            credited.insert(id.clone());
         }
+    }
+    for (chain, n) in per_chain {
+        metrics::counter!("polypay_chain_transfers_total", "chain" => chain.to_string())
+            .increment(n);
     }
     Ok(credited)
 }
 
-/// The invoice `transfer` pays, by the rules in the module docs.
-async fn match_transfer(
-    tx: &mut Tx,
-    transfer: &ObservedTransfer,
-    batch: &HashMap<String, Amount>,
-) -> Result<Option<String>, StoreError> {
-    if let Some(reference) = &transfer.reference {
-        let Some(target) = chain_queries::reference_target(tx, &transfer.chain, reference).await?
-        else {
-            tracing::info!(chain = %transfer.chain, tx = %transfer.tx_hash, reference, "payment names no known invoice");
-            return Ok(None);
-        };
-        let fits = target.strategy == MatchStrategy::ContractReference.as_str()
-            && target.asset == transfer.asset
-            && target.pay_address.eq_ignore_ascii_case(&transfer.to);
-        if !fits {
-            tracing::warn!(
-                chain = %transfer.chain, tx = %transfer.tx_hash, invoice = %target.invoice_id,
-                "payment-contract event names an invoice but not its recipient or asset; left unmatched"
-            );
-            return Ok(None);
-        }
-        return Ok(Some(target.invoice_id));
-    }
-    // Rule 1 is an index lookup: a shared address may hold a million reservations.
-    let (chain, to, asset) = (&transfer.chain, &transfer.to, &transfer.asset);
-    if let Some(id) =
-        chain_queries::reserving_invoice(tx, chain, to, asset, transfer.amount).await?
-    {
-        return Ok(Some(id));
-    }
-    let targets = chain_queries::open_targets_at(tx, chain, to, asset).await?;
-    let chosen = choose_target(&targets, transfer.amount, batch);
-    if chosen.is_none() && !targets.is_empty() {
-        tracing::info!(
-            chain = %transfer.chain, tx = %transfer.tx_hash, amount = %transfer.amount,
-            "transfer to a fixed address does not pay its open invoice; left unmatched"
+/// `items` without repeats, in first-seen order.
+fn distinct<T: Eq + std::hash::Hash + Clone>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.filter(|item| seen.insert(item.clone())).collect()
+}
+
+fn place_of(transfer: &ObservedTransfer) -> PlaceKey {
+    (
+        transfer.chain.clone(),
+        transfer.to.clone(),
+        transfer.asset.clone(),
+    )
+}
+
+/// What the matching rules need to know about a batch's transfers, read in one statement
+/// per rule.
+struct Lookups {
+    references: HashMap<(String, String), ReferenceTarget>,
+    reserved: HashMap<(PlaceKey, Amount), String>,
+    open: HashMap<PlaceKey, Vec<OpenTarget>>,
+}
+
+impl Lookups {
+    async fn read(
+        tx: &mut Tx,
+        transfers: impl Iterator<Item = &ObservedTransfer> + Clone,
+    ) -> Result<Lookups, StoreError> {
+        let references = distinct(
+            transfers
+                .clone()
+                .filter_map(|t| Some((t.chain.clone(), t.reference.clone()?))),
         );
+        let references = chain_queries::reference_targets(tx, &references).await?;
+        let plain = transfers.filter(|t| t.reference.is_none());
+        // Rule 1 is an index lookup: a shared address may hold a million reservations.
+        let amounts = distinct(plain.clone().map(|t| (place_of(t), t.amount)));
+        let reserved = chain_queries::reserving_invoices(tx, &amounts).await?;
+        let places = distinct(
+            plain
+                .filter(|t| !reserved.contains_key(&(place_of(t), t.amount)))
+                .map(place_of),
+        );
+        let open = chain_queries::open_targets_at(tx, &places).await?;
+        Ok(Lookups {
+            references,
+            reserved,
+            open,
+        })
     }
-    Ok(chosen.map(|t| t.invoice_id.clone()))
+
+    /// The invoice `transfer` pays, by the rules in the module docs.
+    fn match_transfer(
+        &self,
+        transfer: &ObservedTransfer,
+        batch: &HashMap<String, Amount>,
+    ) -> Option<String> {
+        if let Some(reference) = &transfer.reference {
+            let Some(target) = self
+                .references
+                .get(&(transfer.chain.clone(), reference.clone()))
+            else {
+                tracing::info!(chain = %transfer.chain, tx = %transfer.tx_hash, reference, "payment names no known invoice");
+                return None;
+            };
+            let fits = target.strategy == MatchStrategy::ContractReference.as_str()
+                && target.asset == transfer.asset
+                && target.pay_address.eq_ignore_ascii_case(&transfer.to);
+            if !fits {
+                tracing::warn!(
+                    chain = %transfer.chain, tx = %transfer.tx_hash, invoice = %target.invoice_id,
+                    "payment-contract event names an invoice but not its recipient or asset; left unmatched"
+                );
+                return None;
+            }
+            return Some(target.invoice_id.clone());
+        }
+        let place = place_of(transfer);
+        let reserved = (place, transfer.amount);
+        if let Some(id) = self.reserved.get(&reserved) {
+            return Some(id.clone());
+        }
+        let targets = self
+            .open
+            .get(&reserved.0)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let chosen = choose_target(targets, transfer.amount, batch);
+        if chosen.is_none() && !targets.is_empty() {
+            tracing::info!(
+                chain = %transfer.chain, tx = %transfer.tx_hash, amount = %transfer.amount,
+                "transfer to a fixed address does not pay its open invoice; left unmatched"
+            );
+        }
+        chosen.map(|t| t.invoice_id.clone())
+    }
 }
 
 /// Rules 2 and 3 of the module docs over the active targets at one address that reserve

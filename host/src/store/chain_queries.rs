@@ -7,10 +7,14 @@
 //! together. Addresses are compared as the exact text the listener stores (EIP-55 for
 //! EVM chains); amounts are base-unit decimal TEXT.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Store, StoreError, Tx, amount_column, read_flag};
+use super::{
+    Store, StoreError, Tx, amount_column, backend_of, placeholder_rows, read_flag, statement_chunks,
+};
 use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, ObservedTransfer};
 
 /// A listener's stored position.
@@ -389,44 +393,119 @@ impl Store {
     }
 }
 
-/// Stores a transfer once. A new row, or a row a reorg had removed that is now back on
-/// the canonical chain (in whatever block), is written and the invoice it counts for is
-/// returned as `Some(invoice_id)`; a transfer already stored and live returns `None`. A
-/// revived row keeps the invoice it was matched to before, and its first `observed_at`.
-pub async fn record_transfer(
-    tx: &mut Tx,
-    transfer: &ObservedTransfer,
-    invoice_id: Option<&str>,
-    now: i64,
-) -> Result<Option<Option<String>>, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, \
-         to_address, asset, amount, reference, invoice_id, observed_at, block_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET removed = 0, \
-         block_number = excluded.block_number, block_hash = excluded.block_hash, block_time = excluded.block_time, \
-         invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
-         WHERE observed_transfers.removed = 1 \
-         RETURNING invoice_id",
+/// Identifies a transfer: (chain, tx hash, log index), the key `observed_transfers` is
+/// unique on.
+pub type TransferKey = (String, String, i64);
+
+/// The key of `transfer`.
+pub fn transfer_key(transfer: &ObservedTransfer) -> TransferKey {
+    (
+        transfer.chain.clone(),
+        transfer.tx_hash.clone(),
+        transfer.log_index,
     )
-    .bind(&transfer.chain)
-    .bind(&transfer.tx_hash)
-    .bind(transfer.log_index)
-    .bind(to_i64(transfer.block_number))
-    .bind(&transfer.block_hash)
-    .bind(&transfer.from)
-    .bind(&transfer.to)
-    .bind(&transfer.asset)
-    .bind(transfer.amount.to_string())
-    .bind(&transfer.reference)
-    .bind(invoice_id)
-    .bind(now)
-    .bind(transfer.block_time)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|r| r.try_get::<Option<String>, _>("invoice_id"))
-        .transpose()
-        .map_err(Into::into)
+}
+
+/// A transfer as already stored, as the matcher weighs a new sighting of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownTransfer {
+    /// A reorg removed it; seeing it again revives it.
+    pub removed: bool,
+    pub invoice_id: Option<String>,
+}
+
+/// Which of `keys` are stored already (live or removed): one indexed lookup per key, one
+/// statement per batch.
+pub async fn known_transfers(
+    tx: &mut Tx,
+    keys: &[TransferKey],
+) -> Result<HashMap<TransferKey, KnownTransfer>, StoreError> {
+    let mut known = HashMap::new();
+    for chunk in statement_chunks(backend_of(tx), keys, 3) {
+        // CROSS JOIN keeps SQLite's join order: the batch outside, the unique index inside.
+        let sql = format!(
+            "WITH q(chain, tx_hash, log_index) AS (VALUES {}) \
+             SELECT o.chain, o.tx_hash, o.log_index, o.removed, o.invoice_id \
+             FROM q CROSS JOIN observed_transfers o \
+             WHERE o.chain = q.chain AND o.tx_hash = q.tx_hash AND o.log_index = q.log_index",
+            placeholder_rows(backend_of(tx), chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (chain, tx_hash, log_index) in chunk {
+            query = query.bind(chain).bind(tx_hash).bind(*log_index);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            known.insert(
+                (
+                    row.try_get("chain")?,
+                    row.try_get("tx_hash")?,
+                    row.try_get("log_index")?,
+                ),
+                KnownTransfer {
+                    removed: read_flag(&row, "removed")?,
+                    invoice_id: row.try_get("invoice_id")?,
+                },
+            );
+        }
+    }
+    Ok(known)
+}
+
+/// Stores each of `transfers` (given with the invoice it was matched to) once, one
+/// statement per batch. A new row, or a row a reorg had removed that is now back on the
+/// canonical chain (in whatever block), is written, and the answer maps its key to the
+/// invoice it counts for; a transfer already stored and live is left alone and missing
+/// from the answer. A revived row keeps the invoice it was matched to before, and its
+/// first `observed_at`. The keys of `transfers` must be distinct (PostgreSQL refuses a
+/// statement that would touch one row twice).
+pub async fn record_transfers(
+    tx: &mut Tx,
+    transfers: &[(&ObservedTransfer, Option<&str>)],
+    now: i64,
+) -> Result<HashMap<TransferKey, Option<String>>, StoreError> {
+    const COLUMNS: usize = 13;
+    let mut written = HashMap::new();
+    for chunk in statement_chunks(backend_of(tx), transfers, COLUMNS) {
+        let sql = format!(
+            "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, \
+             to_address, asset, amount, reference, invoice_id, observed_at, block_time) \
+             VALUES {} \
+             ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET removed = 0, \
+             block_number = excluded.block_number, block_hash = excluded.block_hash, block_time = excluded.block_time, \
+             invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
+             WHERE observed_transfers.removed = 1 \
+             RETURNING chain, tx_hash, log_index, invoice_id",
+            placeholder_rows(backend_of(tx), chunk.len(), COLUMNS)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (transfer, invoice_id) in chunk {
+            query = query
+                .bind(&transfer.chain)
+                .bind(&transfer.tx_hash)
+                .bind(transfer.log_index)
+                .bind(to_i64(transfer.block_number))
+                .bind(&transfer.block_hash)
+                .bind(&transfer.from)
+                .bind(&transfer.to)
+                .bind(&transfer.asset)
+                .bind(transfer.amount.to_string())
+                .bind(&transfer.reference)
+                .bind(*invoice_id)
+                .bind(now)
+                .bind(transfer.block_time);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            written.insert(
+                (
+                    row.try_get("chain")?,
+                    row.try_get("tx_hash")?,
+                    row.try_get("log_index")?,
+                ),
+                row.try_get("invoice_id")?,
+            );
+        }
+    }
+    Ok(written)
 }
 
 /// Marks every live transfer of `chain` above block `ancestor` removed and forgets those
@@ -587,59 +666,93 @@ pub async fn raise_final_block(
     Ok(())
 }
 
-/// The invoice whose active target reserves exactly `amount` at (chain, address, asset)
-/// (the unique-amount strategy); one lookup in the unique-reservation index.
-pub async fn reserving_invoice(
+/// Identifies the place a plain transfer pays: (chain, address, asset).
+pub type PlaceKey = (String, String, String);
+
+/// For each (chain, address, asset, amount) of `keys`, the invoice whose active target
+/// reserves exactly that amount there (the unique-amount strategy), if any: one lookup in
+/// the unique-reservation index per key, one statement per batch.
+pub async fn reserving_invoices(
     tx: &mut Tx,
-    chain: &str,
-    address: &str,
-    asset: &str,
-    amount: Amount,
-) -> Result<Option<String>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT invoice_id FROM payment_targets \
-         WHERE chain = $1 AND asset = $2 AND address = $3 AND amount = $4 AND active = 1 AND amount IS NOT NULL",
-    )
-    .bind(chain)
-    .bind(asset)
-    .bind(address)
-    .bind(amount.to_string())
-    .fetch_optional(&mut **tx)
-    .await?)
+    keys: &[(PlaceKey, Amount)],
+) -> Result<HashMap<(PlaceKey, Amount), String>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in statement_chunks(backend_of(tx), keys, 4) {
+        let sql = format!(
+            "WITH q(chain, address, asset, amount) AS (VALUES {}) \
+             SELECT t.chain, t.address, t.asset, t.amount, t.invoice_id \
+             FROM q CROSS JOIN payment_targets t \
+             WHERE t.chain = q.chain AND t.asset = q.asset AND t.address = q.address AND t.amount = q.amount \
+             AND t.active = 1 AND t.amount IS NOT NULL",
+            placeholder_rows(backend_of(tx), chunk.len(), 4)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ((chain, address, asset), amount) in chunk {
+            query = query
+                .bind(chain)
+                .bind(address)
+                .bind(asset)
+                .bind(amount.to_string());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let place = (
+                row.try_get("chain")?,
+                row.try_get("address")?,
+                row.try_get("asset")?,
+            );
+            let amount = amount_column(&row.try_get::<String, _>("amount")?)?;
+            found.insert((place, amount), row.try_get("invoice_id")?);
+        }
+    }
+    Ok(found)
 }
 
-/// The active targets at (chain, address, asset) that reserve no amount (derived- and
-/// fixed-address), oldest first, with what their invoices still await. An invoice row
-/// that cannot be read leaves its amounts `None` instead of failing the caller: matching
-/// must not stop a chain because one invoice is damaged (settlement sets it aside).
+/// For each (chain, address, asset) of `places`, the active targets there that reserve no
+/// amount (derived- and fixed-address), oldest first, with what their invoices still
+/// await; places without any are missing from the answer. One statement per batch. An
+/// invoice row that cannot be read leaves its amounts `None` instead of failing the
+/// caller: matching must not stop a chain because one invoice is damaged (settlement sets
+/// it aside).
 pub async fn open_targets_at(
     tx: &mut Tx,
-    chain: &str,
-    address: &str,
-    asset: &str,
-) -> Result<Vec<OpenTarget>, StoreError> {
-    // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to the
-    // (chain, created_at) index, a scan of the whole chain, instead of the address index.
-    let mut rows = sqlx::query(
-        "SELECT t.invoice_id, t.strategy, t.created_at, t.id, i.amount_due, i.amount_paid, i.tolerance \
-         FROM payment_targets t JOIN invoices i ON i.id = t.invoice_id \
-         WHERE t.chain = $1 AND t.address = $2 AND t.asset = $3 AND t.active = 1 AND t.amount IS NULL",
-    )
-    .bind(chain)
-    .bind(address)
-    .bind(asset)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|row| {
-        let created_at: i64 = row.try_get("created_at")?;
-        let id: String = row.try_get("id")?;
-        Ok(((created_at, id), row))
-    })
-    .collect::<Result<Vec<_>, StoreError>>()?;
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut targets = Vec::with_capacity(rows.len());
-    for (_, row) in &rows {
+    places: &[PlaceKey],
+) -> Result<HashMap<PlaceKey, Vec<OpenTarget>>, StoreError> {
+    let mut rows = Vec::new();
+    for chunk in statement_chunks(backend_of(tx), places, 3) {
+        // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to
+        // the (chain, created_at) index, a scan of the whole chain, instead of the address
+        // index; CROSS JOIN keeps the batch as the outer loop.
+        let sql = format!(
+            "WITH q(chain, address, asset) AS (VALUES {}) \
+             SELECT t.chain, t.address, t.asset, t.invoice_id, t.strategy, t.created_at, t.id, \
+             i.amount_due, i.amount_paid, i.tolerance \
+             FROM q CROSS JOIN payment_targets t JOIN invoices i ON i.id = t.invoice_id \
+             WHERE t.chain = q.chain AND t.address = q.address AND t.asset = q.asset \
+             AND t.active = 1 AND t.amount IS NULL",
+            placeholder_rows(backend_of(tx), chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (chain, address, asset) in chunk {
+            query = query.bind(chain).bind(address).bind(asset);
+        }
+        rows.extend(query.fetch_all(&mut **tx).await?);
+    }
+    let mut keyed = rows
+        .into_iter()
+        .map(|row| {
+            let place: PlaceKey = (
+                row.try_get("chain")?,
+                row.try_get("address")?,
+                row.try_get("asset")?,
+            );
+            let created_at: i64 = row.try_get("created_at")?;
+            let id: String = row.try_get("id")?;
+            Ok(((place, created_at, id), row))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut targets: HashMap<PlaceKey, Vec<OpenTarget>> = HashMap::new();
+    for ((place, _, _), row) in keyed {
         let strategy: String = row.try_get("strategy")?;
         let Ok(strategy) = strategy.parse::<MatchStrategy>() else {
             continue;
@@ -660,7 +773,7 @@ pub async fn open_targets_at(
             }),
             _ => None,
         };
-        targets.push(OpenTarget {
+        targets.entry(place).or_default().push(OpenTarget {
             invoice_id: row.try_get("invoice_id")?,
             strategy,
             awaited,
@@ -669,29 +782,38 @@ pub async fn open_targets_at(
     Ok(targets)
 }
 
-/// The invoice on `chain` whose payment reference is `reference`, as the matcher checks
-/// a payment-contract event against it: (id, strategy, asset, pay address) as stored.
-pub async fn reference_target(
+/// For each (chain, reference) of `keys`, the invoice whose payment reference it is, as
+/// the matcher checks a payment-contract event against it: (id, strategy, asset, pay
+/// address) as stored. One statement per batch.
+pub async fn reference_targets(
     tx: &mut Tx,
-    chain: &str,
-    reference: &str,
-) -> Result<Option<ReferenceTarget>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, strategy, asset, pay_address FROM invoices WHERE chain = $1 AND pay_reference = $2",
-    )
-    .bind(chain)
-    .bind(reference)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|row| {
-        Ok(ReferenceTarget {
-            invoice_id: row.try_get("id")?,
-            strategy: row.try_get("strategy")?,
-            asset: row.try_get("asset")?,
-            pay_address: row.try_get("pay_address")?,
-        })
-    })
-    .transpose()
+    keys: &[(String, String)],
+) -> Result<HashMap<(String, String), ReferenceTarget>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in statement_chunks(backend_of(tx), keys, 2) {
+        let sql = format!(
+            "WITH q(chain, reference) AS (VALUES {}) \
+             SELECT i.chain, i.pay_reference, i.id, i.strategy, i.asset, i.pay_address \
+             FROM q CROSS JOIN invoices i WHERE i.chain = q.chain AND i.pay_reference = q.reference",
+            placeholder_rows(backend_of(tx), chunk.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (chain, reference) in chunk {
+            query = query.bind(chain).bind(reference);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            found.insert(
+                (row.try_get("chain")?, row.try_get("pay_reference")?),
+                ReferenceTarget {
+                    invoice_id: row.try_get("id")?,
+                    strategy: row.try_get("strategy")?,
+                    asset: row.try_get("asset")?,
+                    pay_address: row.try_get("pay_address")?,
+                },
+            );
+        }
+    }
+    Ok(found)
 }
 
 /// Invoices with a live matched transfer of `chain` in blocks `low..=high`.

@@ -349,6 +349,71 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
     })
 }
 
+/// Bound parameters one batched statement carries at most: SQLite's limit
+/// (`SQLITE_MAX_VARIABLE_NUMBER`, 32 766 in every SQLite since 3.32, which sqlx bundles);
+/// PostgreSQL's protocol allows 65 535. A longer batch is cut into several statements.
+const MAX_BIND_PARAMS: usize = 32_766;
+
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each. On SQLite they
+/// are written `?1, ?2, …`, which SQLite binds positionally in linear time: it resolves
+/// each `$N` as a named parameter by a linear search of the names before it, which makes
+/// a statement of thousands of parameters cost quadratic time to prepare.
+pub(crate) fn placeholder_rows(backend: Backend, rows: usize, columns: usize) -> String {
+    let sigil = match backend {
+        Backend::Sqlite => '?',
+        Backend::Postgres => '$',
+    };
+    let mut text = String::with_capacity(rows * columns * 7);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push(sigil);
+            text.push_str(&(row * columns + column + 1).to_string());
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// The backend a transaction runs on.
+pub(crate) fn backend_of(tx: &Tx) -> Backend {
+    if tx.backend_name().eq_ignore_ascii_case("postgresql") {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    }
+}
+
+/// Rows one batched statement carries at most on SQLite. Preparing a statement costs time
+/// linear in its length there (about 15 µs a row for a `VALUES` list, more than the index
+/// searches it runs), so batches are cut into statements of this many rows, whose text
+/// repeats and whose prepared form the connection's statement cache keeps.
+const SQLITE_ROWS_PER_STATEMENT: usize = 64;
+
+/// Rows one batched statement carries at most on PostgreSQL: each statement is a round
+/// trip to the server, and long statements measured about 4× faster than 64-row ones
+/// (BENCHMARKS.md, matcher).
+const POSTGRES_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The rows of a batch that fit one statement of `columns` parameters per row on `backend`.
+pub(crate) fn statement_chunks<T>(
+    backend: Backend,
+    rows: &[T],
+    columns: usize,
+) -> std::slice::Chunks<'_, T> {
+    let most = match backend {
+        Backend::Sqlite => SQLITE_ROWS_PER_STATEMENT,
+        Backend::Postgres => POSTGRES_ROWS_PER_STATEMENT,
+    };
+    rows.chunks((MAX_BIND_PARAMS / columns).clamp(1, most))
+}
+
 /// Reads a column that holds a base-unit amount.
 pub(crate) fn amount_column(text: &str) -> Result<crate::invoice::Amount, StoreError> {
     crate::invoice::Amount::from_base_units(text)

@@ -26,7 +26,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::{Backend, Store, StoreError, flag, read_flag};
+use super::{Backend, Store, StoreError, flag, placeholder_rows, read_flag, statement_chunks};
 use crate::invoice::EventPayload;
 use crate::names::UnknownName;
 
@@ -293,12 +293,118 @@ pub async fn record_attempt(
     next: Next,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let (state, next_attempt_at, delivered_at) = match next {
-        Next::Delivered => (DeliveryState::Delivered, now, Some(now)),
-        Next::RetryAt(at) => (DeliveryState::Pending, at, None),
-        Next::Dead => (DeliveryState::Dead, now, None),
-    };
-    let last_error = match report.outcome {
+    let recorded = record_attempts(
+        store,
+        &[AttemptRecord {
+            id,
+            attempt,
+            report,
+            next,
+        }],
+        now,
+    )
+    .await?;
+    Ok(recorded[0])
+}
+
+/// The outcome of one attempt to record ([`record_attempts`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptRecord<'a> {
+    /// The event.
+    pub id: i64,
+    /// The attempt number the worker holds.
+    pub attempt: i64,
+    pub report: &'a AttemptReport,
+    pub next: Next,
+}
+
+/// Records the outcomes of many attempts and moves their events on, all in one
+/// transaction of two statements per batch (the events' new states, then the attempts
+/// of the events still held). Answers, for each record in order, whether it was
+/// recorded: `false` (and nothing written for it) when the worker no longer holds that
+/// attempt, its lease having expired and the event been retaken.
+pub async fn record_attempts(
+    store: &Store,
+    records: &[AttemptRecord<'_>],
+    now: i64,
+) -> Result<Vec<bool>, StoreError> {
+    const STATE_COLUMNS: usize = 7;
+    const ATTEMPT_COLUMNS: usize = 11;
+    let mut held = std::collections::HashSet::new();
+    let mut tx = store.begin().await?;
+    for chunk in statement_chunks(store.backend(), records, STATE_COLUMNS) {
+        let sql = format!(
+            "WITH v(id, attempt, state, next_attempt_at, delivered_at, last_error, last_attempt_at) AS (VALUES {}) \
+             UPDATE outbox_events SET state = v.state, next_attempt_at = v.next_attempt_at, locked_until = NULL, \
+             delivered_at = v.delivered_at, last_error = v.last_error, last_attempt_at = v.last_attempt_at \
+             FROM v WHERE outbox_events.id = v.id AND outbox_events.state = 'delivering' \
+             AND outbox_events.attempts = v.attempt \
+             RETURNING outbox_events.id AS id, outbox_events.attempts AS attempts",
+            placeholder_rows(store.backend(), chunk.len(), STATE_COLUMNS)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for record in chunk {
+            let (state, next_attempt_at, delivered_at) = match record.next {
+                Next::Delivered => (DeliveryState::Delivered, now, Some(now)),
+                Next::RetryAt(at) => (DeliveryState::Pending, at, None),
+                Next::Dead => (DeliveryState::Dead, now, None),
+            };
+            query = query
+                .bind(record.id)
+                .bind(record.attempt)
+                .bind(state.as_str())
+                .bind(next_attempt_at)
+                .bind(delivered_at)
+                .bind(last_error(record.report))
+                .bind(record.report.started_at);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            held.insert((
+                row.try_get::<i64, _>("id")?,
+                row.try_get::<i64, _>("attempts")?,
+            ));
+        }
+    }
+    let recorded: Vec<bool> = records
+        .iter()
+        .map(|r| held.contains(&(r.id, r.attempt)))
+        .collect();
+    let attempts: Vec<&AttemptRecord> = records
+        .iter()
+        .zip(&recorded)
+        .filter_map(|(r, recorded)| recorded.then_some(r))
+        .collect();
+    for chunk in statement_chunks(store.backend(), &attempts, ATTEMPT_COLUMNS) {
+        let sql = format!(
+            "INSERT INTO webhook_attempts (event_id, attempt, url, started_at, latency_ms, status_code, response_body, error, \
+             accepted, outcome, response_truncated) VALUES {}",
+            placeholder_rows(store.backend(), chunk.len(), ATTEMPT_COLUMNS)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for record in chunk {
+            let report = record.report;
+            query = query
+                .bind(record.id)
+                .bind(record.attempt)
+                .bind(&report.url)
+                .bind(report.started_at)
+                .bind(report.latency_ms)
+                .bind(report.status_code)
+                .bind(&report.response_body)
+                .bind(&report.error)
+                .bind(flag(report.outcome == AttemptOutcome::Accepted))
+                .bind(report.outcome.as_str())
+                .bind(flag(report.response_truncated));
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// What `last_error` says after an attempt: nothing once accepted.
+fn last_error(report: &AttemptReport) -> Option<String> {
+    match report.outcome {
         AttemptOutcome::Accepted => None,
         _ => Some(
             report
@@ -309,44 +415,7 @@ pub async fn record_attempt(
                     None => report.outcome.as_str().to_string(),
                 }),
         ),
-    };
-    let mut tx = store.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE outbox_events SET state = $1, next_attempt_at = $2, locked_until = NULL, delivered_at = $3, last_error = $4, \
-         last_attempt_at = $5 WHERE id = $6 AND state = 'delivering' AND attempts = $7",
-    )
-    .bind(state.as_str())
-    .bind(next_attempt_at)
-    .bind(delivered_at)
-    .bind(last_error)
-    .bind(report.started_at)
-    .bind(id)
-    .bind(attempt)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() != 1 {
-        tx.rollback().await?;
-        return Ok(false);
     }
-    sqlx::query(
-        "INSERT INTO webhook_attempts (event_id, attempt, url, started_at, latency_ms, status_code, response_body, error, \
-         accepted, outcome, response_truncated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(&report.url)
-    .bind(report.started_at)
-    .bind(report.latency_ms)
-    .bind(report.status_code)
-    .bind(&report.response_body)
-    .bind(&report.error)
-    .bind(flag(report.outcome == AttemptOutcome::Accepted))
-    .bind(report.outcome.as_str())
-    .bind(flag(report.response_truncated))
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(true)
 }
 
 /// Ends a claim without counting an attempt, nothing having been sent: back to `pending`,

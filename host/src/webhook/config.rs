@@ -30,8 +30,16 @@ pub struct WebhookConfig {
     /// Concurrent claim-and-deliver loops in this process; 0 disables delivery here
     /// (another instance on the same PostgreSQL database delivers).
     pub workers: u32,
-    /// Events one loop claims at once and sends concurrently.
+    /// Events one loop claims at once, at most.
     pub batch_size: u32,
+    /// Deliveries in flight in this process (claimed and not yet recorded), over every
+    /// loop and receiver. Each is an independent task: a slow receiver holds only its own.
+    pub max_in_flight: u32,
+    /// Deliveries in flight to one receiver (the `host:port` of an event's callback URL).
+    /// As many again may wait for one of them; further events of a receiver that busy are
+    /// given back to the queue (no attempt counted) and looked at again a second later, so
+    /// one slow merchant cannot take every slot from the others.
+    pub per_receiver_in_flight: u32,
     /// How long an idle loop waits before looking for due events again.
     pub poll_interval_ms: u64,
     /// Time to establish the TCP (and TLS) connection.
@@ -66,6 +74,8 @@ impl Default for WebhookConfig {
         WebhookConfig {
             workers: 2,
             batch_size: 16,
+            max_in_flight: 256,
+            per_receiver_in_flight: 16,
             poll_interval_ms: 500,
             connect_timeout_ms: 5_000,
             request_timeout_ms: 15_000,
@@ -189,6 +199,18 @@ impl WebhookConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.batch_size == 0 || self.batch_size > 1_000 {
             return Err(("webhooks.batch_size", "must be between 1 and 1000".into()));
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 100_000 {
+            return Err((
+                "webhooks.max_in_flight",
+                "must be between 1 and 100000".into(),
+            ));
+        }
+        if self.per_receiver_in_flight == 0 || self.per_receiver_in_flight > self.max_in_flight {
+            return Err((
+                "webhooks.per_receiver_in_flight",
+                "must be between 1 and webhooks.max_in_flight".into(),
+            ));
         }
         if self.workers > 256 {
             return Err(("webhooks.workers", "must be at most 256".into()));

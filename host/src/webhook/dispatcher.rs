@@ -1,21 +1,54 @@
 //! The delivery loop: claim due events, render each for its attempt, send it, record the
 //! outcome, schedule the next attempt or dead-letter.
 //!
+//! # Throughput without head-of-line blocking
+//!
+//! - **Independent deliveries.** A worker loop claims as many due events as there are free
+//!   in-flight slots (`max_in_flight` over the process, at most `batch_size` per claim,
+//!   and only once a quarter of the slots or a batch is free, so that a full pipeline is
+//!   not fed one claim per event) and hands each to its own task, then claims again; it
+//!   never waits for a batch to finish. A slot is held from the claim until the outcome
+//!   is recorded, so the events claimed and not yet recorded never exceed
+//!   `max_in_flight`.
+//! - **Per-receiver limits.** At most `per_receiver_in_flight` requests go to one receiver
+//!   at a time: the `host:port` of the event's callback URL, known before rendering (the
+//!   plugin renders the URL it was given). A delivery finding its receiver at the limit
+//!   waits for a slot only if the receiver's recent answer time says one frees within
+//!   [`RECEIVER_WAIT`] (before its first answer: one round of its limit), and never
+//!   longer than twice that nor than its lease leaves room for; otherwise the event is
+//!   given back to the queue without counting an attempt and looked at again after
+//!   [`RECEIVER_BUSY_RETRY`]. So a fast receiver with a backlog keeps its pipeline full,
+//!   while a slow one holds about its limit of the process's slots and the others keep
+//!   flowing; claims stay oldest-first across receivers.
+//! - **Batched writes.** Outcomes are recorded by group commit ([`Recorder`]): whichever
+//!   task gets to write takes every outcome queued meanwhile and records them all in one
+//!   transaction ([`outbox::record_attempts`]). An idle dispatcher writes each outcome at
+//!   once; a busy one writes many per commit.
+//! - **One HTTP client** ([`Transport`]) for every delivery, whose pool keeps connections
+//!   to each receiver open between callbacks.
+//! - Expired leases are looked for at a worker's first pass and then at most once per
+//!   [`RECOVERY_INTERVAL`] (leases last many seconds; looking on every claim would cost a
+//!   write transaction per claim).
+//!
 //! An idle worker sleeps `poll_interval_ms`, or less: [`Dispatcher::wake_on`] gives it a
 //! signal that changes when new events were committed (on PostgreSQL, by any instance;
 //! see [`crate::store::notify`]), and a worker woken by it starts its next pass at once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use super::config::WebhookConfig;
 use super::render::{RenderError, RenderedWebhook, RetryAdvice, WebhookRenderer};
 use super::transport::{SendError, Transport};
 use crate::invoice::PayloadError;
-use crate::store::outbox::{self, AttemptOutcome, AttemptReport, Claim, DeliveryState, Next};
+use crate::store::outbox::{
+    self, AttemptOutcome, AttemptRecord, AttemptReport, Claim, DeliveryState, Next,
+};
 use crate::store::{Store, StoreError, now_ms};
 
 /// Claims and delivers webhook events of one store. Any number of dispatchers (in one
@@ -27,7 +60,22 @@ pub struct Dispatcher {
     renderer: Arc<dyn WebhookRenderer>,
     transport: Transport,
     wake: Option<watch::Receiver<u64>>,
+    /// One permit per delivery claimed and not yet recorded.
+    in_flight: Arc<Semaphore>,
+    receivers: Receivers,
+    recorder: Recorder,
 }
+
+/// How long an event of a receiver at its limit waits in the queue before it is looked
+/// at again.
+pub const RECEIVER_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// A delivery waits for a slot of its busy receiver only when the receiver's answer time
+/// says one frees within this long (and gives up after twice this long).
+pub const RECEIVER_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a worker loop looks for expired leases.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What one pass of [`Dispatcher::run_once`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +108,9 @@ impl Dispatcher {
         let transport = Transport::new(&config)?;
         Ok(Dispatcher {
             store,
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight as usize)),
+            receivers: Receivers::new(config.per_receiver_in_flight as usize),
+            recorder: Recorder::default(),
             config: Arc::new(config),
             renderer,
             transport,
@@ -78,16 +129,11 @@ impl Dispatcher {
     }
 
     /// One pass: give expired leases back, claim up to `batch_size` due events and
-    /// deliver them concurrently, each outcome recorded as soon as it is known.
+    /// deliver them concurrently, returning once every outcome is recorded. The worker
+    /// loops of [`Dispatcher::run`] do not wait like this (see the module docs).
     pub async fn run_once(&self) -> Result<Pass, StoreError> {
+        let recovered = self.recover().await?;
         let now = now_ms();
-        let recovered = outbox::recover_expired(&self.store, now).await?;
-        if recovered > 0 {
-            tracing::warn!(
-                recovered,
-                "webhook events retaken from a worker that stopped mid-delivery"
-            );
-        }
         let lease_until = now + self.config.lease_ms as i64;
         let claims = outbox::claim(&self.store, now, lease_until, self.config.batch_size).await?;
         let claimed = claims.len();
@@ -101,6 +147,72 @@ impl Dispatcher {
             }
         }
         Ok(Pass { recovered, claimed })
+    }
+
+    /// Gives events whose worker's lease expired back to the queue.
+    async fn recover(&self) -> Result<usize, StoreError> {
+        let recovered = outbox::recover_expired(&self.store, now_ms()).await?;
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "webhook events retaken from a worker that stopped mid-delivery"
+            );
+        }
+        Ok(recovered)
+    }
+
+    /// Free in-flight slots for one claim: waits until a quarter of them (or a batch) is
+    /// free, so that a full pipeline is not fed one claim per event, then takes up to a
+    /// batch.
+    async fn free_slots(&self) -> Vec<OwnedSemaphorePermit> {
+        let at_least = (self.config.batch_size)
+            .min(self.config.max_in_flight / 4)
+            .max(1);
+        let mut first = self
+            .in_flight
+            .clone()
+            .acquire_many_owned(at_least)
+            .await
+            .expect("the in-flight semaphore is never closed");
+        let mut permits = Vec::with_capacity(self.config.batch_size as usize);
+        while first.num_permits() > 1 {
+            permits.push(first.split(1).expect("more than one permit"));
+        }
+        permits.push(first);
+        while permits.len() < self.config.batch_size as usize {
+            match self.in_flight.clone().try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        permits
+    }
+
+    /// One claim of a worker loop: as many due events as `permits`, each handed to its
+    /// own task with its slot.
+    async fn claim_and_spawn(
+        self: &Arc<Self>,
+        permits: Vec<OwnedSemaphorePermit>,
+        tasks: &mut tokio::task::JoinSet<()>,
+    ) -> Result<Pass, StoreError> {
+        let now = now_ms();
+        let lease_until = now + self.config.lease_ms as i64;
+        let claims = outbox::claim(&self.store, now, lease_until, permits.len() as u32).await?;
+        let claimed = claims.len();
+        for (claim, permit) in claims.into_iter().zip(permits) {
+            let dispatcher = self.clone();
+            tasks.spawn(async move {
+                // Held until the outcome is recorded.
+                let _slot = permit;
+                if let Err(e) = dispatcher.process(claim).await {
+                    tracing::error!(error = %e, "recording a webhook attempt failed");
+                }
+            });
+        }
+        Ok(Pass {
+            recovered: 0,
+            claimed,
+        })
     }
 
     /// Runs `workers` loops of passes until `stop` turns true; in-flight deliveries finish
@@ -122,17 +234,37 @@ impl Dispatcher {
         let _ = stop.wait_for(|stop| *stop).await;
     }
 
-    async fn work(&self, worker: u32, mut stop: watch::Receiver<bool>) {
+    async fn work(self: Arc<Self>, worker: u32, mut stop: watch::Receiver<bool>) {
         let mut failures = 0u32;
         let mut wake = self.wake.clone();
         if let Some(wake) = wake.as_mut() {
             wake.borrow_and_update();
         }
+        let mut deliveries = tokio::task::JoinSet::new();
+        let mut recovered_at: Option<Instant> = None;
         while !*stop.borrow() {
-            let pause = match self.run_once().await {
-                Ok(pass) if pass.claimed as u32 >= self.config.batch_size => {
+            while deliveries.try_join_next().is_some() {}
+            // Stopping interrupts only the wait for free slots, never a claim under way
+            // (its transaction must commit or roll back now, not hold rows until its
+            // connection is used again).
+            let permits = tokio::select! {
+                permits = self.free_slots() => permits,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let requested = permits.len();
+            let pass = async {
+                if recovered_at.is_none_or(|at| at.elapsed() >= RECOVERY_INTERVAL) {
+                    self.recover().await?;
+                    recovered_at = Some(Instant::now());
+                }
+                self.claim_and_spawn(permits, &mut deliveries).await
+            }
+            .await;
+            let pause = match pass {
+                Ok(pass) if pass.claimed >= requested => {
                     failures = 0;
-                    // A full batch: more may be due. Let other tasks run, then go on.
+                    // Every free slot filled: more may be due. Let other tasks run, then
+                    // go on.
                     tokio::task::yield_now().await;
                     continue;
                 }
@@ -157,6 +289,8 @@ impl Dispatcher {
                 _ = woken(&mut wake) => {}
             }
         }
+        // In-flight deliveries finish and are recorded.
+        while deliveries.join_next().await.is_some() {}
     }
 
     /// Keeps the queue gauges current.
@@ -228,10 +362,13 @@ impl Dispatcher {
             count_delivery("skipped");
             return Ok(());
         }
+        let Some(slot) = self.receiver_slot(&claim, &event.url).await? else {
+            return Ok(());
+        };
         let rendered = self
             .bounded(self.renderer.render(&event, round_attempt))
             .await;
-        self.deliver(&claim, &event.plugin, &event.url, rendered)
+        self.deliver(&claim, &event.plugin, &event.url, rendered, slot)
             .await
     }
 
@@ -248,16 +385,20 @@ impl Dispatcher {
                 return self.finish(&claim, &report, Next::Dead).await;
             }
         };
-        let rendered = self
-            .bounded(self.renderer.render_ledger(&event, round_attempt))
-            .await;
         let url = event
             .payload
             .order
             .as_ref()
             .and_then(|o| o.notify_url.clone())
             .unwrap_or_default();
-        self.deliver(&claim, &event.plugin, &url, rendered).await
+        let Some(slot) = self.receiver_slot(&claim, &url).await? else {
+            return Ok(());
+        };
+        let rendered = self
+            .bounded(self.renderer.render_ledger(&event, round_attempt))
+            .await;
+        self.deliver(&claim, &event.plugin, &url, rendered, slot)
+            .await
     }
 
     /// A rendering, given up after the request timeout.
@@ -281,6 +422,7 @@ impl Dispatcher {
         plugin: &str,
         url: &str,
         rendered: Result<Option<RenderedWebhook>, RenderError>,
+        slot: ReceiverSlot,
     ) -> Result<(), StoreError> {
         let delivery = &claim.delivery;
         let (id, attempt, round_attempt) =
@@ -334,8 +476,15 @@ impl Dispatcher {
                 return self.finish(claim, &report, next).await;
             }
         };
-        self.send(claim, plugin, &rendered, &schedule, round_attempt)
-            .await
+        self.send(
+            claim,
+            plugin,
+            &rendered,
+            &schedule,
+            round_attempt,
+            Some(slot),
+        )
+        .await
     }
 
     /// Sends one rendered attempt and records how it went.
@@ -346,12 +495,18 @@ impl Dispatcher {
         rendered: &RenderedWebhook,
         schedule: &super::config::RetrySchedule,
         round_attempt: u32,
+        // The receiver's slot, held while the request is made (none for the operator's
+        // two-factor gateway, whose few codes take no receiver slot).
+        slot: Option<ReceiverSlot>,
     ) -> Result<(), StoreError> {
         let id = claim.delivery.id;
         let started_at = now_ms();
         let clock = Instant::now();
         let sent = self.transport.send(rendered).await;
         let latency = clock.elapsed();
+        if let Some(slot) = slot {
+            slot.answered_after(latency);
+        }
         let (report, next) =
             self.judge(rendered, sent, started_at, latency, schedule, round_attempt);
         if report.outcome != AttemptOutcome::Refused {
@@ -370,6 +525,61 @@ impl Dispatcher {
             "webhook attempt"
         );
         self.finish(claim, &report, next).await
+    }
+
+    /// A delivery slot of the receiver of `url`, or `None` when the event was given back
+    /// to the queue because the receiver is at its limit and a wait would be long (see
+    /// the module docs).
+    async fn receiver_slot(
+        &self,
+        claim: &Claim,
+        url: &str,
+    ) -> Result<Option<ReceiverSlot>, StoreError> {
+        let receiver = self.receivers.of(url);
+        if let Ok(permit) = receiver.sending.clone().try_acquire_owned() {
+            return Ok(Some(ReceiverSlot {
+                _permit: permit,
+                receiver,
+            }));
+        }
+        // The wait must also leave room in the lease for a render and a request, each
+        // bounded by the request timeout.
+        let now = now_ms();
+        let room = claim.delivery.locked_until.unwrap_or(now)
+            - now
+            - 2 * self.config.request_timeout_ms as i64;
+        let wait = RECEIVER_WAIT
+            .saturating_mul(2)
+            .min(Duration::from_millis(room.max(0) as u64));
+        let waiting = receiver.waiting.fetch_add(1, Ordering::AcqRel);
+        let mut permit = None;
+        if !wait.is_zero() && self.receivers.may_wait(&receiver, waiting) {
+            permit = tokio::time::timeout(wait, receiver.sending.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok);
+        }
+        receiver.waiting.fetch_sub(1, Ordering::AcqRel);
+        if let Some(permit) = permit {
+            return Ok(Some(ReceiverSlot {
+                _permit: permit,
+                receiver,
+            }));
+        }
+        let id = claim.delivery.id;
+        tracing::debug!(
+            event_id = id,
+            "webhook event waits: its receiver is at its limit"
+        );
+        metrics::counter!("polypay_webhook_receiver_busy_total").increment(1);
+        let retry_at = now_ms() + RECEIVER_BUSY_RETRY.as_millis() as i64;
+        self.postpone(
+            claim,
+            retry_at,
+            "waiting: the receiver has as many deliveries in flight as allowed",
+        )
+        .await?;
+        Ok(None)
     }
 
     /// The outcome of a sent (or refused) attempt and what follows from it.
@@ -451,8 +661,15 @@ impl Dispatcher {
         match crate::two_factor::render_delivery(&claim.payload, now_ms()) {
             Ok(Some(rendered)) => {
                 let schedule = self.config.schedule_for(&delivery.plugin).clone();
-                self.send(claim, &delivery.plugin, &rendered, &schedule, round_attempt)
-                    .await
+                self.send(
+                    claim,
+                    &delivery.plugin,
+                    &rendered,
+                    &schedule,
+                    round_attempt,
+                    None,
+                )
+                .await
             }
             Ok(None) => {
                 outbox::unclaim(
@@ -487,8 +704,13 @@ impl Dispatcher {
         next: Next,
     ) -> Result<(), StoreError> {
         let (id, attempt) = (claim.delivery.id, claim.delivery.attempts);
-        let recorded =
-            outbox::record_attempt(&self.store, id, attempt, report, next, now_ms()).await?;
+        let Some(recorded) = self
+            .recorder
+            .record(&self.store, id, attempt, report.clone(), next)
+            .await
+        else {
+            return Ok(());
+        };
         if !recorded {
             // Our lease expired and another worker took the event over; its attempt
             // counts. (If ours was accepted, the receiver sees the callback twice: the
@@ -510,6 +732,160 @@ impl Dispatcher {
             Next::RetryAt(_) => {}
         }
         Ok(())
+    }
+}
+
+/// The delivery slots of each receiver (`host:port` of a callback URL).
+struct Receivers {
+    limit: usize,
+    by_authority: std::sync::Mutex<HashMap<String, Arc<ReceiverSlots>>>,
+}
+
+struct ReceiverSlots {
+    sending: Arc<Semaphore>,
+    /// Deliveries waiting for one of `sending`'s permits.
+    waiting: AtomicUsize,
+    /// Moving average of the receiver's answer time in microseconds; 0 until it answered.
+    latency_us: AtomicU64,
+}
+
+/// A delivery slot of one receiver, held while its request is made.
+struct ReceiverSlot {
+    _permit: OwnedSemaphorePermit,
+    receiver: Arc<ReceiverSlots>,
+}
+
+impl ReceiverSlot {
+    /// Counts the answer time (or time to a failure) into the receiver's average.
+    fn answered_after(&self, latency: Duration) {
+        let sample = (latency.as_micros() as u64).max(1);
+        let average = &self.receiver.latency_us;
+        let old = average.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        average.store(new, Ordering::Relaxed);
+    }
+}
+
+/// Receivers remembered before idle ones are forgotten.
+const RECEIVERS_KEPT: usize = 1_024;
+
+impl Receivers {
+    fn new(limit: usize) -> Receivers {
+        Receivers {
+            limit,
+            by_authority: Default::default(),
+        }
+    }
+
+    /// The slots of the receiver of `url` (an unparsable URL shares one entry; sending
+    /// to it fails anyway).
+    fn of(&self, url: &str) -> Arc<ReceiverSlots> {
+        let authority = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+            .unwrap_or_default();
+        let mut receivers = self.by_authority.lock().unwrap_or_else(|e| e.into_inner());
+        if receivers.len() >= RECEIVERS_KEPT && !receivers.contains_key(&authority) {
+            // Forget the receivers nobody is delivering to.
+            receivers.retain(|_, slots| Arc::strong_count(slots) > 1);
+        }
+        receivers
+            .entry(authority)
+            .or_insert_with(|| {
+                Arc::new(ReceiverSlots {
+                    sending: Arc::new(Semaphore::new(self.limit)),
+                    waiting: AtomicUsize::new(0),
+                    latency_us: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Whether a delivery may wait for a slot of `receiver`, `waiting` others being
+    /// ahead of it: when the receiver's answer time says a slot frees within
+    /// [`RECEIVER_WAIT`]; before it ever answered, for one round of its limit.
+    fn may_wait(&self, receiver: &ReceiverSlots, waiting: usize) -> bool {
+        let latency = receiver.latency_us.load(Ordering::Relaxed);
+        if latency == 0 {
+            return waiting < self.limit;
+        }
+        let rounds = (waiting / self.limit + 1) as u64;
+        Duration::from_micros(latency.saturating_mul(rounds)) <= RECEIVER_WAIT
+    }
+}
+
+/// Records attempt outcomes by group commit: each delivery queues its outcome, then waits
+/// for the writer; whoever holds the writer records everything queued so far in one
+/// transaction and tells each delivery whether its outcome was recorded.
+#[derive(Default)]
+struct Recorder {
+    queue: std::sync::Mutex<Vec<Queued>>,
+    writer: tokio::sync::Mutex<()>,
+}
+
+struct Queued {
+    id: i64,
+    attempt: i64,
+    report: AttemptReport,
+    next: Next,
+    /// Whether it was recorded; dropped unanswered when the write failed.
+    done: oneshot::Sender<bool>,
+}
+
+impl Recorder {
+    /// Records one outcome (see [`outbox::record_attempts`]): `Some(false)` when the
+    /// attempt was no longer held, `None` when the write failed (logged here).
+    async fn record(
+        &self,
+        store: &Store,
+        id: i64,
+        attempt: i64,
+        report: AttemptReport,
+        next: Next,
+    ) -> Option<bool> {
+        let (done, recorded) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued {
+                id,
+                attempt,
+                report,
+                next,
+                done,
+            });
+        {
+            let _writer = self.writer.lock().await;
+            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                let records: Vec<AttemptRecord> = batch
+                    .iter()
+                    .map(|q| AttemptRecord {
+                        id: q.id,
+                        attempt: q.attempt,
+                        report: &q.report,
+                        next: q.next,
+                    })
+                    .collect();
+                match outbox::record_attempts(store, &records, now_ms()).await {
+                    Ok(recorded) => {
+                        for (queued, recorded) in batch.into_iter().zip(recorded) {
+                            let _ = queued.done.send(recorded);
+                        }
+                    }
+                    Err(e) => {
+                        // Every outcome of the batch is lost; their leases expire and the
+                        // events are retried.
+                        tracing::error!(error = %e, outcomes = batch.len(), "recording webhook attempts failed");
+                    }
+                }
+            }
+        }
+        recorded.await.ok()
     }
 }
 

@@ -21,8 +21,13 @@
 //!    address unless the operator allows it; checked at connection time, so DNS rebinding
 //!    cannot get around it).
 //! 5. The attempt (time, status, latency, truncated response body, error) and the event's
-//!    new state are written in one transaction. An accepted event is `delivered` and is
-//!    never sent again, except by an explicit operator replay.
+//!    new state are written in one transaction (shared with the outcomes of other
+//!    deliveries that finished meanwhile). An accepted event is `delivered` and is never
+//!    sent again, except by an explicit operator replay.
+//!
+//! Each delivery is an independent task: a slow receiver delays only its own callbacks,
+//! and per-receiver limits keep it from taking every slot (see the dispatcher's docs,
+//! `dispatcher.rs`, for the limits and the batching of writes).
 //!
 //! # Guarantees and decisions
 //!

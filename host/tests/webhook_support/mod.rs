@@ -64,6 +64,8 @@ pub enum Reply {
     Redirect(String),
     /// Holds the request until [`Receiver::release`], then answers 200.
     Hang,
+    /// Answers 200 `ok` after this long (a slow receiver).
+    Delay(Duration),
 }
 
 type Script = dyn Fn(&Received, usize) -> Reply + Send + Sync;
@@ -150,6 +152,10 @@ async fn record(
         Reply::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
         Reply::Body(code, body) => (StatusCode::from_u16(code).unwrap(), body).into_response(),
         Reply::Redirect(to) => (StatusCode::FOUND, [("location", to)]).into_response(),
+        Reply::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            (StatusCode::OK, "ok").into_response()
+        }
         Reply::Hang => {
             let mut released = shared.released.subscribe();
             let _ = released.wait_for(|r| *r).await;
@@ -243,6 +249,8 @@ pub fn fast_config() -> WebhookConfig {
     WebhookConfig {
         workers: 1,
         batch_size: 8,
+        max_in_flight: 64,
+        per_receiver_in_flight: 16,
         poll_interval_ms: 10,
         connect_timeout_ms: 1_000,
         request_timeout_ms: 2_000,
