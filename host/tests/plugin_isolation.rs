@@ -378,6 +378,51 @@ async fn a_render_finding_every_slot_taken_is_retried_without_consuming_a_delive
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renders_beyond_the_rendering_slots_wait_for_a_slot_instead_of_being_postponed() {
+    // One rendering slot and twenty events delivered at once: each rendering is quick,
+    // so every one gets the slot in turn and goes out in the same pass.
+    let app = TestApp::init()
+        .with_storage()
+        .await
+        .with_plugin(PluginConfig::new("rogue", TEST_ROGUE).with_webhook_render_slots(1))
+        .start()
+        .await;
+    let store = app.storage().store.clone();
+    let receiver = webhook_support::Receiver::accepting().await;
+    // Two merchants: a merchant may queue ten test callbacks at a time.
+    let merchants = [
+        app.operator_merchant("Shop").await,
+        app.operator_merchant("Other shop").await,
+    ];
+    let mut events = Vec::new();
+    for i in 0..20 {
+        let url = receiver.url(&format!("/quick/{i}"));
+        let merchant = &merchants[i % 2];
+        events.push(
+            polypay_host::webhook::queue_test_event(&store, "rogue", merchant, &url)
+                .await
+                .unwrap(),
+        );
+    }
+    let renderer: Arc<dyn WebhookRenderer> = Arc::new(app.runtime.clone());
+    let mut config = webhook_support::fast_config();
+    config.batch_size = 20;
+    config.per_receiver_in_flight = 32;
+    let dispatcher =
+        polypay_host::webhook::Dispatcher::new(store.clone(), config, renderer).unwrap();
+    assert_eq!(dispatcher.run_once().await.unwrap().claimed, 20);
+    for event in events {
+        let delivery = webhook_support::delivery(&store, event).await;
+        assert_eq!(delivery.state, DeliveryState::Delivered, "{delivery:?}");
+        assert_eq!(delivery.attempts, 1);
+    }
+    assert_eq!(
+        app.runtime.overload_count("rogue", Overload::Concurrency),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_a_plugin_spends_waiting_on_the_host_does_not_count_against_its_cpu_budget() {
     let app = TestApp::init()
         .with_plugin(PluginConfig::new("rogue", TEST_ROGUE).with_deadline_ms(200))

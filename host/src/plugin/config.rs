@@ -66,8 +66,8 @@ pub struct PluginConfig {
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: u32,
     /// Instances reserved for rendering this plugin's webhooks, apart from requests, so a
-    /// flood of requests never delays callbacks. A render finding them all busy is retried
-    /// later without counting as a delivery attempt.
+    /// flood of requests never delays callbacks. A render finding them all busy waits up
+    /// to a second for one, then is retried later without counting as a delivery attempt.
     #[serde(default = "default_webhook_render_slots")]
     pub webhook_render_slots: u32,
     /// Most key-value entries the plugin may hold (expired ones count until swept).

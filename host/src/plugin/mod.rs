@@ -50,8 +50,9 @@
 //! - Capacity: each plugin has its own request slots (`max_concurrent_requests`)
 //!   and, apart from them, webhook rendering slots (`webhook_render_slots`); the
 //!   instance pool holds the sum of all plugins' slots (checked at start-up), so a
-//!   flooded plugin exhausts only its own slots. A call finding its slots taken is
-//!   answered at once with 503 and `Retry-After` (`runtime`).
+//!   flooded plugin exhausts only its own slots. A request finding its slots taken is
+//!   answered at once with 503 and `Retry-After`; a rendering waits up to a second for
+//!   a slot, then is postponed without counting an attempt (`runtime`).
 //! - CPU: epoch interruption with the ticker on its own OS thread; a call
 //!   yields to the executor every tick and traps once its guest code has run for
 //!   its budget (`deadline_ms`, default 1 s). Time inside host calls does not count.

@@ -7,8 +7,11 @@
 //! write deadline (see `limits`), not the waiter.
 //!
 //! Capacity: each plugin has its own slots for requests (`max_concurrent_requests`) and,
-//! apart from them, for webhook rendering (`webhook_render_slots`); a call finding its
-//! slots taken is refused at once as [`Overload::Concurrency`]. The engine's instance pool
+//! apart from them, for webhook rendering (`webhook_render_slots`). A request finding
+//! its slots taken is refused at once as [`Overload::Concurrency`] (the client gets a 503
+//! with `Retry-After`); a rendering waits up to [`RENDER_SLOT_WAIT`] for a slot first,
+//! because the webhook worker runs many deliveries at once and a refused rendering costs
+//! it a postponement, then is refused the same way. The engine's instance pool
 //! holds at least the sum of every plugin's slots (checked at load), so a plugin can only
 //! exhaust its own slots, never another plugin's instances.
 
@@ -32,6 +35,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
+
+/// How long a webhook rendering waits for one of its plugin's rendering slots before it
+/// is refused as [`Overload::Concurrency`] (and the event postponed without an attempt).
+pub const RENDER_SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// A mounted plugin: its compiled component, ready to instantiate.
 pub(crate) struct LoadedPlugin {
@@ -405,10 +412,19 @@ impl RuntimeInner {
             CallKind::Webhook => &plugin.renders,
             CallKind::Request | CallKind::Manifest => &plugin.requests,
         };
-        let permit: OwnedSemaphorePermit = slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| CallError::Overload(Overload::Concurrency))?;
+        let permit: OwnedSemaphorePermit = match kind {
+            // The webhook worker starts more deliveries at once than a plugin has
+            // rendering slots; a rendering queues briefly for one rather than being
+            // refused and postponed (which costs the worker a write and a claim).
+            CallKind::Webhook => {
+                tokio::time::timeout(RENDER_SLOT_WAIT, slots.clone().acquire_owned())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+            CallKind::Request | CallKind::Manifest => slots.clone().try_acquire_owned().ok(),
+        }
+        .ok_or(CallError::Overload(Overload::Concurrency))?;
         let inner = self.clone();
         let task = tokio::spawn(async move {
             let outcome = inner.run(index, kind, request_id, merchant_id, call).await;
