@@ -52,8 +52,11 @@
 //! credits and the outbox events of invoice changes), [`chain_queries`] (listener cursors,
 //! block hashes, observed transfers, reservations), [`outbox`] (webhook delivery),
 //! [`plugin_queries`] (what plugins read), [`kv`] (the plugin-scoped key-value store),
-//! [`two_factor`] (TOTP seeds, one-time code challenges, failure counts).
+//! [`two_factor`] (TOTP seeds, one-time code challenges, failure counts). `batch` runs
+//! the lookups of a whole batch of keys as one statement with the keys in one JSON
+//! parameter (the chain listeners' and the matcher's).
 
+mod batch;
 pub mod chain_queries;
 pub mod invoices;
 pub mod kv;
