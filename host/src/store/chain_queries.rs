@@ -416,22 +416,68 @@ pub struct KnownTransfer {
     pub invoice_id: Option<String>,
 }
 
+// The batch lookups (see `store::batch`). Each searches an index once per key of the
+// batch; on SQLite, CROSS JOIN keeps the batch as the outer loop of the join.
+
+/// Which keys of a batch of (chain, tx hash, log index) are stored (see [`known_transfers`]).
+const KNOWN: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, o.removed, o.invoice_id)) \
+             FROM json_each($1) q CROSS JOIN observed_transfers o \
+             WHERE o.chain = q.value ->> 0 AND o.tx_hash = q.value ->> 1 AND o.log_index = q.value ->> 2",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, o.removed, o.invoice_id)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN observed_transfers o ON o.chain = q.value ->> 0 AND o.tx_hash = q.value ->> 1 \
+               AND o.log_index = (q.value ->> 2)::bigint",
+};
+
+/// The invoice reserving each (chain, address, asset, amount) (see [`reserving_invoices`]).
+const RESERVING: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, t.invoice_id)) \
+             FROM json_each($1) q CROSS JOIN payment_targets t \
+             WHERE t.chain = q.value ->> 0 AND t.address = q.value ->> 1 AND t.asset = q.value ->> 2 \
+             AND t.amount = q.value ->> 3 AND t.active = 1 AND t.amount IS NOT NULL",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, t.invoice_id)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN payment_targets t ON t.chain = q.value ->> 0 AND t.address = q.value ->> 1 \
+               AND t.asset = q.value ->> 2 AND t.amount = q.value ->> 3 \
+               WHERE t.active = 1 AND t.amount IS NOT NULL",
+};
+
+/// The open targets at each (chain, address, asset) (see [`open_targets_at`]). Sorted by
+/// the caller, not by ORDER BY: ordering by created_at steers SQLite's planner to the
+/// (chain, created_at) index, a scan of the whole chain, instead of the address index.
+/// The amounts are read as text so that a damaged value cannot fail the statement.
+const OPEN: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, t.invoice_id, t.strategy, t.created_at, t.id, \
+             CAST(i.amount_due AS TEXT), CAST(i.amount_paid AS TEXT), CAST(i.tolerance AS TEXT))) \
+             FROM json_each($1) q CROSS JOIN payment_targets t JOIN invoices i ON i.id = t.invoice_id \
+             WHERE t.chain = q.value ->> 0 AND t.address = q.value ->> 1 AND t.asset = q.value ->> 2 \
+             AND t.active = 1 AND t.amount IS NULL",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, t.invoice_id, t.strategy, t.created_at, t.id, \
+               i.amount_due, i.amount_paid, i.tolerance)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN payment_targets t ON t.chain = q.value ->> 0 AND t.address = q.value ->> 1 \
+               AND t.asset = q.value ->> 2 \
+               JOIN invoices i ON i.id = t.invoice_id \
+               WHERE t.active = 1 AND t.amount IS NULL",
+};
+
+/// The invoice of each (chain, payment reference) (see [`reference_targets`]).
+const REFERENCED: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, i.id, i.strategy, i.asset, i.pay_address)) \
+             FROM json_each($1) q CROSS JOIN invoices i \
+             WHERE i.chain = q.value ->> 0 AND i.pay_reference = q.value ->> 1",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, i.id, i.strategy, i.asset, i.pay_address)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN invoices i ON i.chain = q.value ->> 0 AND i.pay_reference = q.value ->> 1",
+};
+
 /// Which of `keys` are stored already (live or removed): one search of the unique index
 /// per key, one statement per batch (see `store::batch`).
 pub async fn known_transfers(
     tx: &mut Tx,
     keys: &[TransferKey],
 ) -> Result<HashMap<TransferKey, KnownTransfer>, StoreError> {
-    // CROSS JOIN keeps SQLite's join order: the batch outside, the unique index inside.
-    const KNOWN: BatchStatement = BatchStatement {
-        sqlite: "SELECT json_group_array(json_array(q.key, o.removed, o.invoice_id)) \
-                 FROM json_each($1) q CROSS JOIN observed_transfers o \
-                 WHERE o.chain = q.value ->> 0 AND o.tx_hash = q.value ->> 1 AND o.log_index = q.value ->> 2",
-        postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, o.removed, o.invoice_id)), '[]')::text \
-                   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
-                   JOIN observed_transfers o ON o.chain = q.value ->> 0 AND o.tx_hash = q.value ->> 1 \
-                   AND o.log_index = (q.value ->> 2)::bigint",
-    };
     let sql = KNOWN.text(backend_of(tx));
     let answer: Vec<(usize, i64, Option<String>)> = batch::fetch(tx, sql, keys).await?;
     let mut known = HashMap::with_capacity(answer.len());
@@ -724,17 +770,6 @@ pub async fn reserving_invoices(
     tx: &mut Tx,
     keys: &[(PlaceKey, Amount)],
 ) -> Result<HashMap<(PlaceKey, Amount), String>, StoreError> {
-    const RESERVING: BatchStatement = BatchStatement {
-        sqlite: "SELECT json_group_array(json_array(q.key, t.invoice_id)) \
-                 FROM json_each($1) q CROSS JOIN payment_targets t \
-                 WHERE t.chain = q.value ->> 0 AND t.address = q.value ->> 1 AND t.asset = q.value ->> 2 \
-                 AND t.amount = q.value ->> 3 AND t.active = 1 AND t.amount IS NOT NULL",
-        postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, t.invoice_id)), '[]')::text \
-                   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
-                   JOIN payment_targets t ON t.chain = q.value ->> 0 AND t.address = q.value ->> 1 \
-                   AND t.asset = q.value ->> 2 AND t.amount = q.value ->> 3 \
-                   WHERE t.active = 1 AND t.amount IS NOT NULL",
-    };
     let fields: Vec<_> = keys
         .iter()
         .map(|((chain, address, asset), amount)| (chain, address, asset, amount.to_string()))
@@ -758,24 +793,6 @@ pub async fn open_targets_at(
     tx: &mut Tx,
     places: &[PlaceKey],
 ) -> Result<HashMap<PlaceKey, Vec<OpenTarget>>, StoreError> {
-    // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to the
-    // (chain, created_at) index, a scan of the whole chain, instead of the address index;
-    // CROSS JOIN keeps the batch as the outer loop. The amounts are read as text so that
-    // a damaged value cannot fail the statement.
-    const OPEN: BatchStatement = BatchStatement {
-        sqlite: "SELECT json_group_array(json_array(q.key, t.invoice_id, t.strategy, t.created_at, t.id, \
-                 CAST(i.amount_due AS TEXT), CAST(i.amount_paid AS TEXT), CAST(i.tolerance AS TEXT))) \
-                 FROM json_each($1) q CROSS JOIN payment_targets t JOIN invoices i ON i.id = t.invoice_id \
-                 WHERE t.chain = q.value ->> 0 AND t.address = q.value ->> 1 AND t.asset = q.value ->> 2 \
-                 AND t.active = 1 AND t.amount IS NULL",
-        postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, t.invoice_id, t.strategy, t.created_at, t.id, \
-                   i.amount_due, i.amount_paid, i.tolerance)), '[]')::text \
-                   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
-                   JOIN payment_targets t ON t.chain = q.value ->> 0 AND t.address = q.value ->> 1 \
-                   AND t.asset = q.value ->> 2 \
-                   JOIN invoices i ON i.id = t.invoice_id \
-                   WHERE t.active = 1 AND t.amount IS NULL",
-    };
     type Row = (
         usize,
         String,
@@ -824,14 +841,6 @@ pub async fn reference_targets(
     tx: &mut Tx,
     keys: &[(String, String)],
 ) -> Result<HashMap<(String, String), ReferenceTarget>, StoreError> {
-    const REFERENCED: BatchStatement = BatchStatement {
-        sqlite: "SELECT json_group_array(json_array(q.key, i.id, i.strategy, i.asset, i.pay_address)) \
-                 FROM json_each($1) q CROSS JOIN invoices i \
-                 WHERE i.chain = q.value ->> 0 AND i.pay_reference = q.value ->> 1",
-        postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, i.id, i.strategy, i.asset, i.pay_address)), '[]')::text \
-                   FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
-                   JOIN invoices i ON i.chain = q.value ->> 0 AND i.pay_reference = q.value ->> 1",
-    };
     let sql = REFERENCED.text(backend_of(tx));
     let answer: Vec<(usize, String, String, String, String)> = batch::fetch(tx, sql, keys).await?;
     let mut found = HashMap::with_capacity(answer.len());
@@ -880,4 +889,38 @@ pub async fn invoice_ids_in_status(
             .fetch_all(&mut **tx)
             .await?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each batch lookup searches an index once per key of the batch, whatever the number
+    /// of open invoices or stored transfers: checked on SQLite's query plan of every
+    /// statement (the batch's JSON expansion is the only scan).
+    #[tokio::test]
+    async fn every_batch_lookup_is_one_index_search_per_key_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+        let store = Store::open(&url, 1).await.unwrap();
+        for statement in [&KNOWN, &RESERVING, &OPEN, &REFERENCED] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", statement.sqlite);
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind("[]")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows.iter().map(|r| r.try_get("detail").unwrap()).collect();
+            let scans: Vec<&String> = plan
+                .iter()
+                .filter(|step| step.starts_with("SCAN") && !step.contains("VIRTUAL TABLE"))
+                .collect();
+            assert!(scans.is_empty(), "a table scan in {plan:?}");
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH") && step.contains("USING")),
+                "no index search in {plan:?}"
+            );
+        }
+    }
 }
