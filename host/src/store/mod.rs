@@ -357,15 +357,15 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
 /// PostgreSQL's protocol allows 65 535. A longer batch is cut into several statements.
 const MAX_BIND_PARAMS: usize = 32_766;
 
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each. On SQLite they
-/// are written `?1, ?2, …`, which SQLite binds positionally in linear time: it resolves
-/// each `$N` as a named parameter by a linear search of the names before it, which makes
-/// a statement of thousands of parameters cost quadratic time to prepare.
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each, in ascending
+/// order. On SQLite they are written as anonymous `?`, which binds the same way (the
+/// N-th `?` is parameter N) in constant time per parameter. A numbered one costs time
+/// linear in the statement's parameter count twice over: SQLite resolves `$N` by a linear
+/// search of the names before it when it prepares the statement, and sqlx asks SQLite the
+/// name of every parameter it binds (`sqlite3_bind_parameter_name`, a linear walk of the
+/// statement's names), so a statement of 832 numbered parameters spent 40% of the
+/// matcher's time in that call (BENCHMARKS.md, "Matcher throughput").
 pub(crate) fn placeholder_rows(backend: Backend, rows: usize, columns: usize) -> String {
-    let sigil = match backend {
-        Backend::Sqlite => '?',
-        Backend::Postgres => '$',
-    };
     let mut text = String::with_capacity(rows * columns * 7);
     for row in 0..rows {
         if row > 0 {
@@ -376,8 +376,13 @@ pub(crate) fn placeholder_rows(backend: Backend, rows: usize, columns: usize) ->
             if column > 0 {
                 text.push_str(", ");
             }
-            text.push(sigil);
-            text.push_str(&(row * columns + column + 1).to_string());
+            match backend {
+                Backend::Sqlite => text.push('?'),
+                Backend::Postgres => {
+                    text.push('$');
+                    text.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
         }
         text.push(')');
     }
