@@ -23,9 +23,9 @@
 //!   nested loop of index searches once the table is large.
 //! - One row back instead of one per match. sqlx's SQLite driver hands every result row
 //!   from its worker thread to the caller through a channel, copying each value, and the
-//!   `Any` driver then converts every column of every row; a batch's answer as one text
-//!   parsed with serde_json costs a fraction of that (measured in BENCHMARKS.md,
-//!   "Matcher throughput").
+//!   `Any` driver then converts every column of every row; a batch's answer is one text,
+//!   parsed once with serde_json. The measured effect of the whole change is in
+//!   BENCHMARKS.md, "Matcher throughput".
 //!
 //! Extracting a field from JSON costs SQLite about 0.3 µs, so this suits lookups (three
 //! or four fields a key) better than writes: the idempotent insert of a batch's transfers
