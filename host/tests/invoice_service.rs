@@ -28,6 +28,7 @@ on_both_backends!(
     a_damaged_invoice_is_set_aside_and_the_chain_moves_on,
     an_unrelated_transfer_to_a_fixed_address_pays_nothing,
     a_batch_counts_a_repeated_transfer_once_and_earlier_credits_against_a_fixed_address,
+    a_long_batch_with_quotes_and_unicode_in_its_keys_is_matched_whole_and_stored_in_order,
     a_second_open_invoice_at_a_fixed_address_is_refused,
     a_payment_reference_names_one_invoice_per_chain,
     an_idempotent_create_happens_once_per_key,
@@ -519,6 +520,98 @@ async fn a_batch_counts_a_repeated_transfer_once_and_earlier_credits_against_a_f
     );
 
     // The same block again (a listener re-reading it) changes nothing.
+    rereading_changes_nothing(&store, "batch").await;
+}
+
+/// A block longer than any statement the store ever cut a batch into (its keys travel as
+/// one JSON parameter), whose tx hashes, addresses and payment reference hold quotes,
+/// backslashes and non-ASCII text, with repeats inside the batch: every transfer is
+/// attributed as if matched one by one, each is stored once in the block's order, and
+/// reading the block again changes nothing.
+async fn a_long_batch_with_quotes_and_unicode_in_its_keys_is_matched_whole_and_stored_in_order(
+    db: TestDb,
+) {
+    let store = db.store().await;
+    let service = InvoiceService::new(store.clone());
+    let m = merchant(&store).await;
+    let t0 = now_ms() - 60_000;
+    let mut chain = Chain::start(&store, "long", t0).await;
+    let new = new_invoice(&m, "long", t0 + 3_600_000);
+    let odd_address = "0xd'\"\\é💸";
+    let derived_invoice = service
+        .create(&new, &derived(&new, odd_address, 1))
+        .await
+        .unwrap();
+    let unique_invoice = service
+        .create(&new, &unique(&new, 10_000_123, 1))
+        .await
+        .unwrap();
+    let reference = "order \"7\" \\ 'ü' ✓";
+    let mut by_reference = fixed(&new, "0xr1", 1);
+    by_reference.strategy = MatchStrategy::ContractReference;
+    by_reference.pay_reference = Some(reference.into());
+    let reference_invoice = service.create(&new, &by_reference).await.unwrap();
+
+    // 2 000 transfers of 0.005 USDT pay the derived address's 10 USDT exactly.
+    let mut block: Vec<ObservedTransfer> = (0..2_000)
+        .map(|k| {
+            let mut t = chain.transfer(odd_address, 5_000);
+            t.tx_hash = format!("0x'\"\\ü{k:05}");
+            t
+        })
+        .collect();
+    block.push(chain.transfer(SHARED, 10_000_123));
+    let mut by_event = chain.transfer("0xr1", 10_000_000);
+    by_event.reference = Some(reference.into());
+    block.push(by_event);
+    let nobody = chain.transfer("0x'nobody", 1);
+    block.push(nobody.clone());
+    let distinct = block.clone();
+    // Repeats of earlier transfers in the same block count once.
+    block.extend(distinct.iter().step_by(41).cloned());
+    assert!(distinct.len() > 2_000 && block.len() > distinct.len());
+    chain.mine(t0 + 1_000, block, &[], now_ms()).await;
+
+    let paid = read(&store, &derived_invoice.id).await;
+    assert_eq!(
+        (paid.status, paid.amount_paid),
+        (Paid, Amount::from(10_000_000u64))
+    );
+    assert_eq!(read(&store, &unique_invoice.id).await.status, Paid);
+    assert_eq!(read(&store, &reference_invoice.id).await.status, Paid);
+    let stored = store.observed_transfers("long").await.unwrap();
+    let stored_keys: Vec<(&str, Option<&str>)> = stored
+        .iter()
+        .map(|t| (t.tx_hash.as_str(), t.invoice_id.as_deref()))
+        .collect();
+    let expected: Vec<(&str, Option<&str>)> = distinct
+        .iter()
+        .map(|t| {
+            let invoice = if t.tx_hash == nobody.tx_hash {
+                None
+            } else if t.reference.is_some() {
+                Some(reference_invoice.id.as_str())
+            } else if t.to == SHARED {
+                Some(unique_invoice.id.as_str())
+            } else {
+                Some(derived_invoice.id.as_str())
+            };
+            (t.tx_hash.as_str(), invoice)
+        })
+        .collect();
+    assert_eq!(
+        stored_keys, expected,
+        "stored once each, in the block's order"
+    );
+    assert_eq!(stored[0].to_address, odd_address);
+    assert_eq!(stored[2_001].reference.as_deref(), Some(reference));
+    rereading_changes_nothing(&store, "long").await;
+}
+
+/// Feeds `chain`'s stored transfers to the matcher again, as a listener re-reading their
+/// blocks would, and checks that nothing is credited or stored twice.
+async fn rereading_changes_nothing(store: &Store, chain: &str) {
+    let stored = store.observed_transfers(chain).await.unwrap();
     let mut tx = store.begin().await.unwrap();
     let credited =
         polypay_host::matcher::record_transfers(&mut tx, &stored_as_seen(&stored), now_ms())
@@ -526,7 +619,10 @@ async fn a_batch_counts_a_repeated_transfer_once_and_earlier_credits_against_a_f
             .unwrap();
     tx.commit().await.unwrap();
     assert!(credited.is_empty(), "{credited:?}");
-    assert_eq!(store.observed_transfers("batch").await.unwrap().len(), 3);
+    assert_eq!(
+        store.observed_transfers(chain).await.unwrap().len(),
+        stored.len()
+    );
 }
 
 /// Stored transfers as a listener would see them again.

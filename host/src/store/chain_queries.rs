@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::batch::{self, BatchStatement};
 use super::{
-    Store, StoreError, Tx, amount_column, backend_of, placeholder_rows, read_flag, statement_chunks,
+    Backend, Store, StoreError, Tx, amount_column, backend_of, placeholder_rows, read_flag,
+    statement_chunks,
 };
 use crate::invoice::{Amount, InvoiceStatus, MatchStrategy, ObservedTransfer};
 
@@ -414,68 +416,160 @@ pub struct KnownTransfer {
     pub invoice_id: Option<String>,
 }
 
-/// Which of `keys` are stored already (live or removed): one indexed lookup per key, one
-/// statement per batch.
+// The batch lookups (see `store::batch`). Each searches an index once per key of the
+// batch; on SQLite, CROSS JOIN keeps the batch as the outer loop of the join.
+
+/// Which keys of a batch of (chain, tx hash, log index) are stored (see [`known_transfers`]).
+const KNOWN: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, o.removed, o.invoice_id)) \
+             FROM json_each($1) q CROSS JOIN observed_transfers o \
+             WHERE o.chain = q.value ->> 0 AND o.tx_hash = q.value ->> 1 AND o.log_index = q.value ->> 2",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, o.removed, o.invoice_id)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN observed_transfers o ON o.chain = q.value ->> 0 AND o.tx_hash = q.value ->> 1 \
+               AND o.log_index = (q.value ->> 2)::bigint",
+};
+
+/// The invoice reserving each (chain, address, asset, amount) (see [`reserving_invoices`]).
+const RESERVING: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, t.invoice_id)) \
+             FROM json_each($1) q CROSS JOIN payment_targets t \
+             WHERE t.chain = q.value ->> 0 AND t.address = q.value ->> 1 AND t.asset = q.value ->> 2 \
+             AND t.amount = q.value ->> 3 AND t.active = 1 AND t.amount IS NOT NULL",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, t.invoice_id)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN payment_targets t ON t.chain = q.value ->> 0 AND t.address = q.value ->> 1 \
+               AND t.asset = q.value ->> 2 AND t.amount = q.value ->> 3 \
+               WHERE t.active = 1 AND t.amount IS NOT NULL",
+};
+
+/// The open targets at each (chain, address, asset) (see [`open_targets_at`]). Sorted by
+/// the caller, not by ORDER BY: ordering by created_at steers SQLite's planner to the
+/// (chain, created_at) index, a scan of the whole chain, instead of the address index.
+/// The amounts are read as text so that a damaged value cannot fail the statement.
+const OPEN: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, t.invoice_id, t.strategy, t.created_at, t.id, \
+             CAST(i.amount_due AS TEXT), CAST(i.amount_paid AS TEXT), CAST(i.tolerance AS TEXT))) \
+             FROM json_each($1) q CROSS JOIN payment_targets t JOIN invoices i ON i.id = t.invoice_id \
+             WHERE t.chain = q.value ->> 0 AND t.address = q.value ->> 1 AND t.asset = q.value ->> 2 \
+             AND t.active = 1 AND t.amount IS NULL",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, t.invoice_id, t.strategy, t.created_at, t.id, \
+               i.amount_due, i.amount_paid, i.tolerance)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN payment_targets t ON t.chain = q.value ->> 0 AND t.address = q.value ->> 1 \
+               AND t.asset = q.value ->> 2 \
+               JOIN invoices i ON i.id = t.invoice_id \
+               WHERE t.active = 1 AND t.amount IS NULL",
+};
+
+/// The invoice of each (chain, payment reference) (see [`reference_targets`]).
+const REFERENCED: BatchStatement = BatchStatement {
+    sqlite: "SELECT json_group_array(json_array(q.key, i.id, i.strategy, i.asset, i.pay_address)) \
+             FROM json_each($1) q CROSS JOIN invoices i \
+             WHERE i.chain = q.value ->> 0 AND i.pay_reference = q.value ->> 1",
+    postgres: "SELECT COALESCE(json_agg(json_build_array(q.n - 1, i.id, i.strategy, i.asset, i.pay_address)), '[]')::text \
+               FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) \
+               JOIN invoices i ON i.chain = q.value ->> 0 AND i.pay_reference = q.value ->> 1",
+};
+
+/// Which of `keys` are stored already (live or removed): one search of the unique index
+/// per key, one statement per batch (see `store::batch`).
 pub async fn known_transfers(
     tx: &mut Tx,
     keys: &[TransferKey],
 ) -> Result<HashMap<TransferKey, KnownTransfer>, StoreError> {
-    let mut known = HashMap::new();
-    for chunk in statement_chunks(backend_of(tx), keys, 3) {
-        // CROSS JOIN keeps SQLite's join order: the batch outside, the unique index inside.
-        let sql = format!(
-            "WITH q(chain, tx_hash, log_index) AS (VALUES {}) \
-             SELECT o.chain, o.tx_hash, o.log_index, o.removed, o.invoice_id \
-             FROM q CROSS JOIN observed_transfers o \
-             WHERE o.chain = q.chain AND o.tx_hash = q.tx_hash AND o.log_index = q.log_index",
-            placeholder_rows(backend_of(tx), chunk.len(), 3)
+    let sql = KNOWN.text(backend_of(tx));
+    let answer: Vec<(usize, i64, Option<String>)> = batch::fetch(tx, sql, keys).await?;
+    let mut known = HashMap::with_capacity(answer.len());
+    for (position, removed, invoice_id) in answer {
+        known.insert(
+            batch::key_at(keys, position)?.clone(),
+            KnownTransfer {
+                removed: removed != 0,
+                invoice_id,
+            },
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (chain, tx_hash, log_index) in chunk {
-            query = query.bind(chain).bind(tx_hash).bind(*log_index);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            known.insert(
-                (
-                    row.try_get("chain")?,
-                    row.try_get("tx_hash")?,
-                    row.try_get("log_index")?,
-                ),
-                KnownTransfer {
-                    removed: read_flag(&row, "removed")?,
-                    invoice_id: row.try_get("invoice_id")?,
-                },
-            );
-        }
     }
     Ok(known)
 }
 
-/// Stores each of `transfers` (given with the invoice it was matched to) once, one
-/// statement per batch. A new row, or a row a reorg had removed that is now back on the
-/// canonical chain (in whatever block), is written, and the answer maps its key to the
-/// invoice it counts for; a transfer already stored and live is left alone and missing
-/// from the answer. A revived row keeps the invoice it was matched to before, and its
-/// first `observed_at`. The keys of `transfers` must be distinct (PostgreSQL refuses a
-/// statement that would touch one row twice).
+/// Stores each of `transfers` (given with the invoice it was matched to) once. A new row,
+/// or a row a reorg had removed that is now back on the canonical chain (in whatever
+/// block), is written, and the answer maps its key to the invoice it counts for; a
+/// transfer already stored and live is left alone and missing from the answer. A revived
+/// row keeps the invoice it was matched to before, and its first `observed_at`. The keys
+/// of `transfers` must be distinct (PostgreSQL refuses a statement that would touch one
+/// row twice). Rows are inserted in the order given, so their ids follow it.
+///
+/// On PostgreSQL the batch is one statement, its rows a JSON parameter and its answer one
+/// row (see `store::batch`). On SQLite, where extracting the 13 fields of a row from JSON
+/// costs more than the whole insert from bound parameters (3.6 ms against 1.2 ms for
+/// 1 000 rows, measured with SQLite 3.51 alone), it is one cached `VALUES` statement per
+/// 64 rows (`statement_chunks`).
 pub async fn record_transfers(
     tx: &mut Tx,
     transfers: &[(&ObservedTransfer, Option<&str>)],
     now: i64,
 ) -> Result<HashMap<TransferKey, Option<String>>, StoreError> {
+    macro_rules! upsert {
+        () => {
+            "ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET removed = 0, \
+             block_number = excluded.block_number, block_hash = excluded.block_hash, block_time = excluded.block_time, \
+             invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
+             WHERE observed_transfers.removed = 1"
+        };
+    }
     const COLUMNS: usize = 13;
+    if backend_of(tx) == Backend::Postgres {
+        const WRITE: &str = concat!(
+            "WITH written AS (INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, \
+                 block_hash, from_address, to_address, asset, amount, reference, invoice_id, observed_at, block_time) \
+                 SELECT q.value ->> 0, q.value ->> 1, (q.value ->> 2)::bigint, (q.value ->> 3)::bigint, \
+                 q.value ->> 4, q.value ->> 5, q.value ->> 6, q.value ->> 7, q.value ->> 8, q.value ->> 9, \
+                 q.value ->> 10, (q.value ->> 11)::bigint, (q.value ->> 12)::bigint \
+                 FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS q(value, n) ORDER BY q.n ",
+            upsert!(),
+            " RETURNING chain, tx_hash, log_index, invoice_id) \
+             SELECT COALESCE(json_agg(json_build_array(chain, tx_hash, log_index, invoice_id)), '[]')::text \
+             FROM written"
+        );
+        let rows: Vec<_> = transfers
+            .iter()
+            .map(|(t, invoice_id)| {
+                (
+                    &t.chain,
+                    &t.tx_hash,
+                    t.log_index,
+                    to_i64(t.block_number),
+                    &t.block_hash,
+                    &t.from,
+                    &t.to,
+                    &t.asset,
+                    t.amount.to_string(),
+                    &t.reference,
+                    invoice_id,
+                    now,
+                    t.block_time,
+                )
+            })
+            .collect();
+        let answer: Vec<(String, String, i64, Option<String>)> =
+            batch::fetch(tx, WRITE, &rows).await?;
+        return Ok(answer
+            .into_iter()
+            .map(|(chain, tx_hash, log_index, invoice_id)| {
+                ((chain, tx_hash, log_index), invoice_id)
+            })
+            .collect());
+    }
     let mut written = HashMap::new();
-    for chunk in statement_chunks(backend_of(tx), transfers, COLUMNS) {
+    for chunk in statement_chunks(Backend::Sqlite, transfers, COLUMNS) {
         let sql = format!(
             "INSERT INTO observed_transfers (chain, tx_hash, log_index, block_number, block_hash, from_address, \
              to_address, asset, amount, reference, invoice_id, observed_at, block_time) \
-             VALUES {} \
-             ON CONFLICT (chain, tx_hash, log_index) DO UPDATE SET removed = 0, \
-             block_number = excluded.block_number, block_hash = excluded.block_hash, block_time = excluded.block_time, \
-             invoice_id = COALESCE(observed_transfers.invoice_id, excluded.invoice_id) \
-             WHERE observed_transfers.removed = 1 \
-             RETURNING chain, tx_hash, log_index, invoice_id",
-            placeholder_rows(backend_of(tx), chunk.len(), COLUMNS)
+             VALUES {} {} RETURNING chain, tx_hash, log_index, invoice_id",
+            placeholder_rows(Backend::Sqlite, chunk.len(), COLUMNS),
+            upsert!()
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (transfer, invoice_id) in chunk {
@@ -670,148 +764,96 @@ pub async fn raise_final_block(
 pub type PlaceKey = (String, String, String);
 
 /// For each (chain, address, asset, amount) of `keys`, the invoice whose active target
-/// reserves exactly that amount there (the unique-amount strategy), if any: one lookup in
-/// the unique-reservation index per key, one statement per batch.
+/// reserves exactly that amount there (the unique-amount strategy), if any: one search of
+/// the unique-reservation index per key, one statement per batch (see `store::batch`).
 pub async fn reserving_invoices(
     tx: &mut Tx,
     keys: &[(PlaceKey, Amount)],
 ) -> Result<HashMap<(PlaceKey, Amount), String>, StoreError> {
-    let mut found = HashMap::new();
-    for chunk in statement_chunks(backend_of(tx), keys, 4) {
-        let sql = format!(
-            "WITH q(chain, address, asset, amount) AS (VALUES {}) \
-             SELECT t.chain, t.address, t.asset, t.amount, t.invoice_id \
-             FROM q CROSS JOIN payment_targets t \
-             WHERE t.chain = q.chain AND t.asset = q.asset AND t.address = q.address AND t.amount = q.amount \
-             AND t.active = 1 AND t.amount IS NOT NULL",
-            placeholder_rows(backend_of(tx), chunk.len(), 4)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ((chain, address, asset), amount) in chunk {
-            query = query
-                .bind(chain)
-                .bind(address)
-                .bind(asset)
-                .bind(amount.to_string());
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let place = (
-                row.try_get("chain")?,
-                row.try_get("address")?,
-                row.try_get("asset")?,
-            );
-            let amount = amount_column(&row.try_get::<String, _>("amount")?)?;
-            found.insert((place, amount), row.try_get("invoice_id")?);
-        }
+    let fields: Vec<_> = keys
+        .iter()
+        .map(|((chain, address, asset), amount)| (chain, address, asset, amount.to_string()))
+        .collect();
+    let sql = RESERVING.text(backend_of(tx));
+    let answer: Vec<(usize, String)> = batch::fetch(tx, sql, &fields).await?;
+    let mut found = HashMap::with_capacity(answer.len());
+    for (position, invoice_id) in answer {
+        found.insert(batch::key_at(keys, position)?.clone(), invoice_id);
     }
     Ok(found)
 }
 
 /// For each (chain, address, asset) of `places`, the active targets there that reserve no
 /// amount (derived- and fixed-address), oldest first, with what their invoices still
-/// await; places without any are missing from the answer. One statement per batch. An
-/// invoice row that cannot be read leaves its amounts `None` instead of failing the
-/// caller: matching must not stop a chain because one invoice is damaged (settlement sets
-/// it aside).
+/// await; places without any are missing from the answer. One statement per batch (see
+/// `store::batch`). An invoice row that cannot be read leaves its amounts `None` instead
+/// of failing the caller: matching must not stop a chain because one invoice is damaged
+/// (settlement sets it aside).
 pub async fn open_targets_at(
     tx: &mut Tx,
     places: &[PlaceKey],
 ) -> Result<HashMap<PlaceKey, Vec<OpenTarget>>, StoreError> {
-    let mut rows = Vec::new();
-    for chunk in statement_chunks(backend_of(tx), places, 3) {
-        // Sorted here, not by ORDER BY: ordering by created_at steers SQLite's planner to
-        // the (chain, created_at) index, a scan of the whole chain, instead of the address
-        // index; CROSS JOIN keeps the batch as the outer loop.
-        let sql = format!(
-            "WITH q(chain, address, asset) AS (VALUES {}) \
-             SELECT t.chain, t.address, t.asset, t.invoice_id, t.strategy, t.created_at, t.id, \
-             i.amount_due, i.amount_paid, i.tolerance \
-             FROM q CROSS JOIN payment_targets t JOIN invoices i ON i.id = t.invoice_id \
-             WHERE t.chain = q.chain AND t.address = q.address AND t.asset = q.asset \
-             AND t.active = 1 AND t.amount IS NULL",
-            placeholder_rows(backend_of(tx), chunk.len(), 3)
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (chain, address, asset) in chunk {
-            query = query.bind(chain).bind(address).bind(asset);
-        }
-        rows.extend(query.fetch_all(&mut **tx).await?);
-    }
-    let mut keyed = rows
-        .into_iter()
-        .map(|row| {
-            let place: PlaceKey = (
-                row.try_get("chain")?,
-                row.try_get("address")?,
-                row.try_get("asset")?,
-            );
-            let created_at: i64 = row.try_get("created_at")?;
-            let id: String = row.try_get("id")?;
-            Ok(((place, created_at, id), row))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    type Row = (
+        usize,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let sql = OPEN.text(backend_of(tx));
+    let mut answer: Vec<Row> = batch::fetch(tx, sql, places).await?;
+    answer.sort_by(|a, b| (a.0, a.3, &a.4).cmp(&(b.0, b.3, &b.4)));
+    let amount = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|text| Amount::from_base_units(text).ok())
+    };
     let mut targets: HashMap<PlaceKey, Vec<OpenTarget>> = HashMap::new();
-    for ((place, _, _), row) in keyed {
-        let strategy: String = row.try_get("strategy")?;
+    for (position, invoice_id, strategy, _, _, due, paid, tolerance) in answer {
         let Ok(strategy) = strategy.parse::<MatchStrategy>() else {
             continue;
         };
-        let amount = |column: &str| {
-            row.try_get::<String, _>(column)
-                .ok()
-                .and_then(|text| Amount::from_base_units(&text).ok())
-        };
-        let awaited = match (
-            amount("amount_due"),
-            amount("amount_paid"),
-            amount("tolerance"),
-        ) {
+        let awaited = match (amount(&due), amount(&paid), amount(&tolerance)) {
             (Some(due), Some(paid), Some(tolerance)) => Some(Awaited {
                 remaining: due.saturating_sub(paid),
                 tolerance,
             }),
             _ => None,
         };
-        targets.entry(place).or_default().push(OpenTarget {
-            invoice_id: row.try_get("invoice_id")?,
-            strategy,
-            awaited,
-        });
+        targets
+            .entry(batch::key_at(places, position)?.clone())
+            .or_default()
+            .push(OpenTarget {
+                invoice_id,
+                strategy,
+                awaited,
+            });
     }
     Ok(targets)
 }
 
 /// For each (chain, reference) of `keys`, the invoice whose payment reference it is, as
 /// the matcher checks a payment-contract event against it: (id, strategy, asset, pay
-/// address) as stored. One statement per batch.
+/// address) as stored. One statement per batch (see `store::batch`).
 pub async fn reference_targets(
     tx: &mut Tx,
     keys: &[(String, String)],
 ) -> Result<HashMap<(String, String), ReferenceTarget>, StoreError> {
-    let mut found = HashMap::new();
-    for chunk in statement_chunks(backend_of(tx), keys, 2) {
-        let sql = format!(
-            "WITH q(chain, reference) AS (VALUES {}) \
-             SELECT i.chain, i.pay_reference, i.id, i.strategy, i.asset, i.pay_address \
-             FROM q CROSS JOIN invoices i WHERE i.chain = q.chain AND i.pay_reference = q.reference",
-            placeholder_rows(backend_of(tx), chunk.len(), 2)
+    let sql = REFERENCED.text(backend_of(tx));
+    let answer: Vec<(usize, String, String, String, String)> = batch::fetch(tx, sql, keys).await?;
+    let mut found = HashMap::with_capacity(answer.len());
+    for (position, invoice_id, strategy, asset, pay_address) in answer {
+        found.insert(
+            batch::key_at(keys, position)?.clone(),
+            ReferenceTarget {
+                invoice_id,
+                strategy,
+                asset,
+                pay_address,
+            },
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (chain, reference) in chunk {
-            query = query.bind(chain).bind(reference);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            found.insert(
-                (row.try_get("chain")?, row.try_get("pay_reference")?),
-                ReferenceTarget {
-                    invoice_id: row.try_get("id")?,
-                    strategy: row.try_get("strategy")?,
-                    asset: row.try_get("asset")?,
-                    pay_address: row.try_get("pay_address")?,
-                },
-            );
-        }
     }
     Ok(found)
 }
@@ -847,4 +889,38 @@ pub async fn invoice_ids_in_status(
             .fetch_all(&mut **tx)
             .await?,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each batch lookup searches an index once per key of the batch, whatever the number
+    /// of open invoices or stored transfers: checked on SQLite's query plan of every
+    /// statement (the batch's JSON expansion is the only scan).
+    #[tokio::test]
+    async fn every_batch_lookup_is_one_index_search_per_key_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("plans.db").display());
+        let store = Store::open(&url, 1).await.unwrap();
+        for statement in [&KNOWN, &RESERVING, &OPEN, &REFERENCED] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", statement.sqlite);
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind("[]")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+            let plan: Vec<String> = rows.iter().map(|r| r.try_get("detail").unwrap()).collect();
+            let scans: Vec<&String> = plan
+                .iter()
+                .filter(|step| step.starts_with("SCAN") && !step.contains("VIRTUAL TABLE"))
+                .collect();
+            assert!(scans.is_empty(), "a table scan in {plan:?}");
+            assert!(
+                plan.iter()
+                    .any(|step| step.starts_with("SEARCH") && step.contains("USING")),
+                "no index search in {plan:?}"
+            );
+        }
+    }
 }

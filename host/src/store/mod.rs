@@ -6,9 +6,11 @@
 //! decimal strings, compared and summed in Rust with exact integers), timestamps are 64-bit
 //! unix milliseconds, JSON is TEXT, and flags are integers 0/1 read and written through
 //! [`flag`] and [`read_flag`] (the Any driver maps no boolean type on SQLite; binding a Rust
-//! `bool` would work on one backend only). Placeholders are `$1, $2, …` written
-//! in ascending order, which SQLite binds positionally too. The few statements that differ
-//! (row locking on PostgreSQL) branch on [`Backend`].
+//! `bool` would work on one backend only). Placeholders are `$1, $2, …` written in
+//! ascending order, which SQLite binds positionally too; the multi-row statements of
+//! `placeholder_rows` write anonymous `?` on SQLite (see there why). The few statements
+//! that differ (row locking on PostgreSQL, the JSON functions of `batch`) branch on
+//! [`Backend`].
 //!
 //! Transactions on SQLite begin with `BEGIN IMMEDIATE`: a deferred transaction that reads
 //! and then writes can fail with "database is locked" when another connection wrote in
@@ -52,8 +54,11 @@
 //! credits and the outbox events of invoice changes), [`chain_queries`] (listener cursors,
 //! block hashes, observed transfers, reservations), [`outbox`] (webhook delivery),
 //! [`plugin_queries`] (what plugins read), [`kv`] (the plugin-scoped key-value store),
-//! [`two_factor`] (TOTP seeds, one-time code challenges, failure counts).
+//! [`two_factor`] (TOTP seeds, one-time code challenges, failure counts). `batch` runs
+//! the lookups of a whole batch of keys as one statement with the keys in one JSON
+//! parameter (the chain listeners' and the matcher's).
 
+mod batch;
 pub mod chain_queries;
 pub mod invoices;
 pub mod kv;
@@ -354,15 +359,15 @@ fn sqlite_url_creating_dir(url: &str) -> Result<String, StoreError> {
 /// PostgreSQL's protocol allows 65 535. A longer batch is cut into several statements.
 const MAX_BIND_PARAMS: usize = 32_766;
 
-/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each. On SQLite they
-/// are written `?1, ?2, …`, which SQLite binds positionally in linear time: it resolves
-/// each `$N` as a named parameter by a linear search of the names before it, which makes
-/// a statement of thousands of parameters cost quadratic time to prepare.
+/// `($1, $2), ($3, $4), …`: `rows` rows of `columns` placeholders each, in ascending
+/// order. On SQLite they are written as anonymous `?`, which binds the same way (the
+/// N-th `?` is parameter N) in constant time per parameter. A numbered one costs time
+/// linear in the statement's parameter count twice over: SQLite resolves `$N` by a linear
+/// search of the names before it when it prepares the statement, and sqlx asks SQLite the
+/// name of every parameter it binds (`sqlite3_bind_parameter_name`, a linear walk of the
+/// statement's names), so a statement of 832 numbered parameters spent 40% of the
+/// matcher's time in that call (BENCHMARKS.md, "Matcher throughput").
 pub(crate) fn placeholder_rows(backend: Backend, rows: usize, columns: usize) -> String {
-    let sigil = match backend {
-        Backend::Sqlite => '?',
-        Backend::Postgres => '$',
-    };
     let mut text = String::with_capacity(rows * columns * 7);
     for row in 0..rows {
         if row > 0 {
@@ -373,8 +378,13 @@ pub(crate) fn placeholder_rows(backend: Backend, rows: usize, columns: usize) ->
             if column > 0 {
                 text.push_str(", ");
             }
-            text.push(sigil);
-            text.push_str(&(row * columns + column + 1).to_string());
+            match backend {
+                Backend::Sqlite => text.push('?'),
+                Backend::Postgres => {
+                    text.push('$');
+                    text.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
         }
         text.push(')');
     }
@@ -397,8 +407,8 @@ pub(crate) fn backend_of(tx: &Tx) -> Backend {
 const SQLITE_ROWS_PER_STATEMENT: usize = 64;
 
 /// Rows one batched statement carries at most on PostgreSQL: each statement is a round
-/// trip to the server, and long statements measured about 4× faster than 64-row ones
-/// (BENCHMARKS.md, matcher).
+/// trip to the server, and 1 000-row statements measured about 4× faster than 64-row ones
+/// for the matcher's former `VALUES`-list lookups (16 813 against 3 351 transfers/s).
 const POSTGRES_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The rows of a batch that fit one statement of `columns` parameters per row on `backend`.
