@@ -37,6 +37,9 @@ on_both_backends!(
     test_event_is_rendered_as_a_test_and_delivered_to_its_url,
     test_events_are_rate_limited_per_merchant,
     a_slow_receiver_neither_blocks_nor_starves_deliveries_to_a_fast_one,
+    a_receiver_answering_nul_characters_has_its_outcome_recorded_with_the_others,
+    one_batch_of_outcomes_records_the_held_attempts_and_refuses_the_retaken_ones,
+    claims_take_the_earliest_due_events_and_among_those_due_together_the_oldest,
 );
 
 /// Creates another invoice and waits for its callback: proof that the dispatcher has made
@@ -1119,4 +1122,174 @@ async fn two_workers_on_one_postgres_database_never_send_the_same_attempt_twice(
     );
     assert_eq!(a + b, sent);
     assert!(a > 0 && b > 0, "both instances took part ({a} / {b})");
+}
+
+async fn a_receiver_answering_nul_characters_has_its_outcome_recorded_with_the_others(db: TestDb) {
+    let store = db.store().await;
+    let receiver = Receiver::start(|request, _| match request.path.as_str() {
+        "/nul" => Reply::Body(200, "ok\0bye".into()),
+        _ => Reply::Status(200),
+    })
+    .await;
+    let merchant = merchant(&store).await;
+    let nul = invoice(&store, &merchant, Some(&receiver.url("/nul"))).await;
+    let plain = invoice(&store, &merchant, Some(&receiver.url("/notify"))).await;
+    let nul = events_of(&store, &nul.id).await.remove(0);
+    let plain = events_of(&store, &plain.id).await.remove(0);
+    let running = Running::start(&store, fast_config(), Arc::new(TestRenderer::default()));
+
+    wait_for_state(&store, nul.id, DeliveryState::Delivered).await;
+    wait_for_state(&store, plain.id, DeliveryState::Delivered).await;
+    running.stop().await;
+
+    assert_eq!(per_event(&receiver.received()).get(&nul.id), Some(&1));
+    let attempt = attempts(&store, nul.id).await.remove(0);
+    assert_eq!(attempt.outcome, AttemptOutcome::Accepted);
+    assert_eq!(
+        attempt.response_body.as_deref(),
+        Some("ok\u{FFFD}bye"),
+        "stored without the NUL, which PostgreSQL's text cannot hold"
+    );
+}
+
+async fn one_batch_of_outcomes_records_the_held_attempts_and_refuses_the_retaken_ones(db: TestDb) {
+    let store = db.store().await;
+    let merchant = merchant(&store).await;
+    let url = "http://127.0.0.1:9/notify";
+    let first = invoice(&store, &merchant, Some(url)).await;
+    let second = invoice(&store, &merchant, Some(url)).await;
+    let first = events_of(&store, &first.id).await.remove(0).id;
+    let second = events_of(&store, &second.id).await.remove(0).id;
+    let now = now_ms();
+    // Attempt 1 of both is lost by a stalled worker; attempt 2 of both is held now.
+    assert_eq!(outbox::claim(&store, now, now, 10).await.unwrap().len(), 2);
+    assert_eq!(outbox::recover_expired(&store, now).await.unwrap(), 2);
+    let held = outbox::claim(&store, now, now + 60_000, 10).await.unwrap();
+    assert_eq!(
+        held.iter().map(|c| c.delivery.attempts).collect::<Vec<_>>(),
+        [2, 2]
+    );
+
+    let report = |outcome, status_code, error: Option<&str>| outbox::AttemptReport {
+        url: url.into(),
+        started_at: now + 1,
+        latency_ms: Some(5),
+        status_code,
+        response_body: status_code.map(|_| "it's \"quoted\"\n".to_string()),
+        response_truncated: false,
+        error: error.map(str::to_string),
+        outcome,
+    };
+    let accepted = report(AttemptOutcome::Accepted, Some(200), None);
+    let rejected = report(AttemptOutcome::Rejected, Some(503), None);
+    let failed = report(AttemptOutcome::Failed, None, Some("connection refused"));
+    let retry_at = now + 30_000;
+    let records = [
+        outbox::AttemptRecord {
+            id: first,
+            attempt: 1,
+            report: &accepted,
+            next: Next::Delivered,
+        },
+        outbox::AttemptRecord {
+            id: first,
+            attempt: 2,
+            report: &rejected,
+            next: Next::RetryAt(retry_at),
+        },
+        outbox::AttemptRecord {
+            id: second,
+            attempt: 2,
+            report: &failed,
+            next: Next::Dead,
+        },
+    ];
+    let recorded = outbox::record_attempts(&store, &records, now + 2)
+        .await
+        .unwrap();
+    assert_eq!(recorded, [false, true, true], "attempt 1 was retaken");
+
+    let retried = delivery(&store, first).await;
+    assert_eq!(
+        (retried.state, retried.next_attempt_at, retried.locked_until),
+        (DeliveryState::Pending, retry_at, None)
+    );
+    assert_eq!(retried.last_error.as_deref(), Some("HTTP 503 not accepted"));
+    assert_eq!(retried.last_attempt_at, Some(now + 1));
+    assert_eq!(retried.delivered_at, None);
+    let dead = delivery(&store, second).await;
+    assert_eq!(
+        (dead.state, dead.locked_until, dead.last_error.as_deref()),
+        (DeliveryState::Dead, None, Some("connection refused"))
+    );
+    assert_eq!(
+        outcomes(&store, first).await,
+        [
+            (1, AttemptOutcome::Abandoned),
+            (2, AttemptOutcome::Rejected)
+        ]
+    );
+    let attempt = attempts(&store, first).await.remove(1);
+    assert_eq!(
+        (
+            attempt.status_code,
+            attempt.response_body.as_deref(),
+            attempt.latency_ms,
+            attempt.accepted
+        ),
+        (Some(503), Some("it's \"quoted\"\n"), Some(5), false)
+    );
+    let attempt = attempts(&store, second).await.remove(1);
+    assert_eq!(
+        (
+            attempt.outcome,
+            attempt.status_code,
+            attempt.error.as_deref()
+        ),
+        (AttemptOutcome::Failed, None, Some("connection refused"))
+    );
+    assert!(
+        outbox::record_attempts(&store, &records[1..], now + 3)
+            .await
+            .unwrap()
+            .iter()
+            .all(|recorded| !recorded),
+        "an outcome is recorded once"
+    );
+}
+
+async fn claims_take_the_earliest_due_events_and_among_those_due_together_the_oldest(db: TestDb) {
+    let store = db.store().await;
+    let merchant = merchant(&store).await;
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        let invoice = invoice(&store, &merchant, Some("http://127.0.0.1:9/notify")).await;
+        events.push(events_of(&store, &invoice.id).await.remove(0).id);
+    }
+    let due = now_ms() - 1_000;
+    for (event, at) in events.iter().zip([due, due, due - 1, due]) {
+        sqlx::query("UPDATE outbox_events SET next_attempt_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(event)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    let claimed =
+        |claims: Vec<outbox::Claim>| -> Vec<i64> { claims.iter().map(|c| c.delivery.id).collect() };
+    let now = now_ms();
+    let first = claimed(outbox::claim(&store, now, now + 60_000, 2).await.unwrap());
+    assert_eq!(
+        first,
+        [events[0], events[2]],
+        "the earliest due, then the oldest"
+    );
+    let second = claimed(outbox::claim(&store, now, now + 60_000, 2).await.unwrap());
+    assert_eq!(second, [events[1], events[3]]);
+    assert!(
+        outbox::claim(&store, now, now + 60_000, 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -16,6 +16,14 @@
 //! expired and whose event was retaken cannot overwrite the newer attempt's outcome, and
 //! the unique `(event_id, attempt)` index means an attempt number is used once.
 //!
+//! On PostgreSQL every write of the delivery loop is one statement, so one round trip and
+//! one commit: a claim, and a whole batch of outcomes ([`record_attempts`]: the events'
+//! new states and their attempt rows, from one JSON parameter through a statement whose
+//! text never changes, so it is prepared once per connection). The claim's scan reads
+//! the `outbox_due` index `(state, next_attempt_at, id)` in claim order and stops after
+//! `limit` rows (migration 0019; before, every event due at the same millisecond was
+//! read and sorted first).
+//!
 //! Per-invoice order: only the oldest open (`pending` or `delivering`) event of an invoice
 //! is due, so a later event is never sent before an earlier one is delivered, skipped or
 //! dead. A dead-lettered event no longer blocks the invoice's later events: it is
@@ -261,14 +269,22 @@ pub async fn claim(
          WHERE id IN (SELECT id FROM due) \
          RETURNING {DELIVERY_COLUMNS}, payload"
     );
-    let mut tx = store.begin().await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
         .bind(i64::from(limit))
-        .bind(lease_until)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
+        .bind(lease_until);
+    let rows = match store.backend() {
+        // One statement is a transaction of its own: no `BEGIN` and `COMMIT` round trips.
+        Backend::Postgres => query.fetch_all(store.writer()).await?,
+        // `BEGIN IMMEDIATE` takes the write lock before the statement reads (see
+        // `Store::begin`).
+        Backend::Sqlite => {
+            let mut tx = store.begin().await?;
+            let rows = query.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        }
+    };
     let mut claims = rows
         .iter()
         .map(|row| {
@@ -318,16 +334,133 @@ pub struct AttemptRecord<'a> {
     pub next: Next,
 }
 
-/// Records the outcomes of many attempts and moves their events on, all in one
-/// transaction of two statements per batch (the events' new states, then the attempts
-/// of the events still held). Answers, for each record in order, whether it was
-/// recorded: `false` (and nothing written for it) when the worker no longer holds that
-/// attempt, its lease having expired and the event been retaken.
+/// Records the outcomes of many attempts and moves their events on. Answers, for each
+/// record in order, whether it was recorded: `false` (and nothing written for it) when
+/// the worker no longer holds that attempt, its lease having expired and the event been
+/// retaken. Each record's state change and attempt row are written together; see
+/// [`record_attempts_postgres`] and [`record_attempts_sqlite`] for how.
 pub async fn record_attempts(
     store: &Store,
     records: &[AttemptRecord<'_>],
     now: i64,
 ) -> Result<Vec<bool>, StoreError> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = match store.backend() {
+        Backend::Postgres => record_attempts_postgres(store, records, now).await?,
+        Backend::Sqlite => record_attempts_sqlite(store, records, now).await?,
+    };
+    Ok(records
+        .iter()
+        .map(|r| held.contains(&(r.id, r.attempt)))
+        .collect())
+}
+
+/// The new state of a recorded attempt's event: (state, next_attempt_at, delivered_at).
+fn after_attempt(next: Next, now: i64) -> (DeliveryState, i64, Option<i64>) {
+    match next {
+        Next::Delivered => (DeliveryState::Delivered, now, Some(now)),
+        Next::RetryAt(at) => (DeliveryState::Pending, at, None),
+        Next::Dead => (DeliveryState::Dead, now, None),
+    }
+}
+
+/// One record as a row of [`RECORD_ATTEMPTS_POSTGRES`]'s JSON parameter.
+#[derive(Serialize)]
+struct RecordRow<'a> {
+    id: i64,
+    attempt: i64,
+    state: &'static str,
+    next_attempt_at: i64,
+    delivered_at: Option<i64>,
+    last_error: Option<String>,
+    url: &'a str,
+    started_at: i64,
+    latency_ms: Option<i64>,
+    status_code: Option<i64>,
+    response_body: Option<&'a str>,
+    error: Option<&'a str>,
+    accepted: i64,
+    outcome: &'static str,
+    response_truncated: i64,
+}
+
+/// Every record of a batch in one statement whose text never changes: the records travel
+/// as one JSON array (the `Any` driver binds no arrays), the events still held are moved
+/// on and their attempts inserted from what the update returned. One statement is a
+/// transaction of its own (no `BEGIN`/`COMMIT` round trips), and a text that never
+/// changes is prepared once per connection, where a `VALUES` list of as many rows as the
+/// batch would be a new statement for almost every batch size: parsed, planned and
+/// evicted from the connection's statement cache again and again.
+const RECORD_ATTEMPTS_POSTGRES: &str = "WITH v AS (SELECT * FROM json_to_recordset($1::json) AS v(\
+        id BIGINT, attempt BIGINT, state TEXT, next_attempt_at BIGINT, delivered_at BIGINT, last_error TEXT, \
+        url TEXT, started_at BIGINT, latency_ms BIGINT, status_code BIGINT, response_body TEXT, error TEXT, \
+        accepted BIGINT, outcome TEXT, response_truncated BIGINT)), \
+     held AS (UPDATE outbox_events e SET state = v.state, next_attempt_at = v.next_attempt_at, locked_until = NULL, \
+        delivered_at = v.delivered_at, last_error = v.last_error, last_attempt_at = v.started_at \
+        FROM v WHERE e.id = v.id AND e.state = 'delivering' AND e.attempts = v.attempt \
+        RETURNING e.id, e.attempts) \
+     INSERT INTO webhook_attempts (event_id, attempt, url, started_at, latency_ms, status_code, response_body, error, \
+        accepted, outcome, response_truncated) \
+     SELECT v.id, v.attempt, v.url, v.started_at, v.latency_ms, v.status_code, v.response_body, v.error, \
+        v.accepted, v.outcome, v.response_truncated \
+     FROM v JOIN held ON held.id = v.id AND held.attempts = v.attempt \
+     RETURNING event_id, attempt";
+
+/// The (event, attempt) pairs of `records` that were recorded, on PostgreSQL.
+async fn record_attempts_postgres(
+    store: &Store,
+    records: &[AttemptRecord<'_>],
+    now: i64,
+) -> Result<std::collections::HashSet<(i64, i64)>, StoreError> {
+    let rows: Vec<RecordRow> = records
+        .iter()
+        .map(|record| {
+            let report = record.report;
+            let (state, next_attempt_at, delivered_at) = after_attempt(record.next, now);
+            RecordRow {
+                id: record.id,
+                attempt: record.attempt,
+                state: state.as_str(),
+                next_attempt_at,
+                delivered_at,
+                last_error: last_error(report),
+                url: &report.url,
+                started_at: report.started_at,
+                latency_ms: report.latency_ms,
+                status_code: report.status_code,
+                response_body: report.response_body.as_deref(),
+                error: report.error.as_deref(),
+                accepted: flag(report.outcome == AttemptOutcome::Accepted),
+                outcome: report.outcome.as_str(),
+                response_truncated: flag(report.response_truncated),
+            }
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| corrupt("attempt records", e))?;
+    let mut held = std::collections::HashSet::with_capacity(records.len());
+    for row in sqlx::query(RECORD_ATTEMPTS_POSTGRES)
+        .bind(json)
+        .fetch_all(store.writer())
+        .await?
+    {
+        held.insert((
+            row.try_get::<i64, _>("event_id")?,
+            row.try_get::<i64, _>("attempt")?,
+        ));
+    }
+    Ok(held)
+}
+
+/// The (event, attempt) pairs of `records` that were recorded, on SQLite: one
+/// transaction of two statements per chunk (the events' new states, then the attempts of
+/// the events still held), SQLite having no `UPDATE` inside a `WITH`.
+async fn record_attempts_sqlite(
+    store: &Store,
+    records: &[AttemptRecord<'_>],
+    now: i64,
+) -> Result<std::collections::HashSet<(i64, i64)>, StoreError> {
     const STATE_COLUMNS: usize = 7;
     const ATTEMPT_COLUMNS: usize = 11;
     let mut held = std::collections::HashSet::new();
@@ -344,11 +477,7 @@ pub async fn record_attempts(
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for record in chunk {
-            let (state, next_attempt_at, delivered_at) = match record.next {
-                Next::Delivered => (DeliveryState::Delivered, now, Some(now)),
-                Next::RetryAt(at) => (DeliveryState::Pending, at, None),
-                Next::Dead => (DeliveryState::Dead, now, None),
-            };
+            let (state, next_attempt_at, delivered_at) = after_attempt(record.next, now);
             query = query
                 .bind(record.id)
                 .bind(record.attempt)
@@ -365,14 +494,9 @@ pub async fn record_attempts(
             ));
         }
     }
-    let recorded: Vec<bool> = records
-        .iter()
-        .map(|r| held.contains(&(r.id, r.attempt)))
-        .collect();
     let attempts: Vec<&AttemptRecord> = records
         .iter()
-        .zip(&recorded)
-        .filter_map(|(r, recorded)| recorded.then_some(r))
+        .filter(|r| held.contains(&(r.id, r.attempt)))
         .collect();
     for chunk in statement_chunks(store.backend(), &attempts, ATTEMPT_COLUMNS) {
         let sql = format!(
@@ -399,7 +523,7 @@ pub async fn record_attempts(
         query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(recorded)
+    Ok(held)
 }
 
 /// What `last_error` says after an attempt: nothing once accepted.

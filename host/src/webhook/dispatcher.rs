@@ -604,7 +604,7 @@ impl Dispatcher {
                     started_at,
                     latency_ms,
                     status_code: Some(i64::from(answer.status)),
-                    response_body: Some(String::from_utf8_lossy(&answer.body).into_owned()),
+                    response_body: Some(stored_text(&answer.body)),
                     response_truncated: answer.truncated,
                     error: None,
                     outcome: if accepted {
@@ -909,6 +909,18 @@ pub fn next_after_failure(
             Next::RetryAt(now_ms().saturating_add(delay.as_millis().min(i64::MAX as u128) as i64))
         }
         None => Next::Dead,
+    }
+}
+
+/// A receiver's answer as stored: UTF-8 (invalid sequences replaced) without NUL
+/// characters, which PostgreSQL's text cannot hold; a receiver answering one must not
+/// make its outcome, and the others recorded with it, impossible to write.
+fn stored_text(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text.into_owned()
     }
 }
 
