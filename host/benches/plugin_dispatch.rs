@@ -13,6 +13,14 @@
 //! - `noop_route`: `POST /echo/noop` through the router: a fresh instance whose
 //!   `handle` answers a constant 204 (everything but the echo's own work).
 //!
+//! Requests are measured the way the server serves them: one after another on a task of
+//! the multi-threaded runtime (a connection's task), so the plugin call's own task
+//! (`plugin::runtime`) starts on the same worker thread. Group
+//! `dispatch_small_json_from_outside_the_runtime` drives the same requests with
+//! `block_on` from the benchmark's thread instead: every plugin call's task then has to
+//! wake a parked worker thread, which no request in the server pays, and on an idle
+//! virtual machine that wake-up costs more than the whole call.
+//!
 //! After criterion, each variant is run [`FAULT_SAMPLES`] more times and the minor
 //! page faults of the process (`getrusage`, `ru_minflt`) per request are printed.
 //!
@@ -34,6 +42,7 @@ use polypay_host::plugin::{
 };
 use serde_json::json;
 use std::hint::black_box;
+use std::time::Instant;
 use tower::ServiceExt;
 
 const BODY: &str = r#"{"amount":"1000000","chain":"ethereum","asset":"USDT","order_id":"bench-1"}"#;
@@ -123,14 +132,39 @@ fn dispatch(c: &mut Criterion) {
     let plugin_router = runtime.router();
     let native_router = Router::new().route("/echo/request/{*rest}", post(native_echo));
 
+    // Requests are served one after another on a task of the runtime, as a connection's
+    // requests are in the server (see the module docs).
+    let in_task = |router: &Router, iters: u64| {
+        let router = router.clone();
+        rt.block_on(rt.spawn(async move {
+            let started = Instant::now();
+            for _ in 0..iters {
+                black_box(serve(&router).await);
+            }
+            started.elapsed()
+        }))
+        .expect("the measuring task")
+    };
     let mut group = c.benchmark_group("dispatch_small_json");
     group.bench_function("plugin", |b| {
-        b.iter(|| black_box(rt.block_on(serve(&plugin_router))))
+        b.iter_custom(|iters| in_task(&plugin_router, iters))
     });
     group.bench_function("native", |b| {
-        b.iter(|| black_box(rt.block_on(serve(&native_router))))
+        b.iter_custom(|iters| in_task(&native_router, iters))
     });
     group.finish();
+
+    // The same requests driven from outside the runtime (`block_on` on the benchmark's
+    // thread): the plugin's call task then starts on a parked worker thread, which
+    // must be woken for every request.
+    let mut outside = c.benchmark_group("dispatch_small_json_from_outside_the_runtime");
+    outside.bench_function("plugin", |b| {
+        b.iter(|| black_box(rt.block_on(serve(&plugin_router))))
+    });
+    outside.bench_function("native", |b| {
+        b.iter(|| black_box(rt.block_on(serve(&native_router))))
+    });
+    outside.finish();
 
     let mut steps = c.benchmark_group("plugin_steps");
     steps.bench_function("store", |b| {
@@ -146,7 +180,17 @@ fn dispatch(c: &mut Criterion) {
         })
     });
     steps.bench_function("noop_route", |b| {
-        b.iter(|| black_box(rt.block_on(serve_request(&plugin_router, post_to("/echo/noop"), 204))))
+        b.iter_custom(|iters| {
+            let router = plugin_router.clone();
+            rt.block_on(rt.spawn(async move {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    black_box(serve_request(&router, post_to("/echo/noop"), 204).await);
+                }
+                started.elapsed()
+            }))
+            .expect("the measuring task")
+        })
     });
     steps.finish();
 
