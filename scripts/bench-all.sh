@@ -28,7 +28,7 @@ for arg in "$@"; do
     case "$arg" in
         --no-build) build=0 ;;
         --quick) quick=1 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown option $arg" >&2; exit 2 ;;
     esac
 done
