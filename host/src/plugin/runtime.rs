@@ -408,21 +408,19 @@ impl RuntimeInner {
         call: Call,
     ) -> Result<CallOutput, CallError> {
         let plugin = &self.plugins[index];
-        let slots = match kind {
-            CallKind::Webhook => &plugin.renders,
-            CallKind::Request | CallKind::Manifest => &plugin.requests,
-        };
         let permit: OwnedSemaphorePermit = match kind {
             // The webhook worker starts more deliveries at once than a plugin has
             // rendering slots; a rendering queues briefly for one rather than being
             // refused and postponed (which costs the worker a write and a claim).
             CallKind::Webhook => {
-                tokio::time::timeout(RENDER_SLOT_WAIT, slots.clone().acquire_owned())
+                tokio::time::timeout(RENDER_SLOT_WAIT, plugin.renders.clone().acquire_owned())
                     .await
                     .ok()
                     .and_then(Result::ok)
             }
-            CallKind::Request | CallKind::Manifest => slots.clone().try_acquire_owned().ok(),
+            CallKind::Request | CallKind::Manifest => {
+                plugin.requests.clone().try_acquire_owned().ok()
+            }
         }
         .ok_or(CallError::Overload(Overload::Concurrency))?;
         let inner = self.clone();
